@@ -1,0 +1,279 @@
+"""`sepbench` command line: run, cost, list, env, show.
+
+Bad input of any kind ends with one line on stderr and exit code 2, never a traceback. An
+interrupted run (Ctrl-C, SIGTERM) keeps every finished case and says how to resume.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import NoReturn
+
+import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from sepbench import __version__
+from sepbench.errors import SepbenchError
+from sepbench.spec import (
+    ACTS,
+    DTYPES,
+    MODES,
+    PADDINGS,
+    VARIANTS,
+    Case,
+    check,
+    group_cases,
+    load_grid,
+    load_preset,
+    parse_shard,
+    preset_names,
+)
+
+# Piped or logged output keeps the tables' full width instead of rich's 80-column fallback.
+_WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 200
+out = Console(width=_WIDTH)
+err = Console(stderr=True, width=_WIDTH)
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def _fail(message: str) -> NoReturn:
+    err.print(f"sepbench: error: {message}", markup=False, highlight=False, soft_wrap=True)
+    sys.exit(EXIT_USAGE)
+
+
+class _RichProgress:
+    """Progress bar with ETA over the cases left to measure."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.bar = progress
+        self.task: TaskID | None = None
+
+    def start(self, total: int) -> None:
+        self.task = self.bar.add_task("starting", total=total)
+
+    def update(self, advance: int, label: str) -> None:
+        if self.task is None:
+            self.bar.console.print(f"[dim]{label}…[/dim]")
+            return
+        self.bar.update(self.task, advance=advance, description=label)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(__version__, prog_name="sepbench")
+def cli() -> None:
+    """How much cheaper separable, grouped and depthwise convolutions are in theory, and how much
+    faster and leaner they are in practice, on this machine and this PyTorch."""
+
+
+@cli.command()
+@click.option("--preset", help="A named grid (see `sepbench list`). Default: default.")
+@click.option("--grid", "grid_file", type=click.Path(dir_okay=False, path_type=Path), help="A TOML grid file.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), help="Override the grid's device axis.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
+              show_default=True, help="Directory for the results file.")
+@click.option("--resume", is_flag=True, help="Continue the newest interrupted run of this grid in --out.")
+@click.option("--shard", "shard_text", metavar="K/N", help="Measure only the K-th of N slices of the grid.")
+@click.option("--threads", type=click.IntRange(min=1), help="Intra-op threads (default: torch's default).")
+@click.option("--no-memory", is_flag=True, help="Skip the per-case peak memory probes.")
+def run(preset: str | None, grid_file: Path | None, device: str | None, out_dir: Path, resume: bool,
+        shard_text: str | None, threads: int | None, no_memory: bool) -> None:
+    """Measure a grid: theory and measurement side by side, one results file per run."""
+    from sepbench.runner import Runner
+    from sepbench.store import load
+
+    if preset and grid_file:
+        raise SepbenchError("give --preset or --grid, not both")
+    grid = load_grid(grid_file) if grid_file else load_preset(preset or "default")
+    if device:
+        grid = grid.with_device(device)
+    updates = {k: v for k, v in (("threads", threads), ("memory", False if no_memory else None)) if v is not None}
+    if updates:
+        grid = type(grid)(grid.name, grid.spec.model_copy(update={"measure": grid.measure.model_copy(update=updates)}))
+    shard_spec = parse_shard(shard_text) if shard_text else None
+    started = time.perf_counter()
+    with Progress(SpinnerColumn(), TextColumn("{task.description}", style="bold"), BarColumn(),
+                  MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                  console=err, transient=False) as bar:
+        runner = Runner(grid, out_dir, resume=resume, shard_spec=shard_spec, progress=_RichProgress(bar))
+        if runner.plan.dropped:
+            reasons = "; ".join(f"{n}× {why}" for why, n in runner.plan.dropped.most_common())
+            bar.console.print(f"dropped {sum(runner.plan.dropped.values())} invalid combinations ({reasons})")
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+        try:
+            outcome = runner.run()
+        except KeyboardInterrupt:
+            bar.stop()
+            done = runner.outcome
+            where = f" in {done.path}" if done else ""
+            saved = len(done.records) + done.already_done if done else 0
+            err.print(f"interrupted: {saved} finished cases are saved{where}; continue with the same command "
+                      "plus --resume", markup=False)
+            sys.exit(EXIT_INTERRUPTED)
+    df, _ = load([outcome.path])
+    from sepbench.tables import print_results
+
+    print_results(df, out)
+    elapsed = time.perf_counter() - started
+    skipped = int((df["status"] == "skipped").sum())
+    out.print(f"{len(outcome.records)} cases measured in {elapsed:.0f} s"
+              + (f" ({outcome.already_done} already done before --resume)" if outcome.already_done else "")
+              + (f", {skipped} skipped" if skipped else "") + f" → {outcome.path}", highlight=False)
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@cli.command()
+@click.argument("variant", metavar="VARIANT|all")
+@click.option("--c-in", type=int, default=32, show_default=True)
+@click.option("--c-out", type=int, help="Default: c_in.")
+@click.option("--size", type=int, default=56, show_default=True, help="Input height = width (ρ for networks).")
+@click.option("--kernel", type=int, default=3, show_default=True)
+@click.option("--stride", type=int, default=1, show_default=True)
+@click.option("--dilation", type=int, default=1, show_default=True)
+@click.option("--padding", type=click.Choice(PADDINGS), default="same", show_default=True)
+@click.option("--groups", type=int, default=4, show_default=True, help="For grouped.")
+@click.option("--expansion", type=int, default=6, show_default=True, help="For inverted_residual.")
+@click.option("--alpha", type=float, default=1.0, show_default=True, help="Width multiplier, for networks.")
+@click.option("--bias", is_flag=True)
+@click.option("--act", type=click.Choice(ACTS), default="none", show_default=True)
+@click.option("--batch", type=int, default=1, show_default=True)
+@click.option("--dtype", type=click.Choice(DTYPES), default="float32", show_default=True)
+@click.option("--mode", type=click.Choice(MODES), default="inference", show_default=True)
+@click.option("--layers", is_flag=True, help="Also print the per-layer breakdown.")
+def cost(variant: str, c_out: int | None, layers: bool, **knobs: object) -> None:
+    """Exact cost of one case without running it: shapes, params, MACs, FLOPs (both conventions),
+    bytes, intensity and memory, against the baseline. VARIANT `all` compares every layer variant."""
+    from sepbench.tables import comparison_table, layers_table
+    from sepbench.theory import case_cost
+
+    knobs["c_out"] = c_out or knobs["c_in"]
+    if variant == "all":
+        names = [v for v, spec in VARIANTS.items() if spec.family == "layer"]
+    elif variant in VARIANTS:
+        names = [variant]
+    else:
+        raise SepbenchError(f"unknown variant {variant!r}; valid: all, {', '.join(VARIANTS)}")
+    cases = [Case(name, device="cpu", **knobs) for name in names]  # type: ignore[arg-type]
+    for case in cases:
+        check(case)
+    rows = [(c, case_cost(c), case_cost(c.baseline())) for c in cases]
+    first = cases[0]
+    base = first.baseline()
+    title = f"{first.geometry().split(' [')[0]} · baseline {base.label()}"
+    out.print(comparison_table([(base, case_cost(base), case_cost(base)), *[r for r in rows if r[0] != base]],
+                               first.mode, title))
+    if layers or variant != "all":
+        for case, c, _ in rows:
+            out.print(layers_table(c, f"{case.label()}: per layer", stages_only=case.family == "network"))
+    out.print("MACs: multiply-accumulates of conv and linear layers. FLOPs [2mac] = 2·MACs (what FlopCounterMode "
+              "reports; bias ignored); FLOPs [exact] = L multiplies + L−1 adds per output of a length-L dot product, "
+              "+1 per output with bias. Bytes: minimum traffic, each stage reads input and weights once and writes "
+              "output once. Training step = 3 × forward FLOPs.", style="dim", markup=False)
+
+
+@cli.command(name="list")
+def list_() -> None:
+    """Variants and presets."""
+    variants = Table(title="variants", title_justify="left", header_style="bold", pad_edge=False)
+    for col in ("name", "family", "baseline", "what it is"):
+        variants.add_column(col)
+    for v in VARIANTS.values():
+        variants.add_row(v.name, v.family, v.baseline, v.summary)
+    out.print(variants)
+    presets = Table(title="presets (cases / groups per device)", title_justify="left", header_style="bold",
+                    pad_edge=False)
+    for col in ("name", "cpu", "cuda", "what it is"):
+        presets.add_column(col)
+    for name in preset_names():
+        grid = load_preset(name)
+        counts = []
+        for device in ("cpu", "cuda"):
+            cases, _ = grid.with_device(device).expand()
+            counts.append(f"{len(cases)} / {len(group_cases(cases))}")
+        presets.add_row(name, *counts, grid.spec.description)
+    out.print(presets)
+
+
+@cli.command()
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), help="Intra-op threads (default: torch's default).")
+@click.option("--no-peaks", is_flag=True, help="Skip the peak microbenchmarks.")
+def env(device: str, threads: int | None, no_peaks: bool) -> None:
+    """Environment fingerprint and this machine's measured peaks (the roofline's ceilings)."""
+    import torch
+
+    from sepbench.environment import fingerprint
+    from sepbench.peaks import measure_peaks
+    from sepbench.tables import fmt_count
+    from sepbench.workload import require_device
+
+    require_device(device)
+    threads = threads or torch.get_num_threads()
+    table = Table(show_header=False, pad_edge=False, box=None)
+    for key, value in fingerprint(device, threads).items():
+        table.add_row(key, str(value))
+    if not no_peaks:
+        dtypes = ("float32", "tf32", "bfloat16", "float16") if device == "cuda" else ("float32", "bfloat16")
+        peaks = measure_peaks(device, threads, dtypes)
+        for dtype, flops in peaks.flops.items():
+            table.add_row(f"peak FLOP/s {dtype}", f"{fmt_count(flops)}FLOP/s")
+        table.add_row("peak bandwidth", f"{peaks.bandwidth / 1e9:.1f} GB/s")
+        table.add_row("ridge point (float32)", f"{peaks.flops['float32'] / peaks.bandwidth:.1f} FLOP/byte")
+        table.add_row("peaks method", peaks.method)
+    out.print(table)
+
+
+@cli.command()
+@click.argument("results", nargs=-1, type=click.Path(path_type=Path))
+def show(results: tuple[Path, ...]) -> None:
+    """Merge results files (or directories of them) and print the table. Damaged lines are named
+    with path:line; everything else still shows, and the exit code is then 2."""
+    from sepbench.store import load
+    from sepbench.tables import print_results
+
+    df, problems = load(list(results) or [Path("results")])
+    if len(df):
+        print_results(df, out)
+    torn = [p for p in problems if p.torn_tail]
+    for p in torn:
+        err.print(f"sepbench: note: {p}", markup=False, highlight=False)
+    damaged = [p for p in problems if not p.torn_tail]
+    if damaged:
+        more = f" (and {len(damaged) - 1} more damaged lines)" if len(damaged) > 1 else ""
+        _fail(f"damaged results: {damaged[0]}{more}")
+    if not len(df):
+        _fail(f"no results found in {', '.join(map(str, results or ['results']))}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        code = cli.main(args=argv, prog_name="sepbench", standalone_mode=False)
+    except click.exceptions.Abort:
+        err.print("sepbench: interrupted", markup=False)
+        sys.exit(EXIT_INTERRUPTED)
+    except click.ClickException as exc:
+        _fail(exc.format_message())
+    except SepbenchError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        err.print("sepbench: interrupted", markup=False)
+        sys.exit(EXIT_INTERRUPTED)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,39 @@
+"""Realized speedup with an interval, from paired block times of a variant and its baseline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+CONFIDENCE = 0.95
+RESAMPLES = 2000
+
+
+@dataclass(frozen=True)
+class Speedup:
+    ratio: float  # median(baseline) / median(variant): > 1 means the variant is faster
+    low: float | None
+    high: float | None
+
+
+def _median_ratio(base: np.ndarray, variant: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.median(base, axis=axis) / np.median(variant, axis=axis)
+
+
+def realized_speedup(base_times: list[float], variant_times: list[float], seed: int = 0) -> Speedup:
+    """Median ratio and a percentile bootstrap interval over paired rounds.
+
+    Round r of the baseline and round r of the variant were timed next to each other, so they are
+    resampled together (paired): drift that hit both cancels instead of widening the interval.
+    """
+    base, var = np.asarray(base_times), np.asarray(variant_times)
+    ratio = float(_median_ratio(base, var))
+    if len(base) != len(var) or len(base) < 3 or np.array_equal(base, var):
+        return Speedup(ratio, None, None)
+    res = stats.bootstrap(
+        (base, var), _median_ratio, paired=True, vectorized=True, n_resamples=RESAMPLES,
+        confidence_level=CONFIDENCE, method="percentile", rng=np.random.default_rng(seed),
+    )
+    return Speedup(ratio, float(res.confidence_interval.low), float(res.confidence_interval.high))

@@ -1,0 +1,237 @@
+"""A grid run: spec → build → theory → measure → record, one group of variants at a time.
+
+The variants of a group (one geometry) and their baseline are timed interleaved in this process,
+so each realized speedup comes from paired rounds. Each finished case is appended to the results
+file at once; an interrupted run keeps every finished case and `resume=True` measures only the rest.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import torch
+
+from sepbench import memory, theory
+from sepbench.compare import realized_speedup
+from sepbench.environment import fingerprint
+from sepbench.errors import SepbenchError
+from sepbench.peaks import Peaks, measure_peaks
+from sepbench.spec import Case, Grid, group_cases, shard
+from sepbench.store import (
+    CaseRecord,
+    MemoryModel,
+    RealizedFigures,
+    ResultsFile,
+    RunHeader,
+    TheoryFigures,
+    TimingFigures,
+    find_resumable,
+    now,
+)
+from sepbench.timer import Timing, intra_op_threads, measure_stable, synchronizer
+from sepbench.workload import Workload, backend_flags, require_device
+
+
+class Progress(Protocol):
+    def start(self, total: int) -> None: ...  # cases left to measure
+    def update(self, advance: int, label: str) -> None: ...  # cases just finished, what runs now
+
+
+class _Silent:
+    def start(self, total: int) -> None:
+        pass
+
+    def update(self, advance: int, label: str) -> None:
+        pass
+
+
+@dataclass
+class RunOutcome:
+    path: Path
+    records: list[CaseRecord] = field(default_factory=list)
+    dropped: Counter[str] = field(default_factory=Counter)
+    already_done: int = 0
+    total: int = 0
+
+
+@dataclass
+class Plan:
+    """What a run will measure, known before anything is timed."""
+
+    groups: list[list[Case]]
+    dropped: Counter[str]
+    devices: list[str]
+
+    @property
+    def cases(self) -> list[Case]:
+        return [c for g in self.groups for c in g]
+
+
+def plan(grid: Grid, shard_spec: tuple[int, int] | None = None) -> Plan:
+    cases, dropped = grid.expand()
+    groups = group_cases(cases)
+    if shard_spec:
+        groups = shard(groups, *shard_spec)
+    devices = sorted({c.device for g in groups for c in g})
+    return Plan(groups, dropped, devices)
+
+
+def _ceiling(peaks: Peaks, case: Case) -> float:
+    """Compute ceiling for the case's dtype (TF32 on CUDA float32 when the case allows it)."""
+    key = "tf32" if case.device == "cuda" and case.dtype == "float32" and case.tf32 else case.dtype
+    return peaks.flops.get(key) or peaks.flops["float32"]
+
+
+def theory_figures(case: Case, peaks: Peaks) -> TheoryFigures:
+    cost, base = theory.case_cost(case), theory.case_cost(case.baseline())
+    cmp = theory.compare(case)
+
+    def bound(c: Case, k: theory.Cost) -> float:
+        return theory.roofline_bound(k.flops(c.mode), k.bytes(c.mode), _ceiling(peaks, c), peaks.bandwidth)
+
+    mine_s, base_s = bound(case, cost), bound(case.baseline(), base)
+    return TheoryFigures(
+        out_shape=list(cost.out_shape), params=cost.params, params_no_bias=cost.params_no_bias, macs=cost.macs,
+        flops_2mac=cost.flops_2mac, flops_exact=cost.flops_exact, flops_step=cost.flops(case.mode),
+        bytes_step=cost.bytes(case.mode), intensity=cost.intensity(case.mode), weight_bytes=cost.weight_bytes,
+        input_bytes=cost.input_bytes, activation_bytes=cost.activation_bytes(case.mode),
+        memory_bytes=cost.memory_bytes(case.mode), speedup=cmp.speedup, param_ratio=cmp.param_ratio,
+        memory_ratio=cmp.memory_ratio, roofline_s=mine_s, roofline_speedup=base_s / mine_s,
+    )
+
+
+def _timing_figures(t: Timing, threads: int) -> TimingFigures:
+    q1, med, q3 = t.quantiles
+    return TimingFigures(median_s=med, q1_s=q1, q3_s=q3, times_s=t.times, number=t.number,
+                         warmup_calls=t.warmup_calls, threads=threads, remeasured=t.remeasured, unstable=t.unstable)
+
+
+def _is_oom(exc: BaseException) -> bool:
+    return isinstance(exc, (MemoryError, torch.cuda.OutOfMemoryError)) or "out of memory" in str(exc).lower()
+
+
+def _measure_memory(case: Case, work: Workload, threads: int) -> MemoryModel:
+    try:
+        figures = memory.cuda_peak(work.step) if case.device == "cuda" else memory.cpu_peak(case, threads)
+    except (memory.ProbeFailed, RuntimeError, MemoryError) as exc:
+        return MemoryModel(error=str(exc).splitlines()[0][:300])
+    return MemoryModel(**figures.__dict__)
+
+
+class Runner:
+    def __init__(self, grid: Grid, out_dir: Path, *, resume: bool = False,
+                 shard_spec: tuple[int, int] | None = None, progress: Progress | None = None) -> None:
+        self.grid, self.out_dir, self.resume, self.shard_spec = grid, Path(out_dir), resume, shard_spec
+        self.settings = grid.measure
+        self.threads = self.settings.threads or torch.get_num_threads()
+        self.progress: Progress = progress or _Silent()
+        self.plan = plan(grid, shard_spec)
+        for device in self.plan.devices:
+            require_device(device)
+        self.run_id = ""
+        self.peaks: dict[str, Peaks] = {}
+        self.outcome: RunOutcome | None = None  # filled as cases finish; complete when run() returns
+
+    def open(self) -> tuple[ResultsFile, set[str]]:
+        """The results file to append to and the case ids already in it."""
+        if not self.plan.groups:
+            raise SepbenchError("the grid holds no valid case to measure" + (
+                f" ({sum(self.plan.dropped.values())} invalid combinations dropped)" if self.plan.dropped else ""))
+        device = "cuda" if "cuda" in self.plan.devices else "cpu"
+        env = fingerprint(device, self.threads)
+        shard_text = "{}/{}".format(*self.shard_spec) if self.shard_spec else None
+        if self.resume:
+            prior = find_resumable(self.out_dir, self.grid.digest(), shard_text, env)
+            if prior is None or prior.header is None:
+                raise SepbenchError(f"nothing to resume in {self.out_dir}: no run of grid {self.grid.name!r} "
+                                    "on this machine, device and torch; start one without --resume")
+            results = ResultsFile(prior.path)
+            results.repair_tail()
+            self.run_id = prior.header.run_id
+            self.peaks = {d: Peaks(**p) for d, p in prior.header.peaks.items()}
+            return results, {r.case_id for r in prior.records}
+        self.progress.update(0, "measuring machine peaks")
+        dtypes = {"cpu": ("float32", "bfloat16"), "cuda": ("float32", "tf32", "bfloat16", "float16")}
+        self.peaks = {d: measure_peaks(d, self.threads, dtypes[d]) for d in self.plan.devices}
+        self.run_id = uuid.uuid4().hex[:12]
+        header = RunHeader(
+            run_id=self.run_id, grid_name=self.grid.name, grid_digest=self.grid.digest(),
+            grid=self.grid.spec.model_dump(mode="json"), shard=shard_text, started=now(), environment=env,
+            peaks={d: p.as_dict() for d, p in self.peaks.items()},
+        )
+        return ResultsFile.create(self.out_dir, header), set()
+
+    def run(self) -> RunOutcome:
+        results, done = self.open()
+        outcome = self.outcome = RunOutcome(results.path, dropped=self.plan.dropped, already_done=len(done),
+                                            total=len(self.plan.cases))
+        self.progress.start(sum(c.id not in done for c in self.plan.cases))
+        with intra_op_threads(self.threads):
+            for group in self.plan.groups:
+                todo = [c for c in group if c.id not in done]
+                if not todo:
+                    continue
+                for record in self._measure_group(group[0].baseline(), todo):
+                    results.append(record)
+                    outcome.records.append(record)
+                    self.progress.update(1, record.case.geometry())
+        return outcome
+
+    def _skipped(self, case: Case, reason: str) -> CaseRecord:
+        return CaseRecord(run_id=self.run_id, case_id=case.id, group_id=case.group_id, case=case, status="skipped",
+                          reason=reason, theory=theory_figures(case, self.peaks[case.device]), finished=now())
+
+    def _measure_group(self, base: Case, todo: list[Case]) -> list[CaseRecord]:
+        self.progress.update(0, todo[0].geometry())
+        members = [base, *[c for c in todo if c.id != base.id]]
+        works: dict[str, Workload] = {}
+        skipped: dict[str, str] = {}
+        with backend_flags(base):
+            for case in members:
+                try:
+                    works[case.id] = Workload(case)
+                except (RuntimeError, MemoryError) as exc:
+                    if not _is_oom(exc):
+                        raise
+                    skipped[case.id] = "out of memory while building"
+                    if case.device == "cuda":
+                        torch.cuda.empty_cache()
+            try:
+                timings = measure_stable(
+                    {cid: w.step for cid, w in works.items()}, synchronizer(base.device),
+                    unstable_threshold=self.settings.unstable_threshold, min_run_time=self.settings.min_run_time,
+                    min_rounds=self.settings.min_rounds, max_rounds=self.settings.max_rounds,
+                    block_time=self.settings.block_time, warmup_time=self.settings.warmup_time,
+                )
+            except (RuntimeError, MemoryError) as exc:
+                if not _is_oom(exc):
+                    raise
+                works.clear()
+                if base.device == "cuda":
+                    torch.cuda.empty_cache()
+                return [self._skipped(c, "out of memory while timing") for c in todo]
+            records = []
+            for case in todo:
+                if case.id in skipped:
+                    records.append(self._skipped(case, skipped[case.id]))
+                    continue
+                records.append(self._record(case, base, works[case.id], timings))
+        return records
+
+    def _record(self, case: Case, base: Case, work: Workload, timings: dict[str, Timing]) -> CaseRecord:
+        t = timings[case.id]
+        tf = theory_figures(case, self.peaks[case.device])
+        realized = None
+        if case.id != base.id and base.id in timings:
+            s = realized_speedup(timings[base.id].times, t.times)
+            realized = RealizedFigures(speedup=s.ratio, low=s.low, high=s.high, efficiency=s.ratio / tf.speedup)
+        mem = _measure_memory(case, work, self.threads) if self.settings.memory else None
+        return CaseRecord(
+            run_id=self.run_id, case_id=case.id, group_id=case.group_id, case=case, status="ok",
+            backend=work.conv_backends(), theory=tf, timing=_timing_figures(t, self.threads), realized=realized,
+            memory=mem, finished=now(),
+        )

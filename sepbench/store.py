@@ -1,0 +1,316 @@
+"""The results store: one JSON Lines file per run, a header line then one line per measured case.
+
+Durability: each record is one `write()` of a whole line on an O_APPEND descriptor, followed by
+`fsync`. A crash, Ctrl-C or SIGKILL therefore loses at most the case in flight; the only damage
+possible is a torn last line, which the loader reports and skips and `--resume` cuts off before
+appending. Loading validates every line against the versioned schema; a damaged line is reported
+with its path and line number and everything else still loads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from sepbench.errors import SepbenchError
+from sepbench.spec import Case
+
+SCHEMA_VERSION = 1
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RunHeader(_Strict):
+    kind: Literal["run"] = "run"
+    schema_version: Literal[1] = SCHEMA_VERSION
+    run_id: str
+    grid_name: str
+    grid_digest: str
+    grid: dict[str, Any]
+    shard: str | None = None
+    started: str
+    environment: dict[str, Any]
+    peaks: dict[str, dict[str, Any]]  # device → Peaks.as_dict()
+
+
+class TheoryFigures(_Strict):
+    out_shape: list[int]
+    params: int
+    params_no_bias: int
+    macs: int  # forward
+    flops_2mac: int  # forward, 2 · MACs
+    flops_exact: int  # forward, exact convention
+    flops_step: int  # what one timed step costs (2mac; 3 × forward for a training step)
+    bytes_step: int  # minimum traffic of one timed step
+    intensity: float  # flops_step / bytes_step
+    weight_bytes: int
+    input_bytes: int
+    activation_bytes: int
+    memory_bytes: int
+    speedup: float  # FLOP ratio baseline / variant
+    param_ratio: float
+    memory_ratio: float
+    roofline_s: float
+    roofline_speedup: float  # ratio of roofline lower bounds, baseline / variant
+
+
+class TimingFigures(_Strict):
+    median_s: float
+    q1_s: float
+    q3_s: float
+    times_s: list[float]  # per-iteration seconds of each block, in round order
+    number: int
+    warmup_calls: int
+    threads: int
+    remeasured: bool
+    unstable: bool
+
+
+class RealizedFigures(_Strict):
+    speedup: float  # median time baseline / variant, from the same interleaved rounds
+    low: float | None
+    high: float | None
+    efficiency: float  # realized / theoretical speedup
+
+
+class MemoryModel(_Strict):
+    cpu_rss_rise_bytes: int | None = None
+    cpu_method: str | None = None
+    cuda_alloc_peak_bytes: int | None = None
+    cuda_alloc_method: str | None = None
+    nvml_device_used_bytes: int | None = None
+    nvml_process_bytes: int | None = None
+    nvml_method: str | None = None
+    error: str | None = None
+
+
+class CaseRecord(_Strict):
+    kind: Literal["case"] = "case"
+    run_id: str
+    case_id: str
+    group_id: str
+    case: Case
+    status: Literal["ok", "skipped"]
+    reason: str | None = None
+    backend: str = ""
+    theory: TheoryFigures
+    timing: TimingFigures | None = None
+    realized: RealizedFigures | None = None
+    memory: MemoryModel | None = None
+    finished: str
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# --------------------------------------------------------------------------------------------
+# Writing
+
+
+def _writable_dir(out_dir: Path) -> Path:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SepbenchError(f"cannot create output directory {out_dir}: {exc.strerror}") from None
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        raise SepbenchError(f"output directory {out_dir} is not writable")
+    return out_dir
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.+_-]+", "_", text)
+
+
+class ResultsFile:
+    """Append-only, fsync'd JSON Lines file of one run."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @classmethod
+    def create(cls, out_dir: Path, header: RunHeader) -> ResultsFile:
+        out_dir = _writable_dir(Path(out_dir))
+        env = header.environment
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        shard = f"-shard{header.shard.replace('/', 'of')}" if header.shard else ""
+        name = f"{header.grid_name}{shard}-{env['device']}-{env['machine']}-torch{env['torch']}-{stamp}.jsonl"
+        path = out_dir / _slug(name)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            os.close(fd)
+        except OSError as exc:
+            raise SepbenchError(f"cannot create results file {path}: {exc.strerror}") from None
+        results = cls(path)
+        results.append(header)
+        _fsync_dir(out_dir)
+        return results
+
+    def append(self, record: BaseModel) -> None:
+        line = (record.model_dump_json() + "\n").encode()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        try:
+            view = memoryview(line)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def repair_tail(self) -> bool:
+        """Cut a torn last line (a write killed midway) so appends start on a line boundary."""
+        with open(self.path, "rb+") as f:
+            data = f.read()
+            if not data or data.endswith(b"\n"):
+                return False
+            f.truncate(data.rfind(b"\n") + 1)
+            f.flush()
+            os.fsync(f.fileno())
+        return True
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: Path
+    line: int
+    message: str
+    torn_tail: bool = False  # an interrupted last write: expected after a kill, not damage
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.message}"
+
+
+@dataclass
+class RunFile:
+    path: Path
+    header: RunHeader | None
+    records: list[CaseRecord]
+    problems: list[Problem]
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"]) or "record"
+        return f"does not match schema v{SCHEMA_VERSION}: {loc}: {first['msg']}"
+    return f"not valid JSON: {exc}"
+
+
+def read_run(path: Path) -> RunFile:
+    """Every valid line of one results file, and a Problem for each line that is not."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise SepbenchError(f"cannot read results file {path}: {exc.strerror}") from None
+    run = RunFile(path, None, [], [])
+    lines = raw.split(b"\n")
+    torn = lines[-1] != b""
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        if torn and number == len(lines):
+            run.problems.append(Problem(path, number, "torn last line (interrupted write), ignored", True))
+            continue
+        try:
+            data = json.loads(line)
+            kind = data.get("kind") if isinstance(data, dict) else None
+            if kind == "run":
+                if data.get("schema_version") != SCHEMA_VERSION:
+                    raise ValueError(f"schema version {data.get('schema_version')!r}, this sepbench reads "
+                                     f"{SCHEMA_VERSION}")
+                run.header = RunHeader.model_validate(data)
+            elif kind == "case":
+                run.records.append(CaseRecord.model_validate(data))
+            else:
+                raise ValueError(f"unknown record kind {kind!r} (expected 'run' or 'case')")
+        except (ValueError, ValidationError) as exc:
+            run.problems.append(Problem(path, number, _reason(exc)))
+    if run.header is None and not any(p.line == 1 for p in run.problems):
+        run.problems.append(Problem(path, 1, "no run header line"))
+    return run
+
+
+def results_files(paths: list[Path]) -> list[Path]:
+    """Files given, plus every *.jsonl under the directories given."""
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found += sorted(p.rglob("*.jsonl"))
+        elif p.exists():
+            found.append(p)
+        else:
+            raise SepbenchError(f"no such results file or directory: {p}")
+    return found
+
+
+def _flatten(run: RunFile, record: CaseRecord) -> dict[str, Any]:
+    env = run.header.environment if run.header else {}
+    row: dict[str, Any] = {
+        "file": str(run.path), "run_id": record.run_id, "case_id": record.case_id, "group_id": record.group_id,
+        "status": record.status, "reason": record.reason, "backend": record.backend, "label": record.case.label(),
+        "geometry": record.case.geometry(), "finished": record.finished,
+        **record.case.as_dict(),
+    }
+    for key in ("machine", "torch", "cpu", "gpu", "threads", "sepbench_commit", "onednn", "cudnn"):
+        row[f"env_{key}"] = env.get(key)
+    for prefix, part in (("theory", record.theory), ("timing", record.timing), ("realized", record.realized),
+                         ("memory", record.memory)):
+        if part is not None:
+            row.update({f"{prefix}_{k}": v for k, v in part.model_dump().items()})
+    return row
+
+
+def load(paths: list[Path]) -> tuple[pd.DataFrame, list[Problem]]:
+    """Merge results from many files, machines and PyTorch versions into one table (one row per
+    case record), with every problem found on the way."""
+    runs = [read_run(p) for p in results_files(paths)]
+    rows = [_flatten(run, rec) for run in runs for rec in run.records]
+    problems = [p for run in runs for p in run.problems]
+    return pd.DataFrame(rows), problems
+
+
+def find_resumable(out_dir: Path, grid_digest: str, shard: str | None, environment: dict) -> RunFile | None:
+    """The newest run in `out_dir` of the same grid, shard, machine, device and torch."""
+    if not Path(out_dir).is_dir():
+        return None
+    candidates = []
+    for path in sorted(Path(out_dir).glob("*.jsonl")):
+        run = read_run(path)
+        h = run.header
+        if h is None or h.grid_digest != grid_digest or h.shard != shard:
+            continue
+        if any(h.environment.get(k) != environment.get(k) for k in ("machine", "device", "torch")):
+            continue
+        damaged = [p for p in run.problems if not p.torn_tail]
+        if damaged:
+            raise SepbenchError(f"cannot resume from damaged results: {damaged[0]}")
+        candidates.append((h.started, path.name, run))
+    return max(candidates, key=lambda c: (c[0], c[1]))[2] if candidates else None

@@ -1,0 +1,155 @@
+"""Terminal tables: results side by side with theory, and the cost calculator. Present only; every
+figure comes from the store or the cost model."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from sepbench.spec import Case
+from sepbench.theory import Cost
+
+UNSTABLE_MARK = "⚠"
+
+
+def fmt_count(n: float) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f}{unit}"
+    return f"{n:.0f}"
+
+
+def fmt_bytes(n: float | None) -> str:
+    if n is None or (isinstance(n, float) and math.isnan(n)):
+        return "–"
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if abs(n) >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n:.0f} B"
+
+
+def fmt_time(s: float) -> str:
+    if s >= 1:
+        return f"{s:.2f} s"
+    if s >= 1e-3:
+        return f"{s * 1e3:.2f} ms"
+    return f"{s * 1e6:.1f} µs"
+
+
+def _missing(v: object) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def _ratio(x: float) -> str:
+    return f"{x:.2f}×"
+
+
+def _realized(row: pd.Series) -> str:
+    if _missing(row.get("realized_speedup")):
+        return "ref" if row["variant"] == Case(row["variant"]).baseline().variant else "–"
+    text = _ratio(row["realized_speedup"])
+    if not _missing(row.get("realized_low")):
+        text += f" [{row['realized_low']:.2f}–{row['realized_high']:.2f}]"
+    return text
+
+
+def _measured_memory(row: pd.Series) -> str:
+    for key in ("memory_cuda_alloc_peak_bytes", "memory_cpu_rss_rise_bytes"):
+        if not _missing(row.get(key)):
+            return fmt_bytes(row[key])
+    return "err" if not _missing(row.get("memory_error")) else "–"
+
+
+def results_table(df: pd.DataFrame, title: str = "") -> Table:
+    """One row per case, groups of one geometry together, theory and measurement in separate columns."""
+    table = Table(title=title or None, title_justify="left", header_style="bold", pad_edge=False)
+    table.add_column(escape("case (geometry | batch dtype mode [device])"), overflow="fold", max_width=44)
+    table.add_column("variant")
+    table.add_column("theory ×\n(FLOPs 2mac)", justify="right", style="cyan")
+    table.add_column("roofline ×", justify="right", style="cyan")
+    table.add_column(escape("realized × [95% CI]"), justify="right", style="green")
+    table.add_column("efficiency\nreal/theory", justify="right")
+    table.add_column("median", justify="right", style="green")
+    table.add_column("IQR", justify="right")
+    table.add_column("params", justify="right", style="cyan")
+    table.add_column("mem theory\nact+weights", justify="right", style="cyan")
+    table.add_column("mem measured\n(peak rise)", justify="right", style="green")
+    group_order = df.groupby("group_id", sort=False).ngroup()
+    df = df.assign(_g=group_order, _base=df["realized_speedup"].isna() if "realized_speedup" in df else True)
+    for _, group in df.sort_values(["_g", "_base"], ascending=[True, False]).groupby("_g", sort=False):
+        table.add_section()
+        for i, (_, row) in enumerate(group.sort_values("_base", ascending=False).iterrows()):
+            geometry = row["geometry"] if i == 0 else ""
+            if row["status"] != "ok":
+                table.add_row(
+                    geometry, row["label"], _ratio(row["theory_speedup"]), _ratio(row["theory_roofline_speedup"]),
+                    f"skipped: {row['reason']}", "", "", "", fmt_count(row["theory_params"]),
+                    fmt_bytes(row["theory_memory_bytes"]), "",
+                )
+                continue
+            unstable = bool(row.get("timing_unstable"))
+            eff = "" if _missing(row.get("realized_efficiency")) else f"{row['realized_efficiency']:.0%}"
+            iqr = (row["timing_q3_s"] - row["timing_q1_s"]) / row["timing_median_s"]
+            table.add_row(
+                geometry, row["label"] + (f" {UNSTABLE_MARK}" if unstable else ""),
+                _ratio(row["theory_speedup"]), _ratio(row["theory_roofline_speedup"]), _realized(row), eff,
+                fmt_time(row["timing_median_s"]), f"{iqr:.0%}" + (f" {UNSTABLE_MARK}" if unstable else ""),
+                fmt_count(row["theory_params"]), fmt_bytes(row["theory_memory_bytes"]), _measured_memory(row),
+            )
+    return table
+
+
+def print_results(df: pd.DataFrame, console: Console) -> None:
+    """A table per environment (machine × torch × device)."""
+    keys = ["env_machine", "env_torch", "device"]
+    for (machine, torch_version, device), part in df.groupby(keys, sort=False, dropna=False):
+        threads = part["timing_threads"].dropna().unique() if "timing_threads" in part else []
+        thread_text = f", {int(threads[0])} threads" if len(threads) == 1 else ""
+        console.print(results_table(part, f"{machine} · torch {torch_version} · {device}{thread_text}"))
+    ok = df[df["status"] == "ok"]
+    unstable = int(ok["timing_unstable"].sum()) if "timing_unstable" in ok else 0
+    console.print(
+        "theory × = FLOP ratio vs the baseline (2mac); roofline × = ratio of roofline lower bounds from this "
+        "machine's measured peaks; realized × = ratio of median times from interleaved rounds, 95% bootstrap "
+        f"interval; {UNSTABLE_MARK} = IQR/median above threshold after one re-measure "
+        f"({unstable} of {len(ok)} cases).",
+        style="dim", markup=False,
+    )
+
+
+def layers_table(cost: Cost, title: str, stages_only: bool = False) -> Table:
+    table = Table(title=title, title_justify="left", header_style="bold", pad_edge=False)
+    for name, justify in (("layer", "left"), ("type", "left"), ("input", "left"), ("output", "left"),
+                          ("params", "right"), ("MACs", "right"), ("FLOPs [2mac]", "right"),
+                          ("FLOPs [exact]", "right")):
+        table.add_column(escape(name), justify=justify)
+    for lc in cost.layers:
+        if stages_only and not lc.stage:
+            continue
+        table.add_row(lc.name, lc.kind, "×".join(map(str, lc.in_shape)), "×".join(map(str, lc.out_shape)),
+                      f"{lc.params:,}", f"{lc.macs:,}", f"{2 * lc.macs:,}", f"{lc.flops_exact:,}")
+    table.add_section()
+    table.add_row("total", "", "×".join(map(str, cost.in_shape)), "×".join(map(str, cost.out_shape)),
+                  f"{cost.params:,}", f"{cost.macs:,}", f"{cost.flops_2mac:,}", f"{cost.flops_exact:,}", style="bold")
+    return table
+
+
+def comparison_table(rows: list[tuple[Case, Cost, Cost]], mode: str, title: str) -> Table:
+    """Variants of one case against their baseline, theory only."""
+    table = Table(title=title, title_justify="left", header_style="bold", pad_edge=False)
+    for name in ("variant", "output", "params (no bias)", "MACs", "FLOPs [2mac]", "FLOPs [exact]",
+                 f"bytes ({mode})", "intensity\n[2mac FLOP/B]", f"memory ({mode})\nact+weights",
+                 "theory ×\n(FLOPs 2mac)", "params\nratio"):
+        table.add_column(escape(name), justify="left" if name in ("variant", "output") else "right")
+    for case, cost, base in rows:
+        table.add_row(
+            case.label(), "×".join(map(str, cost.out_shape)), f"{cost.params:,} ({cost.params_no_bias:,})",
+            fmt_count(cost.macs), fmt_count(cost.flops_2mac), fmt_count(cost.flops_exact),
+            fmt_bytes(cost.bytes(mode)), f"{cost.intensity(mode):.2f}", fmt_bytes(cost.memory_bytes(mode)),
+            _ratio(base.flops(mode) / cost.flops(mode)), f"{cost.params / base.params:.3f}",
+        )
+    return table

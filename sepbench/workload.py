@@ -1,0 +1,97 @@
+"""A case made runnable: module and input on the device, in the dtype and memory format, with the
+backend flags set, and one `step()` that is exactly what gets timed and what memory is measured on."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from sepbench.errors import SepbenchError
+from sepbench.spec import Case
+from sepbench.zoo import build, input_shape
+
+
+def require_device(device: str) -> None:
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SepbenchError("CUDA was asked for, but torch.cuda.is_available() is False on this machine")
+
+
+@contextmanager
+def backend_flags(case: Case) -> Iterator[None]:
+    """Set cuDNN autotuning and TF32 as the case asks (CUDA cases only), restore afterwards."""
+    if case.device != "cuda":
+        yield
+        return
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    before = (cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32)
+    cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32 = bool(case.cudnn_benchmark), bool(case.tf32), bool(case.tf32)
+    try:
+        yield
+    finally:
+        cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32 = before
+
+
+class Workload:
+    """Inference is `eval()` under `no_grad`; a training step is forward + backward with the input
+    requiring grad (as for any layer that is not the first), so each conv computes grad-input and
+    grad-weight. Gradients accumulate in place between steps, as they would before an optimizer step."""
+
+    def __init__(self, case: Case, seed: int = 0) -> None:
+        require_device(case.device)
+        self.case = case
+        dtype = getattr(torch, case.dtype)
+        fmt = torch.channels_last if case.memory_format == "channels_last" else torch.contiguous_format
+        gen = torch.Generator().manual_seed(seed)
+        torch.manual_seed(seed)
+        self.module: nn.Module = build(case).to(device=case.device, dtype=dtype, memory_format=fmt)
+        x = torch.randn(input_shape(case), generator=gen, dtype=torch.float32)
+        self.input = x.to(device=case.device, dtype=dtype).contiguous(memory_format=fmt)
+        self.grad_output: torch.Tensor | None = None
+        if case.mode == "train":
+            self.module.train()
+            self.input.requires_grad_(True)
+            with torch.no_grad():
+                out = self.module(self.input)
+            self.grad_output = torch.randn(out.shape, generator=gen).to(device=case.device, dtype=dtype)
+        else:
+            self.module.eval()
+
+    def step(self) -> None:
+        if self.grad_output is None:
+            with torch.no_grad():
+                self.module(self.input)
+        else:
+            self.module(self.input).backward(self.grad_output)
+
+    def conv_backends(self) -> str:
+        """Which convolution backend PyTorch selects for each conv ('dw:Mkldnn pw:Mkldnn', or counts
+        for a network), asked with each conv's real input; '' where PyTorch has no selector to ask."""
+        select = getattr(torch._C, "_select_conv_backend", None)
+        if select is None:
+            return ""
+        chosen: list[tuple[str, str]] = []
+
+        def ask(name: str, m: nn.Conv2d, args: tuple) -> None:
+            backend = select(args[0], m.weight, m.bias, list(m.stride), list(m.padding), list(m.dilation),
+                             False, [0, 0], m.groups, None)
+            chosen.append((name.rsplit(".", 1)[-1], str(backend).rsplit(".", 1)[-1]))
+
+        convs = [(n, m) for n, m in self.module.named_modules() if isinstance(m, nn.Conv2d)]
+        hooks = [m.register_forward_pre_hook(lambda mod, args, n=n: ask(n, mod, args)) for n, m in convs]
+        try:
+            with torch.no_grad():
+                self.module(self.input.detach())
+        except (RuntimeError, TypeError):
+            return ""
+        finally:
+            for h in hooks:
+                h.remove()
+        if len(chosen) > 4:
+            counts: dict[str, int] = {}
+            for _, backend in chosen:
+                counts[backend] = counts.get(backend, 0) + 1
+            return " ".join(f"{b}×{k}" for b, k in counts.items())
+        return " ".join(f"{n}:{b}" for n, b in chosen)
