@@ -95,7 +95,7 @@ def run(preset: str | None, grid_file: Path | None, device: str | None, out_dir:
         shard_text: str | None, threads: int | None, no_memory: bool) -> None:
     """Measure a grid: theory and measurement side by side, one results file per run."""
     from sepbench.runner import Runner
-    from sepbench.store import load
+    from sepbench.store import ensure_writable, load
 
     if preset and grid_file:
         raise SepbenchError("give --preset or --grid, not both")
@@ -107,16 +107,22 @@ def run(preset: str | None, grid_file: Path | None, device: str | None, out_dir:
         grid = type(grid)(grid.name, grid.spec.model_copy(update={"measure": grid.measure.model_copy(update=updates)}))
     shard_spec = parse_shard(shard_text) if shard_text else None
     started = time.perf_counter()
+    # Everything that can refuse the input (grid, device, output directory) speaks before the bar starts.
+    runner = Runner(grid, out_dir, resume=resume, shard_spec=shard_spec)
+    if runner.plan.dropped:
+        reasons = "; ".join(f"{n}× {why}" for why, n in runner.plan.dropped.most_common())
+        err.print(f"dropped {sum(runner.plan.dropped.values())} invalid combinations ({reasons})", markup=False)
+    ensure_writable(out_dir)
+    if not resume:
+        err.print("measuring this machine's peaks (the roofline's ceilings)…", style="dim")
+    opened = runner.open()
+    signal.signal(signal.SIGTERM, _raise_interrupt)
     with Progress(SpinnerColumn(), TextColumn("{task.description}", style="bold"), BarColumn(),
                   MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
                   console=err, transient=False) as bar:
-        runner = Runner(grid, out_dir, resume=resume, shard_spec=shard_spec, progress=_RichProgress(bar))
-        if runner.plan.dropped:
-            reasons = "; ".join(f"{n}× {why}" for why, n in runner.plan.dropped.most_common())
-            bar.console.print(f"dropped {sum(runner.plan.dropped.values())} invalid combinations ({reasons})")
-        signal.signal(signal.SIGTERM, _raise_interrupt)
+        runner.progress = _RichProgress(bar)
         try:
-            outcome = runner.run()
+            outcome = runner.run(opened)
         except KeyboardInterrupt:
             bar.stop()
             done = runner.outcome
@@ -239,6 +245,57 @@ def env(device: str, threads: int | None, no_peaks: bool) -> None:
         table.add_row("ridge point (float32)", f"{peaks.flops['float32'] / peaks.bandwidth:.1f} FLOP/byte")
         table.add_row("peaks method", peaks.method)
     out.print(table)
+
+
+@cli.command()
+@click.option("--preset", default="smoke", show_default=True, help="Grid whose cases are checked.")
+@click.option("--grid", "grid_file", type=click.Path(dir_okay=False, path_type=Path), help="A TOML grid file.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), help="Override the grid's device axis.")
+@click.option("--threads", type=click.IntRange(min=1), help="Intra-op threads (default: torch's default).")
+@click.option("--limit", type=click.IntRange(min=1), help="Check only the first N cases.")
+def timercheck(preset: str, grid_file: Path | None, device: str | None, threads: int | None,
+               limit: int | None) -> None:
+    """Check sepbench's timer against torch.utils.benchmark.Timer (and CUDA events on a GPU),
+    case by case, alternating the methods. Agreement is the ratio of medians."""
+    import statistics
+
+    import torch
+
+    from sepbench.tables import fmt_time
+    from sepbench.timercheck import check_case
+    from sepbench.workload import require_device
+
+    grid = load_grid(grid_file) if grid_file else load_preset(preset)
+    if device:
+        grid = grid.with_device(device)
+    cases = [c for g in group_cases(grid.expand()[0]) for c in g][:limit]
+    for d in {c.device for c in cases}:
+        require_device(d)
+    threads = threads or grid.measure.threads or torch.get_num_threads()
+    table = Table(title=f"timer agreement, {threads} threads", title_justify="left", header_style="bold",
+                  pad_edge=False)
+    for col in ("case", "variant", "sepbench median", "Timer median", "sepbench / Timer", "CUDA events",
+                "sepbench / events"):
+        table.add_column(col, justify="left" if col in ("case", "variant") else "right")
+    ratios, event_ratios = [], []
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=err) as bar:
+        task = bar.add_task("timing", total=len(cases))
+        for case in cases:
+            a = check_case(case, threads, grid.measure)
+            ratios.append(a.ratio_timer)
+            if a.ratio_events:
+                event_ratios.append(a.ratio_events)
+            table.add_row(case.geometry(), case.label(), fmt_time(a.sepbench_s), fmt_time(a.timer_s),
+                          f"{a.ratio_timer:.3f}", fmt_time(a.events_s) if a.events_s else "–",
+                          f"{a.ratio_events:.3f}" if a.ratio_events else "–")
+            bar.advance(task)
+    out.print(table)
+    summary = (f"median sepbench/Timer ratio over {len(ratios)} cases: {statistics.median(ratios):.3f} "
+               f"(range {min(ratios):.3f}–{max(ratios):.3f})")
+    if event_ratios:
+        summary += f"; sepbench/CUDA-events: {statistics.median(event_ratios):.3f}"
+    out.print(summary, highlight=False)
 
 
 @cli.command()

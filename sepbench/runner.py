@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -29,6 +30,7 @@ from sepbench.store import (
     RunHeader,
     TheoryFigures,
     TimingFigures,
+    ensure_writable,
     find_resumable,
     now,
 )
@@ -111,7 +113,9 @@ def _timing_figures(t: Timing, threads: int) -> TimingFigures:
 
 
 def _is_oom(exc: BaseException) -> bool:
-    return isinstance(exc, (MemoryError, torch.cuda.OutOfMemoryError)) or "out of memory" in str(exc).lower()
+    text = str(exc).lower()
+    return (isinstance(exc, (MemoryError, torch.cuda.OutOfMemoryError)) or "out of memory" in text
+            or "can't allocate memory" in text)
 
 
 def _measure_memory(case: Case, work: Workload, threads: int) -> MemoryModel:
@@ -138,6 +142,7 @@ class Runner:
 
     def open(self) -> tuple[ResultsFile, set[str]]:
         """The results file to append to and the case ids already in it."""
+        ensure_writable(self.out_dir)
         if not self.plan.groups:
             raise SepbenchError("the grid holds no valid case to measure" + (
                 f" ({sum(self.plan.dropped.values())} invalid combinations dropped)" if self.plan.dropped else ""))
@@ -154,7 +159,6 @@ class Runner:
             self.run_id = prior.header.run_id
             self.peaks = {d: Peaks(**p) for d, p in prior.header.peaks.items()}
             return results, {r.case_id for r in prior.records}
-        self.progress.update(0, "measuring machine peaks")
         dtypes = {"cpu": ("float32", "bfloat16"), "cuda": ("float32", "tf32", "bfloat16", "float16")}
         self.peaks = {d: measure_peaks(d, self.threads, dtypes[d]) for d in self.plan.devices}
         self.run_id = uuid.uuid4().hex[:12]
@@ -165,8 +169,9 @@ class Runner:
         )
         return ResultsFile.create(self.out_dir, header), set()
 
-    def run(self) -> RunOutcome:
-        results, done = self.open()
+    def run(self, opened: tuple[ResultsFile, set[str]] | None = None) -> RunOutcome:
+        """Measure every case not yet in the results file; `opened` is what `open()` returned."""
+        results, done = opened or self.open()
         outcome = self.outcome = RunOutcome(results.path, dropped=self.plan.dropped, already_done=len(done),
                                             total=len(self.plan.cases))
         self.progress.start(sum(c.id not in done for c in self.plan.cases))
@@ -176,7 +181,7 @@ class Runner:
                 if not todo:
                     continue
                 for record in self._measure_group(group[0].baseline(), todo):
-                    results.append(record)
+                    results.append(record)  # at once: a kill loses at most the case in flight
                     outcome.records.append(record)
                     self.progress.update(1, record.case.geometry())
         return outcome
@@ -185,7 +190,7 @@ class Runner:
         return CaseRecord(run_id=self.run_id, case_id=case.id, group_id=case.group_id, case=case, status="skipped",
                           reason=reason, theory=theory_figures(case, self.peaks[case.device]), finished=now())
 
-    def _measure_group(self, base: Case, todo: list[Case]) -> list[CaseRecord]:
+    def _measure_group(self, base: Case, todo: list[Case]) -> Iterator[CaseRecord]:
         self.progress.update(0, todo[0].geometry())
         members = [base, *[c for c in todo if c.id != base.id]]
         works: dict[str, Workload] = {}
@@ -201,7 +206,7 @@ class Runner:
                     if case.device == "cuda":
                         torch.cuda.empty_cache()
             try:
-                timings = measure_stable(
+                timings = {} if not works else measure_stable(
                     {cid: w.step for cid, w in works.items()}, synchronizer(base.device),
                     unstable_threshold=self.settings.unstable_threshold, min_run_time=self.settings.min_run_time,
                     min_rounds=self.settings.min_rounds, max_rounds=self.settings.max_rounds,
@@ -213,14 +218,12 @@ class Runner:
                 works.clear()
                 if base.device == "cuda":
                     torch.cuda.empty_cache()
-                return [self._skipped(c, "out of memory while timing") for c in todo]
-            records = []
+                timings, skipped = {}, dict.fromkeys([c.id for c in todo], "out of memory while timing")
             for case in todo:
                 if case.id in skipped:
-                    records.append(self._skipped(case, skipped[case.id]))
-                    continue
-                records.append(self._record(case, base, works[case.id], timings))
-        return records
+                    yield self._skipped(case, skipped[case.id])
+                else:
+                    yield self._record(case, base, works[case.id], timings)
 
     def _record(self, case: Case, base: Case, work: Workload, timings: dict[str, Timing]) -> CaseRecord:
         t = timings[case.id]

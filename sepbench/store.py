@@ -118,7 +118,7 @@ def now() -> str:
 # Writing
 
 
-def _writable_dir(out_dir: Path) -> Path:
+def ensure_writable(out_dir: Path) -> Path:
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -140,7 +140,7 @@ class ResultsFile:
 
     @classmethod
     def create(cls, out_dir: Path, header: RunHeader) -> ResultsFile:
-        out_dir = _writable_dir(Path(out_dir))
+        out_dir = ensure_writable(Path(out_dir))
         env = header.environment
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         shard = f"-shard{header.shard.replace('/', 'of')}" if header.shard else ""

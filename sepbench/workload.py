@@ -44,18 +44,19 @@ class Workload:
         self.case = case
         dtype = getattr(torch, case.dtype)
         fmt = torch.channels_last if case.memory_format == "channels_last" else torch.contiguous_format
-        gen = torch.Generator().manual_seed(seed)
+        gen = torch.Generator(device=case.device).manual_seed(seed)
         torch.manual_seed(seed)
         self.module: nn.Module = build(case).to(device=case.device, dtype=dtype, memory_format=fmt)
-        x = torch.randn(input_shape(case), generator=gen, dtype=torch.float32)
-        self.input = x.to(device=case.device, dtype=dtype).contiguous(memory_format=fmt)
+        # Made on the device itself: an absurd batch fails there as an out-of-memory, not on the host.
+        self.input = torch.randn(input_shape(case), generator=gen, device=case.device, dtype=dtype)
+        self.input = self.input.contiguous(memory_format=fmt)
         self.grad_output: torch.Tensor | None = None
         if case.mode == "train":
             self.module.train()
             self.input.requires_grad_(True)
             with torch.no_grad():
                 out = self.module(self.input)
-            self.grad_output = torch.randn(out.shape, generator=gen).to(device=case.device, dtype=dtype)
+            self.grad_output = torch.randn(out.shape, generator=gen, device=case.device, dtype=dtype)
         else:
             self.module.eval()
 

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+TINY_GRID = """
+description = "tiny grid for tests"
+[grid]
+variants = ["standard", "depthwise", "pointwise", "depthwise_separable"]
+c_in = [8, 16]
+size = [8]
+[measure]
+min_run_time = {min_run_time}
+min_rounds = 3
+max_rounds = 50
+block_time = 0.001
+warmup_time = 0.005
+threads = 1
+memory = {memory}
+"""
+
+
+def tiny_grid(path: Path, *, min_run_time: float = 0.02, memory: bool = False) -> Path:
+    """8 cases in 2 groups of 4 variants (standard is the baseline of both)."""
+    path.write_text(TINY_GRID.format(min_run_time=min_run_time, memory=str(memory).lower()))
+    return path
+
+
+@pytest.fixture
+def grid_file(tmp_path: Path) -> Path:
+    return tiny_grid(tmp_path / "tiny.toml")
+
+
+def sepbench(*args: str | os.PathLike, timeout: float = 300) -> subprocess.CompletedProcess:
+    """The CLI as a user meets it: a separate process, its exit code, stdout and stderr."""
+    return subprocess.run([sys.executable, "-m", "sepbench", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "COLUMNS": "200"})
+
+
+requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -1,0 +1,103 @@
+"""Timer agreement with torch.utils.benchmark.Timer, interleaving, noise flags, speedup intervals, memory."""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+import time
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.benchmark import Timer
+
+from sepbench.compare import realized_speedup
+from sepbench.memory import ProbeFailed, cpu_peak
+from sepbench.spec import Case
+from sepbench.theory import case_cost
+from sepbench.timer import intra_op_threads, measure_interleaved, measure_stable, synchronizer
+from sepbench.workload import Workload
+
+
+def _ours(step, threads: int) -> float:
+    with intra_op_threads(threads):
+        return measure_interleaved({"x": step}, synchronizer("cpu"), min_run_time=0.3, min_rounds=10,
+                                   max_rounds=500, block_time=0.01, warmup_time=0.05)["x"].median
+
+
+def _reference(step, threads: int) -> float:
+    return Timer("step()", globals={"step": step}, num_threads=threads).blocked_autorange(min_run_time=0.3).median
+
+
+def test_median_agrees_with_torch_benchmark_timer_within_10_percent() -> None:
+    work = Workload(Case("standard", c_in=32, c_out=32, size=28))
+    # Alternate the two timers so that drift on a shared machine hits both; compare medians of medians.
+    ours, ref = [], []
+    for _ in range(3):
+        ours.append(_ours(work.step, 1))
+        ref.append(_reference(work.step, 1))
+    ratio = statistics.median(ours) / statistics.median(ref)
+    assert 0.9 <= ratio <= 1.1, (ours, ref)
+
+
+def test_interleaving_gives_every_variant_the_same_rounds_and_restores_threads() -> None:
+    before = torch.get_num_threads()
+    calls: list[str] = []
+    fns = {n: (lambda n=n: calls.append(n)) for n in "abc"}
+    with intra_op_threads(1):
+        assert torch.get_num_threads() == 1
+        timings = measure_interleaved(fns, synchronizer("cpu"), min_run_time=0.0, min_rounds=6, max_rounds=6,
+                                      block_time=1e-6, warmup_time=0.0)
+    assert torch.get_num_threads() == before
+    assert {len(t.times) for t in timings.values()} == {6}
+    assert all(t.warmup_calls >= 3 for t in timings.values())
+
+
+def test_noisy_measurement_is_remeasured_then_flagged() -> None:
+    durations = itertools.cycle([0.0002, 0.0002, 0.002])  # every third block is 10× slower
+
+    def noisy() -> None:
+        time.sleep(next(durations))
+
+    timings = measure_stable({"noisy": noisy, "steady": lambda: None}, synchronizer("cpu"),
+                             unstable_threshold=0.1, min_run_time=0.0, min_rounds=12, max_rounds=12,
+                             block_time=1e-9, warmup_time=0.0)
+    assert timings["noisy"].remeasured and timings["noisy"].unstable
+    assert timings["noisy"].relative_iqr > 0.1
+
+
+def test_stable_measurement_is_not_flagged() -> None:
+    work = Workload(Case("standard", c_in=16, c_out=16, size=16))
+    timings = measure_stable({"w": work.step}, synchronizer("cpu"), unstable_threshold=10.0, min_run_time=0.05,
+                             min_rounds=5, max_rounds=100, block_time=0.005, warmup_time=0.01)
+    assert not timings["w"].unstable and not timings["w"].remeasured
+
+
+def test_realized_speedup_is_the_median_ratio_with_a_paired_interval() -> None:
+    rng = np.random.default_rng(0)
+    drift = np.linspace(1.0, 1.5, 40)  # slow drift hits both members of a pair alike
+    base = 2.0 * drift * (1 + 0.01 * rng.standard_normal(40))
+    variant = 1.0 * drift * (1 + 0.01 * rng.standard_normal(40))
+    s = realized_speedup(list(base), list(variant))
+    assert s.ratio == pytest.approx(np.median(base) / np.median(variant))
+    assert s.low is not None and s.high is not None
+    assert s.low <= s.ratio <= s.high
+    assert s.low < 2.0 < s.high + 0.05
+    assert realized_speedup([1.0, 2.0], [1.0, 2.0]).low is None  # too few rounds for an interval
+
+
+def test_cpu_peak_memory_is_measured_in_a_fresh_child_and_grows_with_activations() -> None:
+    small = cpu_peak(Case("standard", c_in=16, c_out=16, size=16), threads=1)
+    large_case = Case("standard", c_in=64, c_out=64, size=128, batch=4)
+    large = cpu_peak(large_case, threads=1)
+    assert small.cpu_method and "fresh child" in small.cpu_method
+    assert large.cpu_rss_rise_bytes is not None and small.cpu_rss_rise_bytes is not None
+    # The output alone is 16 MiB here; the peak rise must at least cover it.
+    output_bytes = case_cost(large_case).activation_bytes()
+    assert large.cpu_rss_rise_bytes >= output_bytes
+    assert large.cpu_rss_rise_bytes > small.cpu_rss_rise_bytes
+
+
+def test_cpu_peak_reports_a_failing_case_instead_of_crashing() -> None:
+    with pytest.raises(ProbeFailed):
+        cpu_peak(Case("standard", device="cuda") if not torch.cuda.is_available() else Case("nonsense"), threads=1)

@@ -1,0 +1,88 @@
+"""Grids: expansion, dropped combinations, presets, shards, grid-file validation."""
+
+from __future__ import annotations
+
+import pytest
+
+from sepbench.errors import SepbenchError
+from sepbench.spec import group_cases, load_preset, parse_grid, parse_shard, preset_names, shard
+
+
+def test_invalid_combinations_are_dropped_and_counted_by_reason() -> None:
+    grid = parse_grid(
+        """
+        [grid]
+        variants = ["grouped", "depthwise"]
+        c_in = [32]
+        c_out = [32, 48]
+        groups = [3, 4]
+        dtype = ["float32", "float16"]
+        """, "t", "test",
+    )
+    cases, dropped = grid.expand()
+    # grouped: g=4 fits (32,32) and (32,48), g=3 fits neither; depthwise needs 48 % 32 == 0; fp16 is CUDA-only
+    assert dropped["float16 is measured on CUDA only"] == 6
+    assert dropped["groups=3 must divide c_in=32 and c_out=32"] == 1
+    assert dropped["groups=3 must divide c_in=32 and c_out=48"] == 1
+    assert dropped["depthwise needs c_out a multiple of c_in (c_in=32, c_out=48)"] == 1
+    labels = sorted(c.label() for c in cases)
+    assert labels == ["depthwise", "grouped(g=4)", "grouped(g=4)", "standard", "standard"]  # baselines added
+
+
+def test_presets_exist_and_smoke_covers_every_layer_variant() -> None:
+    assert {"smoke", "default", "full", "networks"} <= set(preset_names())
+    smoke, _ = load_preset("smoke").expand()
+    assert len({c.variant for c in smoke}) == 9
+    networks, _ = load_preset("networks").expand()
+    assert {(c.alpha, c.size) for c in networks} == {(a, r) for a in (1.0, 0.75, 0.5, 0.25)
+                                                      for r in (224, 192, 160, 128)}
+    assert {c.variant for c in networks} == {"mobilenet_v1", "mobilenet_v1_fullconv"}
+
+
+def test_cuda_axes_only_multiply_cuda_cases() -> None:
+    grid = load_preset("full")
+    cpu, _ = grid.with_device("cpu").expand()
+    cuda, _ = grid.with_device("cuda").expand()
+    assert all(c.tf32 is None and c.cudnn_benchmark is None for c in cpu)
+    assert {c.tf32 for c in cuda if c.dtype == "float32"} == {True, False}
+
+
+def test_shards_are_disjoint_deterministic_and_cover_the_grid() -> None:
+    groups = group_cases(load_preset("default").expand()[0])
+    parts = [shard(groups, k, 3) for k in (1, 2, 3)]
+    ids = [c.id for part in parts for g in part for c in g]
+    assert sorted(ids) == sorted(c.id for g in groups for c in g)
+    assert len(ids) == len(set(ids))
+    assert [c.id for g in shard(groups, 2, 3) for c in g] == [c.id for g in parts[1] for c in g]
+    for part in parts:  # each group keeps its baseline
+        assert all(g[0].variant == "standard" for g in part)
+
+
+@pytest.mark.parametrize(("text", "message"), [("2/1", "1 ≤ K ≤ N"), ("0/3", "1 ≤ K ≤ N"), ("x", "K/N")])
+def test_bad_shards(text: str, message: str) -> None:
+    with pytest.raises(SepbenchError, match=message):
+        parse_shard(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[grid\nvariants=", "test: not valid TOML"),
+        ("[grid]\nkernal = [3]", "test: unknown key 'grid.kernal'"),
+        ("[grid]\nc_in = [0]", "test: grid.c_in.0: Input should be greater than 0"),
+        ("[grid]\nvariants = ['standrd']", "test: unknown variant 'standrd'; valid variants: standard"),
+        ("[measure]\nmin_run_time = -1", "test: measure.min_run_time: Input should be greater than 0"),
+        ("[grid]\ndtype = ['float64']", "test: grid.dtype.0: Input should be 'float32', 'bfloat16' or 'float16'"),
+    ],
+)
+def test_grid_file_errors_are_one_clear_line(text: str, message: str) -> None:
+    with pytest.raises(SepbenchError) as info:
+        parse_grid(text, "t", "test")
+    assert str(info.value).startswith(message)
+    assert "\n" not in str(info.value)
+
+
+def test_digest_tracks_what_is_measured() -> None:
+    a = load_preset("smoke")
+    assert a.digest() == load_preset("smoke").digest()
+    assert a.digest() != a.with_device("cuda").digest()

@@ -1,0 +1,159 @@
+"""Durable writes, damaged files, merging, and a run killed with SIGKILL then resumed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import tiny_grid
+from sepbench.errors import SepbenchError
+from sepbench.runner import Runner, plan
+from sepbench.spec import load_grid
+from sepbench.store import load, read_run
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One complete run of the tiny grid (8 cases), memory probes included."""
+    d = tmp_path_factory.mktemp("run")
+    grid = load_grid(tiny_grid(d / "tiny.toml", memory=True))
+    return Runner(grid, d / "results").run().path
+
+
+def test_a_run_writes_a_header_and_one_valid_record_per_case(finished_run: Path) -> None:
+    run = read_run(finished_run)
+    assert run.problems == []
+    assert run.header is not None and run.header.environment["torch"]
+    assert run.header.peaks["cpu"]["flops"]["float32"] > 0
+    ids = [r.case_id for r in run.records]
+    assert len(ids) == 8 == len(set(ids))
+    standard = [r for r in run.records if r.case.variant == "standard"]
+    others = [r for r in run.records if r.case.variant != "standard"]
+    assert all(r.realized is None for r in standard)
+    assert all(r.realized is not None and r.realized.efficiency > 0 for r in others)
+    assert all(r.memory and r.memory.cpu_rss_rise_bytes is not None and r.memory.cpu_method for r in run.records)
+    assert all(r.timing and len(r.timing.times_s) >= 3 and r.timing.threads == 1 for r in run.records)
+
+
+def test_merge_loads_many_files_into_one_table(finished_run: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy.jsonl"
+    copy.write_bytes(finished_run.read_bytes())
+    df, problems = load([finished_run, tmp_path])
+    assert problems == [] and len(df) == 16
+    expected = {"theory_speedup", "realized_speedup", "timing_median_s", "env_torch", "memory_cpu_rss_rise_bytes"}
+    assert expected <= set(df)
+
+
+def test_a_damaged_file_is_reported_by_path_and_line_and_the_rest_still_loads(finished_run: Path,
+                                                                                tmp_path: Path) -> None:
+    good = tmp_path / "good.jsonl"
+    good.write_bytes(finished_run.read_bytes())
+    lines = finished_run.read_text().splitlines()
+    bad_record = json.loads(lines[2])
+    bad_record["theory"]["macs"] = "many"
+    damaged = tmp_path / "damaged.jsonl"
+    damaged.write_text("\n".join([lines[0], lines[1], "{not json", json.dumps(bad_record), *lines[3:]]) + "\n")
+    df, problems = load([tmp_path])
+    assert [(p.path.name, p.line) for p in problems] == [("damaged.jsonl", 3), ("damaged.jsonl", 4)]
+    assert "not valid JSON" in problems[0].message
+    assert "theory.macs" in problems[1].message
+    assert len(df) == 8 + 7  # every good line of both files
+
+
+def test_a_torn_last_line_is_noted_and_cut_before_resuming(finished_run: Path, tmp_path: Path) -> None:
+    torn = tmp_path / "torn.jsonl"
+    data = finished_run.read_bytes()
+    torn.write_bytes(data + data.splitlines()[1][:40])
+    run = read_run(torn)
+    assert len(run.records) == 8 and len(run.problems) == 1 and run.problems[0].torn_tail
+    from sepbench.store import ResultsFile
+
+    assert ResultsFile(torn).repair_tail()
+    assert torn.read_bytes() == data
+
+
+def _lines(path: Path) -> int:
+    try:
+        return path.read_bytes().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
+def test_sigkill_mid_run_then_resume_measures_every_case_exactly_once(tmp_path: Path) -> None:
+    grid = tiny_grid(tmp_path / "tiny.toml", min_run_time=0.3, memory=True)
+    out = tmp_path / "results"
+    cmd = [sys.executable, "-m", "sepbench", "run", "--grid", str(grid), "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 120
+    results: list[Path] = []
+    while time.monotonic() < deadline:  # wait until the header and some, but not all, cases are on disk
+        results = list(out.glob("*.jsonl")) if out.exists() else []
+        if results and _lines(results[0]) >= 3:
+            break
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert len(results) == 1
+    killed_at = len(read_run(results[0]).records)
+    assert 2 <= killed_at < 8, "the kill should land mid-run"
+    resumed = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert list(out.glob("*.jsonl")) == results  # appended to the same file
+    run = read_run(results[0])
+    assert [p for p in run.problems if not p.torn_tail] == []
+    ids = [r.case_id for r in run.records]
+    assert len(ids) == len(set(ids)) == 8
+    assert set(ids) == {c.id for c in plan(load_grid(grid)).cases}
+
+
+def test_resume_of_a_partial_group_remeasures_only_the_missing_cases(finished_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    out.mkdir()
+    partial = out / finished_run.name
+    lines = finished_run.read_text().splitlines(keepends=True)
+    partial.write_text("".join(lines[:3] + lines[4:]))  # the third case of the first group is missing
+    missing = json.loads(lines[3])["case_id"]
+    grid = load_grid(tiny_grid(tmp_path / "tiny.toml", memory=True))
+    outcome = Runner(grid, out, resume=True).run()
+    assert [r.case_id for r in outcome.records] == [missing]
+    assert outcome.already_done == 7
+    ids = [r.case_id for r in read_run(partial).records]
+    assert len(ids) == len(set(ids)) == 8
+    resumed = next(r for r in read_run(partial).records if r.case_id == missing)
+    assert resumed.realized is not None  # its baseline was timed again beside it, not written twice
+
+
+def test_resume_refuses_when_there_is_nothing_to_resume(tmp_path: Path) -> None:
+    grid = load_grid(tiny_grid(tmp_path / "tiny.toml"))
+    with pytest.raises(SepbenchError, match="nothing to resume"):
+        Runner(grid, tmp_path / "empty", resume=True).open()
+
+
+def test_an_absurd_batch_is_recorded_as_skipped_and_the_run_goes_on(tmp_path: Path) -> None:
+    from sepbench.spec import parse_grid
+
+    grid = parse_grid(
+        """
+        [grid]
+        variants = ["standard", "depthwise"]
+        c_in = [8]
+        size = [1024]
+        batch = [100000, 1]
+        [measure]
+        min_run_time = 0.01
+        min_rounds = 3
+        memory = false
+        """, "oom", "test",
+    )
+    run = read_run(Runner(grid, tmp_path).run().path)
+    status = {(r.case.batch, r.case.variant): (r.status, r.reason) for r in run.records}
+    assert status[(100000, "standard")] == ("skipped", "out of memory while building")
+    assert status[(100000, "depthwise")] == ("skipped", "out of memory while building")
+    assert status[(1, "standard")][0] == status[(1, "depthwise")][0] == "ok"
