@@ -40,6 +40,7 @@ from sepbench.spec import (
     group_cases,
     load_grid,
     load_preset,
+    parse_axis,
     parse_shard,
     preset_names,
 )
@@ -91,8 +92,10 @@ def cli() -> None:
 @click.option("--shard", "shard_text", metavar="K/N", help="Measure only the K-th of N slices of the grid.")
 @click.option("--threads", type=click.IntRange(min=1), help="Intra-op threads (default: torch's default).")
 @click.option("--no-memory", is_flag=True, help="Skip the per-case peak memory probes.")
+@click.option("--axis", "axes", multiple=True, metavar="KEY=V1,V2",
+              help="Replace one grid axis, e.g. --axis c_in=32,64 --axis mode=train (repeatable).")
 def run(preset: str | None, grid_file: Path | None, device: str | None, out_dir: Path, resume: bool,
-        shard_text: str | None, threads: int | None, no_memory: bool) -> None:
+        shard_text: str | None, threads: int | None, no_memory: bool, axes: tuple[str, ...]) -> None:
     """Measure a grid: theory and measurement side by side, one results file per run."""
     from sepbench.runner import Runner
     from sepbench.store import ensure_writable, load
@@ -100,6 +103,8 @@ def run(preset: str | None, grid_file: Path | None, device: str | None, out_dir:
     if preset and grid_file:
         raise SepbenchError("give --preset or --grid, not both")
     grid = load_grid(grid_file) if grid_file else load_preset(preset or "default")
+    if axes:
+        grid = grid.with_axes(dict(parse_axis(a) for a in axes))
     if device:
         grid = grid.with_device(device)
     updates = {k: v for k, v in (("threads", threads), ("memory", False if no_memory else None)) if v is not None}

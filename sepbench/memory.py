@@ -97,7 +97,8 @@ def _probe_context() -> Any:
     if _context is None:
         if "forkserver" in mp.get_all_start_methods():
             _context = mp.get_context("forkserver")
-            _context.set_forkserver_preload(["torch", "sepbench.workload"])
+            # The CLI too: children then import nothing from disk (the entry script re-imports it).
+            _context.set_forkserver_preload(["torch", "sepbench.workload", "sepbench.cli"])
         else:
             _context = mp.get_context("spawn")
     return _context

@@ -308,8 +308,18 @@ class Grid:
         return self.spec.measure
 
     def with_device(self, device: str) -> Grid:
-        axes = self.spec.grid.model_copy(update={"device": [device]})
-        return Grid(self.name, self.spec.model_copy(update={"grid": axes}))
+        return self.with_axes({"device": [device]})
+
+    def with_axes(self, overrides: dict[str, list], source: str = "--axis") -> Grid:
+        """The grid with some axes replaced, validated like a grid file (unknown keys refused)."""
+        data = self.spec.model_dump(mode="json")
+        data["grid"].update(overrides)
+        try:
+            spec = GridFile.model_validate(data)
+        except ValidationError as exc:
+            raise SepbenchError(_format_validation(source, exc)) from None
+        _check_variant_names(spec, source)
+        return Grid(self.name, spec)
 
     def digest(self) -> str:
         """Hash of what the grid measures, so --resume only continues the same grid."""
@@ -338,10 +348,22 @@ def parse_grid(text: str, name: str, source: str) -> Grid:
         spec = GridFile.model_validate(data)
     except ValidationError as exc:
         raise SepbenchError(_format_validation(source, exc)) from None
+    _check_variant_names(spec, source)
+    return Grid(name, spec)
+
+
+def _check_variant_names(spec: GridFile, source: str) -> None:
     unknown = [v for v in spec.grid.variants if v not in VARIANTS]
     if unknown:
         raise SepbenchError(f"{source}: unknown variant {unknown[0]!r}; valid variants: {', '.join(VARIANTS)}")
-    return Grid(name, spec)
+
+
+def parse_axis(text: str) -> tuple[str, list[str]]:
+    """'c_in=32,64' → ('c_in', ['32', '64']); values are typed by the grid schema."""
+    key, sep, values = text.partition("=")
+    if not sep or not key.strip() or not values.strip():
+        raise SepbenchError(f"--axis must look like KEY=V1,V2 (e.g. c_in=32,64), got {text!r}")
+    return key.strip(), [v.strip() for v in values.split(",") if v.strip()]
 
 
 def load_grid(path: str | Path) -> Grid:
