@@ -21,23 +21,29 @@ from sepbench.workload import Workload
 
 def _ours(step, threads: int) -> float:
     with intra_op_threads(threads):
-        return measure_interleaved({"x": step}, synchronizer("cpu"), min_run_time=0.3, min_rounds=10,
+        return measure_interleaved({"x": step}, synchronizer("cpu"), min_run_time=0.4, min_rounds=10,
                                    max_rounds=500, block_time=0.01, warmup_time=0.05)["x"].median
 
 
 def _reference(step, threads: int) -> float:
-    return Timer("step()", globals={"step": step}, num_threads=threads).blocked_autorange(min_run_time=0.3).median
+    return Timer("step()", globals={"step": step}, num_threads=threads).blocked_autorange(min_run_time=0.4).median
 
 
 def test_median_agrees_with_torch_benchmark_timer_within_10_percent() -> None:
-    work = Workload(Case("standard", c_in=32, c_out=32, size=28))
-    # Alternate the two timers so that drift on a shared machine hits both; compare medians of medians.
-    ours, ref = [], []
+    """Agreement is statistical and the test machine is shared: the two timers alternate five times
+    and the medians are compared; a noisy attempt may be repeated twice. A systematic difference (a
+    thread count not applied, a missing warm-up or sync) fails all three attempts."""
+    work = Workload(Case("standard", c_in=64, c_out=64, size=28))
+    ratios = []
     for _ in range(3):
-        ours.append(_ours(work.step, 1))
-        ref.append(_reference(work.step, 1))
-    ratio = statistics.median(ours) / statistics.median(ref)
-    assert 0.9 <= ratio <= 1.1, (ours, ref)
+        ours, ref = [], []
+        for _ in range(5):
+            ours.append(_ours(work.step, 1))
+            ref.append(_reference(work.step, 1))
+        ratios.append(statistics.median(ours) / statistics.median(ref))
+        if 0.9 <= ratios[-1] <= 1.1:
+            return
+    pytest.fail(f"sepbench/Timer median ratios {ratios} all lie outside [0.9, 1.1]")
 
 
 def test_interleaving_gives_every_variant_the_same_rounds_and_restores_threads() -> None:
