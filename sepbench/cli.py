@@ -116,7 +116,8 @@ def run(preset: str | None, grid_file: Path | None, device: str | None, out_dir:
     runner = Runner(grid, out_dir, resume=resume, shard_spec=shard_spec)
     if runner.plan.dropped:
         reasons = "; ".join(f"{n}× {why}" for why, n in runner.plan.dropped.most_common())
-        err.print(f"dropped {sum(runner.plan.dropped.values())} invalid combinations ({reasons})", markup=False)
+        err.print(f"dropped {sum(runner.plan.dropped.values())} invalid combinations ({reasons})", markup=False,
+                  soft_wrap=True)
     ensure_writable(out_dir)
     if not resume:
         err.print("measuring this machine's peaks (the roofline's ceilings)…", style="dim")
@@ -134,7 +135,7 @@ def run(preset: str | None, grid_file: Path | None, device: str | None, out_dir:
             where = f" in {done.path}" if done else ""
             saved = len(done.records) + done.already_done if done else 0
             err.print(f"interrupted: {saved} finished cases are saved{where}; continue with the same command "
-                      "plus --resume", markup=False)
+                      "plus --resume", markup=False, soft_wrap=True)
             sys.exit(EXIT_INTERRUPTED)
     df, _ = load([outcome.path])
     from sepbench.tables import print_results
@@ -316,7 +317,7 @@ def show(results: tuple[Path, ...]) -> None:
         print_results(df, out)
     torn = [p for p in problems if p.torn_tail]
     for p in torn:
-        err.print(f"sepbench: note: {p}", markup=False, highlight=False)
+        err.print(f"sepbench: note: {p}", markup=False, highlight=False, soft_wrap=True)
     damaged = [p for p in problems if not p.torn_tail]
     if damaged:
         more = f" (and {len(damaged) - 1} more damaged lines)" if len(damaged) > 1 else ""

@@ -14,11 +14,14 @@ are touched only when a CUDA case runs, never at import.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import multiprocessing as mp
 import os
 import resource
+import signal
 import sys
+import threading
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
@@ -62,6 +65,12 @@ def _reset_hwm() -> bool:
     return _hwm_bytes() is not None
 
 
+def _report(conn: Connection, message: tuple) -> None:
+    """Send the result; if the parent is gone (interrupted), there is no one to tell."""
+    with contextlib.suppress(OSError):
+        conn.send(message)
+
+
 def _cpu_child(case: Case, threads: int, conn: Connection) -> None:
     try:
         import torch
@@ -80,11 +89,11 @@ def _cpu_child(case: Case, threads: int, conn: Connection) -> None:
         else:
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
             method = "rss: ru_maxrss rise in a fresh child"
-        conn.send(("ok", max(0, peak - baseline), method))
+        _report(conn, ("ok", max(0, peak - baseline), method))
     except MemoryError:
-        conn.send(("oom", 0, "out of memory"))
+        _report(conn, ("oom", 0, "out of memory"))
     except BaseException as exc:  # the parent records what went wrong and carries on
-        conn.send(("error", 0, f"{type(exc).__name__}: {exc}"))
+        _report(conn, ("error", 0, f"{type(exc).__name__}: {exc}"))
     finally:
         conn.close()
 
@@ -99,9 +108,25 @@ def _probe_context() -> Any:
             _context = mp.get_context("forkserver")
             # The CLI too: children then import nothing from disk (the entry script re-imports it).
             _context.set_forkserver_preload(["torch", "sepbench.workload", "sepbench.cli"])
+            _start_forkserver_deaf_to_ctrl_c()
         else:
             _context = mp.get_context("spawn")
     return _context
+
+
+def _start_forkserver_deaf_to_ctrl_c() -> None:
+    """Start the server with SIGINT ignored: it preloads torch before it ignores Ctrl-C itself, and
+    its children inherit the disposition. Only this process handles an interrupt, and it kills the
+    child in flight."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    from multiprocessing import forkserver
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        forkserver.ensure_running()
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class ProbeFailed(RuntimeError):
@@ -113,9 +138,9 @@ def cpu_peak(case: Case, threads: int, timeout: float = PROBE_TIMEOUT_S) -> Memo
     ctx = _probe_context()
     receive, send = ctx.Pipe(duplex=False)
     child = ctx.Process(target=_cpu_child, args=(case, threads, send), daemon=True)
-    child.start()
-    send.close()
-    try:
+    try:  # from before start(): an interrupt at any point still kills the child
+        child.start()
+        send.close()
         if not receive.poll(timeout):
             raise ProbeFailed(f"memory probe timed out after {timeout:.0f} s")
         try:
@@ -123,9 +148,11 @@ def cpu_peak(case: Case, threads: int, timeout: float = PROBE_TIMEOUT_S) -> Memo
         except EOFError:
             raise ProbeFailed(f"memory probe died (exit code {child.exitcode}); likely out of memory") from None
     finally:
-        if child.is_alive():
-            child.kill()
-        child.join()
+        if child.pid is not None:
+            if child.is_alive():
+                child.kill()
+            child.join()
+        send.close()
         receive.close()
     if status != "ok":
         raise ProbeFailed(method)

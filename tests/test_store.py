@@ -86,11 +86,13 @@ def _lines(path: Path) -> int:
         return 0
 
 
-def test_sigkill_mid_run_then_resume_measures_every_case_exactly_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "ctrl-c"])
+def test_a_run_killed_mid_way_then_resumed_measures_every_case_exactly_once(tmp_path: Path, signum: int) -> None:
     grid = tiny_grid(tmp_path / "tiny.toml", min_run_time=0.3, memory=True)
     out = tmp_path / "results"
     cmd = [sys.executable, "-m", "sepbench", "run", "--grid", str(grid), "--out", str(out)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
     deadline = time.monotonic() + 120
     results: list[Path] = []
     while time.monotonic() < deadline:  # wait until the header and some, but not all, cases are on disk
@@ -98,11 +100,15 @@ def test_sigkill_mid_run_then_resume_measures_every_case_exactly_once(tmp_path: 
         if results and _lines(results[0]) >= 3:
             break
         time.sleep(0.01)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    os.killpg(proc.pid, signum)  # the whole process group, as a terminal's Ctrl-C does
+    _, stderr = proc.communicate(timeout=60)
     assert len(results) == 1
     killed_at = len(read_run(results[0]).records)
     assert 2 <= killed_at < 8, "the kill should land mid-run"
+    if signum == signal.SIGINT:
+        assert proc.returncode == 130
+        assert "Traceback" not in stderr
+        assert f"interrupted: {killed_at} finished cases are saved in {results[0]}" in stderr
     resumed = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert list(out.glob("*.jsonl")) == results  # appended to the same file
