@@ -27,6 +27,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 import psutil
+from pydantic import ConfigDict
 
 from sepbench.spec import Case
 
@@ -36,6 +37,10 @@ PROBE_TIMEOUT_S = 600.0
 
 @dataclass(frozen=True)
 class MemoryFigures:
+    """Each figure beside its method; `error` says why there are none (the case still counts)."""
+
+    __pydantic_config__ = ConfigDict(extra="forbid")  # stored as is in results records
+
     cpu_rss_rise_bytes: int | None = None
     cpu_method: str | None = None
     cuda_alloc_peak_bytes: int | None = None
@@ -43,6 +48,7 @@ class MemoryFigures:
     nvml_device_used_bytes: int | None = None
     nvml_process_bytes: int | None = None
     nvml_method: str | None = None
+    error: str | None = None
 
 
 def _hwm_bytes() -> int | None:

@@ -24,7 +24,6 @@ from sepbench.peaks import Peaks, measure_peaks
 from sepbench.spec import Case, Grid, group_cases, shard
 from sepbench.store import (
     CaseRecord,
-    MemoryModel,
     RealizedFigures,
     ResultsFile,
     RunHeader,
@@ -118,12 +117,11 @@ def _is_oom(exc: BaseException) -> bool:
             or "can't allocate memory" in text)
 
 
-def _measure_memory(case: Case, work: Workload, threads: int) -> MemoryModel:
+def _measure_memory(case: Case, work: Workload, threads: int) -> memory.MemoryFigures:
     try:
-        figures = memory.cuda_peak(work.step) if case.device == "cuda" else memory.cpu_peak(case, threads)
+        return memory.cuda_peak(work.step) if case.device == "cuda" else memory.cpu_peak(case, threads)
     except (memory.ProbeFailed, RuntimeError, MemoryError) as exc:
-        return MemoryModel(error=str(exc).splitlines()[0][:300])
-    return MemoryModel(**figures.__dict__)
+        return memory.MemoryFigures(error=str(exc).splitlines()[0][:300])
 
 
 class Runner:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
@@ -21,6 +21,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from sepbench.errors import SepbenchError
+from sepbench.memory import MemoryFigures
 from sepbench.spec import Case
 
 SCHEMA_VERSION = 1
@@ -83,17 +84,6 @@ class RealizedFigures(_Strict):
     efficiency: float  # realized / theoretical speedup
 
 
-class MemoryModel(_Strict):
-    cpu_rss_rise_bytes: int | None = None
-    cpu_method: str | None = None
-    cuda_alloc_peak_bytes: int | None = None
-    cuda_alloc_method: str | None = None
-    nvml_device_used_bytes: int | None = None
-    nvml_process_bytes: int | None = None
-    nvml_method: str | None = None
-    error: str | None = None
-
-
 class CaseRecord(_Strict):
     kind: Literal["case"] = "case"
     run_id: str
@@ -106,7 +96,7 @@ class CaseRecord(_Strict):
     theory: TheoryFigures
     timing: TimingFigures | None = None
     realized: RealizedFigures | None = None
-    memory: MemoryModel | None = None
+    memory: MemoryFigures | None = None
     finished: str
 
 
@@ -284,7 +274,8 @@ def _flatten(run: RunFile, record: CaseRecord) -> dict[str, Any]:
     for prefix, part in (("theory", record.theory), ("timing", record.timing), ("realized", record.realized),
                          ("memory", record.memory)):
         if part is not None:
-            row.update({f"{prefix}_{k}": v for k, v in part.model_dump().items()})
+            fields = part.model_dump() if isinstance(part, BaseModel) else asdict(part)
+            row.update({f"{prefix}_{k}": v for k, v in fields.items()})
     return row
 
 

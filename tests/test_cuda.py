@@ -62,28 +62,6 @@ def test_timer_agrees_with_torch_timer_and_cuda_events() -> None:
     assert a.ratio_events is not None and 0.9 <= a.ratio_events <= 1.1
 
 
-def test_an_absurd_batch_is_skipped_as_out_of_memory_and_the_run_goes_on(tmp_path: Path) -> None:
-    grid = parse_grid(
-        """
-        [grid]
-        variants = ["standard", "depthwise"]
-        c_in = [256]
-        size = [1024]
-        batch = [1, 100000]
-        device = ["cuda"]
-        [measure]
-        min_run_time = 0.01
-        min_rounds = 3
-        memory = false
-        """, "oom", "test",
-    )
-    run = read_run(Runner(grid, tmp_path).run().path)
-    by_batch = {(r.case.batch, r.case.variant): r for r in run.records}
-    assert by_batch[(100000, "standard")].status == "skipped"
-    assert "out of memory" in (by_batch[(100000, "standard")].reason or "")
-    assert by_batch[(1, "depthwise")].status == "ok"
-
-
 def test_workload_runs_each_dtype_and_layout() -> None:
     for dtype in ("float32", "bfloat16", "float16"):
         for fmt in ("contiguous", "channels_last"):

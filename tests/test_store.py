@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import tiny_grid
+from conftest import requires_cuda, tiny_grid
 from sepbench.errors import SepbenchError
 from sepbench.runner import Runner, plan
 from sepbench.spec import load_grid
@@ -142,16 +142,18 @@ def test_resume_refuses_when_there_is_nothing_to_resume(tmp_path: Path) -> None:
         Runner(grid, tmp_path / "empty", resume=True).open()
 
 
-def test_an_absurd_batch_is_recorded_as_skipped_and_the_run_goes_on(tmp_path: Path) -> None:
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=requires_cuda)])
+def test_an_absurd_batch_is_recorded_as_skipped_and_the_run_goes_on(tmp_path: Path, device: str) -> None:
     from sepbench.spec import parse_grid
 
     grid = parse_grid(
-        """
+        f"""
         [grid]
         variants = ["standard", "depthwise"]
         c_in = [8]
         size = [1024]
         batch = [100000, 1]
+        device = ["{device}"]
         [measure]
         min_run_time = 0.01
         min_rounds = 3
