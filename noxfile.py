@@ -1,5 +1,14 @@
-"""nox sessions. Default sessions reuse an installed torch or the pinned CPU wheel; nothing here
-downloads a CUDA build unasked."""
+"""nox sessions.
+
+    nox                                   tests + lint (the default sessions)
+    nox -s bench                          pytest-benchmark suite, then `sepbench run --preset default`
+    nox -s "bench_torch(torch='2.12.0')"  the same against another PyTorch (downloads it; explicit only)
+    nox -s asv -- HEAD~1..HEAD            asv run over a commit range, then asv publish
+    nox -s crosscheck                     the same grid through sepbench, asv and pytest-benchmark
+
+Default sessions install torch==2.13.0, which on this project's machines is a CPU wheel on disk: no
+session downloads a CUDA build unless a torch version is named.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +17,29 @@ import nox
 nox.options.sessions = ["tests", "lint"]
 nox.options.reuse_existing_virtualenvs = True
 
-TORCH = "torch==2.13.0"  # on this project's machines: the local CPU wheel, installed offline
+TORCH = "2.13.0"
+OTHER_TORCH = ["2.12.0", "2.11.0", "2.10.0"]  # any release works: nox -s "bench_torch(torch='X')"
+GRID = "benchmarks/grid.toml"
+PB_STORAGE = "file://results/pytest-benchmark"
+
+
+def _install(session: nox.Session, torch: str = TORCH, extras: str = "test") -> None:
+    session.install(f"torch=={torch}", "-e", f".[{extras}]")
+
+
+def _bench(session: nox.Session) -> None:
+    """pytest-benchmark suite (saved; compared with the last save when one exists), then the default grid."""
+    gate = ["--benchmark-compare", "--benchmark-compare-fail=median:10%"] if "--gate" in session.posargs else []
+    session.run("python", "-m", "pytest", "benchmarks/pytest_suite", "-p", "no:cacheprovider", "--benchmark-enable",
+                f"--benchmark-storage={PB_STORAGE}", "--benchmark-autosave", "--benchmark-columns=median,iqr,rounds",
+                *gate)
+    session.run("sepbench", "run", "--preset", "default", "--out", "results")
 
 
 @nox.session
 def tests(session: nox.Session) -> None:
     """The test suite (what CI runs)."""
-    session.install(TORCH, "-e", ".[test]")
+    _install(session)
     session.run("python", "-m", "pytest", *session.posargs)
 
 
@@ -25,7 +50,38 @@ def lint(session: nox.Session) -> None:
 
 
 @nox.session(default=False)
-def smoke(session: nox.Session) -> None:
-    """A one-minute benchmark run: `sepbench run --preset smoke`."""
-    session.install(TORCH, "-e", ".")
-    session.run("sepbench", "run", "--preset", "smoke", *session.posargs)
+def bench(session: nox.Session) -> None:
+    """Benchmarks on the installed/pinned torch. `-- --gate` fails on a median regression over 10 %."""
+    _install(session)
+    _bench(session)
+
+
+@nox.session(default=False)
+@nox.parametrize("torch", OTHER_TORCH)
+def bench_torch(session: nox.Session, torch: str) -> None:
+    """The same benchmarks against another PyTorch release: the basis of cross-version regression
+    tracking. It downloads that release (on x86-64 Linux a CUDA build with several GB of libraries)."""
+    _install(session, torch)
+    _bench(session)
+
+
+@nox.session(default=False)
+def asv(session: nox.Session) -> None:
+    """asv over a commit range (default: the last two commits), then the static site."""
+    _install(session)
+    session.run("asv", "machine", "--yes")
+    session.run("asv", "run", *(session.posargs or ["HEAD~2..HEAD"]))
+    session.run("asv", "publish")
+
+
+@nox.session(default=False)
+def crosscheck(session: nox.Session) -> None:
+    """Time benchmarks/grid.toml with all three harnesses in this environment and compare the medians."""
+    _install(session)
+    session.run("sepbench", "run", "--grid", GRID, "--device", "cpu", "--out", "results/crosscheck", "--no-memory")
+    session.run("python", "-m", "pytest", "benchmarks/pytest_suite", "-p", "no:cacheprovider", "--benchmark-enable",
+                f"--benchmark-storage={PB_STORAGE}", "--benchmark-autosave")
+    session.run("asv", "machine", "--yes")
+    commit = session.run("git", "rev-parse", "HEAD", silent=True, external=True).strip()
+    session.run("asv", "run", "--python=same", "--set-commit-hash", commit, "-b", "TimeLayer")
+    session.run("sepbench", "crosscheck", "--results", "results/crosscheck")

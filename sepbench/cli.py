@@ -304,6 +304,38 @@ def timercheck(preset: str, grid_file: Path | None, device: str | None, threads:
     out.print(summary, highlight=False)
 
 
+@cli.command(name="crosscheck")
+@click.option("--results", "results", multiple=True, type=click.Path(path_type=Path), required=True,
+              help="sepbench results file or directory (repeatable).")
+@click.option("--asv", "asv_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("results/asv"),
+              show_default=True)
+@click.option("--pytest-benchmark", "pb_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("results/pytest-benchmark"), show_default=True)
+@click.option("--tolerance", type=float, default=0.10, show_default=True, help="Allowed relative difference.")
+def crosscheck_(results: tuple[Path, ...], asv_dir: Path, pb_dir: Path, tolerance: float) -> None:
+    """Do `sepbench run`, asv and pytest-benchmark agree on the same cases? Exit 1 if any ratio lies
+    outside 1 ± tolerance."""
+    from sepbench.crosscheck import crosscheck
+    from sepbench.tables import fmt_time
+
+    table = crosscheck(list(results), asv_dir, pb_dir)
+    view = Table(title="median step time by harness", title_justify="left", header_style="bold", pad_edge=False)
+    for col in ("device", "mode", "c_in", "variant", "sepbench run", "asv", "pytest-benchmark", "asv / sepbench",
+                "pytest-benchmark / sepbench"):
+        view.add_column(col, justify="left" if col in ("device", "mode", "variant") else "right")
+    ratios = table[["asv / sepbench", "pytest-benchmark / sepbench"]]
+    for _, row in table.iterrows():
+        view.add_row(row["device"], row["mode"], str(row["c_in"]), row["variant"], fmt_time(row["sepbench"]),
+                     fmt_time(row["asv"]), fmt_time(row["pytest_benchmark"]), f"{row['asv / sepbench']:.3f}",
+                     f"{row['pytest-benchmark / sepbench']:.3f}")
+    out.print(view)
+    outside = int(((ratios - 1).abs() > tolerance).to_numpy().sum())
+    out.print(f"{len(table)} cases; ratios {ratios.min().min():.3f}–{ratios.max().max():.3f}; "
+              f"{outside} outside ±{tolerance:.0%}", highlight=False)
+    if outside:
+        sys.exit(1)
+
+
 @cli.command()
 @click.argument("results", nargs=-1, type=click.Path(path_type=Path))
 def show(results: tuple[Path, ...]) -> None:

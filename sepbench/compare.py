@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 CONFIDENCE = 0.95
 RESAMPLES = 2000
@@ -32,6 +31,8 @@ def realized_speedup(base_times: list[float], variant_times: list[float], seed: 
     ratio = float(_median_ratio(base, var))
     if len(base) != len(var) or len(base) < 3 or np.array_equal(base, var):
         return Speedup(ratio, None, None)
+    from scipy import stats  # imported here: it costs half a second, and only intervals need it
+
     res = stats.bootstrap(
         (base, var), _median_ratio, paired=True, vectorized=True, n_resamples=RESAMPLES,
         confidence_level=CONFIDENCE, method="percentile", rng=np.random.default_rng(seed),

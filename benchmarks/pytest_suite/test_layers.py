@@ -1,0 +1,64 @@
+"""pytest-benchmark suite over benchmarks/grid.toml: one group per geometry, so the variants of a case
+sit side by side in the comparison table. A thin adapter: layers, costs and warm-up come from sepbench.
+
+    pytest benchmarks/pytest_suite --benchmark-enable --benchmark-storage=results/pytest-benchmark \\
+        --benchmark-autosave                                   # measure and save
+    ... --benchmark-compare --benchmark-compare-fail=median:10%   # regression gate against the last save
+
+Under the ordinary test run (`--benchmark-disable`, the project default) each case runs once: a
+correctness smoke of every case of the grid.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from sepbench.environment import fingerprint
+from sepbench.spec import Case, load_grid
+from sepbench.theory import case_cost, compare
+from sepbench.timer import calibrate, intra_op_threads, synchronizer, warm_up
+from sepbench.workload import Workload, backend_flags
+
+GRID = load_grid(Path(__file__).parents[1] / "grid.toml")
+CASES = sorted(GRID.expand()[0], key=lambda c: (c.group_id, c.variant != "standard", c.id))
+ENV_KEYS = ("machine", "torch", "onednn", "cpu", "gpu", "cudnn", "threads", "sepbench_commit")
+
+
+@pytest.fixture(scope="session")
+def environment() -> dict:
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    env = fingerprint(device, GRID.measure.threads or torch.get_num_threads())
+    return {k: env.get(k) for k in ENV_KEYS}
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c.device}-{c.mode}-c{c.c_in}-{c.label()}")
+def test_layer_step(benchmark, case: Case, environment: dict) -> None:
+    if case.device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("no CUDA device on this machine")
+    cost = case_cost(case)
+    benchmark.group = case.geometry()
+    benchmark.extra_info.update(
+        case_id=case.id, variant=case.variant, device=case.device, mode=case.mode, c_in=case.c_in,
+        flops_2mac=cost.flops(case.mode), params=cost.params, theoretical_speedup=compare(case).speedup,
+        **{f"env_{k}": v for k, v in environment.items()},
+    )
+    sync = synchronizer(case.device)
+    with backend_flags(case), intra_op_threads(GRID.measure.threads or torch.get_num_threads()):
+        work = Workload(case)
+
+        def step() -> None:
+            work.step()
+            sync()  # pytest-benchmark's timer does not synchronize CUDA by itself
+
+        if benchmark.disabled:
+            benchmark(step)
+            return
+        m = GRID.measure
+        warm_up(step, sync, m.warmup_time)
+        iterations = calibrate(step, sync, m.block_time)
+        rounds = max(m.min_rounds, int(m.min_run_time / (m.block_time or 1e-3)))
+        benchmark.pedantic(step, iterations=iterations, rounds=rounds, warmup_rounds=1)
+    assert tuple(work.module(work.input).shape) == cost.out_shape

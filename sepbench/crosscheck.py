@@ -1,0 +1,77 @@
+"""Do the harnesses agree? The same cases timed by `sepbench run`, by asv (`TimeLayer.time_step`, read
+from its results JSON) and by pytest-benchmark (read from its saved JSON), side by side.
+
+Cases are joined on (device, mode, c_in, variant): asv's parameters and pytest-benchmark's
+`extra_info` carry exactly these Case fields.
+"""
+
+from __future__ import annotations
+
+import ast
+import itertools
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from sepbench.errors import SepbenchError
+from sepbench.store import load
+
+KEY = ["device", "mode", "c_in", "variant"]
+ASV_BENCHMARK = "bench_layers.TimeLayer.time_step"
+
+
+def sepbench_medians(paths: list[Path]) -> pd.DataFrame:
+    df, _ = load(paths)
+    if df.empty:
+        raise SepbenchError(f"no sepbench results in {', '.join(map(str, paths))}")
+    ok = df[(df["status"] == "ok") & (df["batch"] == 1)]
+    return ok.groupby(KEY, as_index=False)["timing_median_s"].median().rename(columns={"timing_median_s": "sepbench"})
+
+
+def _newest(paths: list[Path]) -> Path:
+    return max(paths, key=lambda p: p.stat().st_mtime)
+
+
+def asv_medians(results_dir: Path, benchmark: str = ASV_BENCHMARK) -> pd.DataFrame:
+    """Medians from the newest asv results file that holds `benchmark` (any machine directory)."""
+    files = [p for p in Path(results_dir).rglob("*.json") if p.name not in ("machine.json", "benchmarks.json")]
+    holding = []
+    for path in files:
+        data = json.loads(path.read_text())
+        for name, columns in data.get("results", {}).items():
+            if name.endswith(benchmark):
+                holding.append((path, data, columns))
+    if not holding:
+        raise SepbenchError(f"no asv results for {benchmark} under {results_dir}")
+    path, data, columns = max(holding, key=lambda h: h[0].stat().st_mtime)
+    named = dict(zip(data["result_columns"], columns, strict=False))
+    values, params = named["result"], named["params"]
+    rows = []
+    for combo, value in zip(itertools.product(*params), values, strict=True):
+        if value is None or (isinstance(value, float) and value != value):
+            continue  # skipped (no GPU, invalid combination) or failed
+        rows.append({**dict(zip(KEY, (ast.literal_eval(p) for p in combo), strict=True)), "asv": value})
+    return pd.DataFrame(rows, columns=[*KEY, "asv"])
+
+
+def pytest_benchmark_medians(storage: Path) -> pd.DataFrame:
+    """Medians from the newest pytest-benchmark save under `storage`."""
+    files = list(Path(storage).rglob("*.json"))
+    if not files:
+        raise SepbenchError(f"no pytest-benchmark results under {storage}")
+    data = json.loads(_newest(files).read_text())
+    rows = [{**{k: b["extra_info"][k] for k in KEY}, "pytest_benchmark": b["stats"]["median"]}
+            for b in data["benchmarks"] if all(k in b.get("extra_info", {}) for k in KEY)]
+    return pd.DataFrame(rows, columns=[*KEY, "pytest_benchmark"])
+
+
+def crosscheck(sepbench_paths: list[Path], asv_dir: Path, pytest_benchmark_dir: Path) -> pd.DataFrame:
+    """One row per case present in all three, with the harness / sepbench ratios."""
+    table = sepbench_medians(sepbench_paths).merge(asv_medians(asv_dir), on=KEY).merge(
+        pytest_benchmark_medians(pytest_benchmark_dir), on=KEY)
+    if table.empty:
+        raise SepbenchError("the three harnesses have no case in common; time the same grid with each")
+    table["asv / sepbench"] = table["asv"] / table["sepbench"]
+    table["pytest-benchmark / sepbench"] = table["pytest_benchmark"] / table["sepbench"]
+    return table.sort_values(KEY).reset_index(drop=True)
