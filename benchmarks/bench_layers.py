@@ -3,11 +3,10 @@ Thin adapters: every layer, cost and timing comes from the sepbench package."""
 
 from __future__ import annotations
 
-from benchmarks.common import GRID, PARAM_NAMES, PARAMS, LayerBenchmark, case_for
+from benchmarks.common import GRID, PARAM_NAMES, PARAMS, LayerBenchmark, case_for, workload
 from sepbench.compare import realized_speedup
 from sepbench.theory import case_cost, compare
 from sepbench.timer import measure_interleaved
-from sepbench.workload import Workload
 
 
 class TimeLayer(LayerBenchmark):
@@ -39,7 +38,7 @@ class TrackRealizedSpeedup(LayerBenchmark):
 
     def setup(self, device: str, mode: str, c_in: int, variant: str) -> None:
         super().setup(device, mode, c_in, variant)
-        base = Workload(self.case.baseline())
+        base = workload(self.case.baseline())
         m = GRID.measure
         timings = measure_interleaved({"base": base.step, "variant": self.work.step}, self.sync,
                                       min_run_time=m.min_run_time, min_rounds=m.min_rounds, max_rounds=m.max_rounds,
