@@ -29,24 +29,23 @@ def sepbench_medians(paths: list[Path]) -> pd.DataFrame:
     return ok.groupby(KEY, as_index=False)["timing_median_s"].median().rename(columns={"timing_median_s": "sepbench"})
 
 
-def _newest(paths: list[Path]) -> Path:
-    return max(paths, key=lambda p: p.stat().st_mtime)
-
-
 def asv_medians(results_dir: Path, benchmark: str = ASV_BENCHMARK) -> pd.DataFrame:
-    """Medians from the newest asv results file that holds `benchmark` (any machine directory)."""
-    files = [p for p in Path(results_dir).rglob("*.json") if p.name not in ("machine.json", "benchmarks.json")]
-    holding = []
-    for path in files:
+    """Medians from the asv results file that ran `benchmark` last (any machine directory). "Last" is
+    read from the results themselves (`started_at`), not from file times, which a clone resets."""
+    latest: tuple[float, dict] | None = None
+    for path in Path(results_dir).rglob("*.json"):
+        if path.name in ("machine.json", "benchmarks.json"):
+            continue
         data = json.loads(path.read_text())
         for name, columns in data.get("results", {}).items():
             if name.endswith(benchmark):
-                holding.append((path, data, columns))
-    if not holding:
+                named = dict(zip(data["result_columns"], columns, strict=False))
+                started = named.get("started_at") or 0
+                if latest is None or started > latest[0]:
+                    latest = (started, named)
+    if latest is None:
         raise SepbenchError(f"no asv results for {benchmark} under {results_dir}")
-    path, data, columns = max(holding, key=lambda h: h[0].stat().st_mtime)
-    named = dict(zip(data["result_columns"], columns, strict=False))
-    values, params = named["result"], named["params"]
+    values, params = latest[1]["result"], latest[1]["params"]
     rows = []
     for combo, value in zip(itertools.product(*params), values, strict=True):
         if value is None or (isinstance(value, float) and value != value):
@@ -56,11 +55,11 @@ def asv_medians(results_dir: Path, benchmark: str = ASV_BENCHMARK) -> pd.DataFra
 
 
 def pytest_benchmark_medians(storage: Path) -> pd.DataFrame:
-    """Medians from the newest pytest-benchmark save under `storage`."""
-    files = list(Path(storage).rglob("*.json"))
-    if not files:
+    """Medians from the latest pytest-benchmark save under `storage`, by the save's own `datetime`."""
+    saves = [json.loads(p.read_text()) for p in Path(storage).rglob("*.json")]
+    if not saves:
         raise SepbenchError(f"no pytest-benchmark results under {storage}")
-    data = json.loads(_newest(files).read_text())
+    data = max(saves, key=lambda d: d.get("datetime", ""))
     rows = [{**{k: b["extra_info"][k] for k in KEY}, "pytest_benchmark": b["stats"]["median"]}
             for b in data["benchmarks"] if all(k in b.get("extra_info", {}) for k in KEY)]
     return pd.DataFrame(rows, columns=[*KEY, "pytest_benchmark"])
