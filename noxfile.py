@@ -27,12 +27,17 @@ def _install(session: nox.Session, torch: str = TORCH, extras: str = "test") -> 
     session.install(f"torch=={torch}", "-e", f".[{extras}]")
 
 
-def _bench(session: nox.Session) -> None:
-    """pytest-benchmark suite (saved; compared with the last save when one exists), then the default grid."""
-    gate = ["--benchmark-compare", "--benchmark-compare-fail=median:10%"] if "--gate" in session.posargs else []
+def _pytest_benchmark(session: nox.Session, *extra: str) -> None:
+    """The pytest-benchmark suite, timed and saved under results/pytest-benchmark."""
     session.run("python", "-m", "pytest", "benchmarks/pytest_suite", "-p", "no:cacheprovider", "--benchmark-enable",
                 f"--benchmark-storage={PB_STORAGE}", "--benchmark-autosave", "--benchmark-columns=median,iqr,rounds",
-                *gate)
+                *extra)
+
+
+def _bench(session: nox.Session) -> None:
+    """pytest-benchmark suite (`-- --gate`: compared with the last save), then the default grid."""
+    gate = ["--benchmark-compare", "--benchmark-compare-fail=median:10%"] if "--gate" in session.posargs else []
+    _pytest_benchmark(session, *gate)
     session.run("sepbench", "run", "--preset", "default", "--out", "results")
 
 
@@ -79,8 +84,7 @@ def crosscheck(session: nox.Session) -> None:
     """Time benchmarks/grid.toml with all three harnesses in this environment and compare the medians."""
     _install(session)
     session.run("sepbench", "run", "--grid", GRID, "--device", "cpu", "--out", "results/crosscheck", "--no-memory")
-    session.run("python", "-m", "pytest", "benchmarks/pytest_suite", "-p", "no:cacheprovider", "--benchmark-enable",
-                f"--benchmark-storage={PB_STORAGE}", "--benchmark-autosave")
+    _pytest_benchmark(session)
     session.run("asv", "machine", "--yes")
     commit = session.run("git", "rev-parse", "HEAD", silent=True, external=True).strip()
     session.run("asv", "run", "--python=same", "--set-commit-hash", commit, "-b", "TimeLayer")
