@@ -39,10 +39,8 @@ class TrackRealizedSpeedup(LayerBenchmark):
     def setup(self, device: str, mode: str, c_in: int, variant: str) -> None:
         super().setup(device, mode, c_in, variant)
         base = workload(self.case.baseline())
-        m = GRID.measure
         timings = measure_interleaved({"base": base.step, "variant": self.work.step}, self.sync,
-                                      min_run_time=m.min_run_time, min_rounds=m.min_rounds, max_rounds=m.max_rounds,
-                                      block_time=m.block_time, warmup_time=m.warmup_time)
+                                      **GRID.measure.interleaved())
         self.speedup = realized_speedup(timings["base"].times, timings["variant"].times).ratio
 
     def track_realized_speedup(self, *params: object) -> float:

@@ -243,8 +243,7 @@ def env(device: str, threads: int | None, no_peaks: bool) -> None:
     for key, value in fingerprint(device, threads).items():
         table.add_row(key, str(value))
     if not no_peaks:
-        dtypes = ("float32", "tf32", "bfloat16", "float16") if device == "cuda" else ("float32", "bfloat16")
-        peaks = measure_peaks(device, threads, dtypes)
+        peaks = measure_peaks(device, threads)
         for dtype, flops in peaks.flops.items():
             table.add_row(f"peak FLOP/s {dtype}", f"{fmt_count(flops)}FLOP/s")
         table.add_row("peak bandwidth", f"{peaks.bandwidth / 1e9:.1f} GB/s")

@@ -3,13 +3,12 @@ large matmul per dtype, bandwidth from a large copy. They are the roofline's cei
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 import torch
 
 from sepbench.timer import calibrate, synchronizer, time_block, warm_up
+from sepbench.workload import cuda_math_flags
 
 
 @dataclass(frozen=True)
@@ -31,28 +30,22 @@ def _best_of(fn, sync, blocks: int = 5) -> float:
     return min(time_block(fn, sync, number) for _ in range(blocks))
 
 
-@contextmanager
-def _matmul_tf32(on: bool) -> Iterator[None]:
-    before = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = on
-    try:
-        yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = before
+# Torch dtype names, plus "tf32": float32 storage with TF32 tensor-core math, while "float32" is then
+# measured with TF32 off, so each ceiling matches the cases that use it.
+CEILING_DTYPES = {"cpu": ("float32", "bfloat16"), "cuda": ("float32", "tf32", "bfloat16", "float16")}
 
 
-def measure_peaks(device: str, threads: int, dtypes: tuple[str, ...] = ("float32", "bfloat16")) -> Peaks:
-    """`dtypes` are torch dtype names, plus "tf32": float32 storage with TF32 tensor-core math (CUDA),
-    while "float32" is then measured with TF32 off, so each ceiling matches the cases that use it."""
+def measure_peaks(device: str, threads: int) -> Peaks:
+    """A compute ceiling per dtype in CEILING_DTYPES[device], and the copy bandwidth."""
     sync = synchronizer(device)
     torch.set_num_threads(threads)
     n = 4096 if device == "cuda" else 1024
     flops = {}
-    for name in dtypes:
+    for name in CEILING_DTYPES[device]:
         dtype = torch.float32 if name == "tf32" else getattr(torch, name)
         a = torch.randn(n, n, device=device).to(dtype)
         b = torch.randn(n, n, device=device).to(dtype)
-        with _matmul_tf32(name == "tf32"):
+        with cuda_math_flags(tf32=name == "tf32"):
             flops[name] = 2 * n**3 / _best_of(lambda a=a, b=b: torch.mm(a, b), sync)
     elems = (1 << 28 if device == "cuda" else 1 << 25)  # 1 GiB on CUDA, 128 MiB on CPU (fp32)
     src = torch.empty(elems, device=device).fill_(1.0)

@@ -157,8 +157,7 @@ class Runner:
             self.run_id = prior.header.run_id
             self.peaks = {d: Peaks(**p) for d, p in prior.header.peaks.items()}
             return results, {r.case_id for r in prior.records}
-        dtypes = {"cpu": ("float32", "bfloat16"), "cuda": ("float32", "tf32", "bfloat16", "float16")}
-        self.peaks = {d: measure_peaks(d, self.threads, dtypes[d]) for d in self.plan.devices}
+        self.peaks = {d: measure_peaks(d, self.threads) for d in self.plan.devices}
         self.run_id = uuid.uuid4().hex[:12]
         header = RunHeader(
             run_id=self.run_id, grid_name=self.grid.name, grid_digest=self.grid.digest(),
@@ -206,10 +205,7 @@ class Runner:
             try:
                 timings = {} if not works else measure_stable(
                     {cid: w.step for cid, w in works.items()}, synchronizer(base.device),
-                    unstable_threshold=self.settings.unstable_threshold, min_run_time=self.settings.min_run_time,
-                    min_rounds=self.settings.min_rounds, max_rounds=self.settings.max_rounds,
-                    block_time=self.settings.block_time, warmup_time=self.settings.warmup_time,
-                )
+                    unstable_threshold=self.settings.unstable_threshold, **self.settings.interleaved())
             except (RuntimeError, MemoryError) as exc:
                 if not _is_oom(exc):
                     raise

@@ -289,6 +289,11 @@ class MeasureSettings(BaseModel):
     threads: PositiveInt | None = None  # intra-op threads; None: what torch.get_num_threads() says
     memory: bool = True  # measure peak memory per case (fresh child process on CPU)
 
+    def interleaved(self, **override: float) -> dict[str, float]:
+        """The keyword arguments of `timer.measure_interleaved`, with any of them overridden."""
+        timing = {"min_run_time", "min_rounds", "max_rounds", "block_time", "warmup_time"}
+        return self.model_dump(include=timing) | override
+
 
 class GridFile(BaseModel):
     model_config = ConfigDict(extra="forbid")

@@ -36,9 +36,8 @@ class Agreement:
 
 
 def _sepbench(step: Callable[[], None], device: str, s: MeasureSettings) -> float:
-    timing = measure_interleaved({"x": step}, synchronizer(device), min_run_time=max(s.min_run_time, MIN_RUN_TIME),
-                                 min_rounds=s.min_rounds, max_rounds=s.max_rounds, block_time=s.block_time,
-                                 warmup_time=s.warmup_time)
+    timing = measure_interleaved({"x": step}, synchronizer(device),
+                                 **s.interleaved(min_run_time=max(s.min_run_time, MIN_RUN_TIME)))
     return timing["x"].median
 
 

@@ -4,7 +4,7 @@ backend flags set, and one `step()` that is exactly what gets timed and what mem
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 import torch
 from torch import nn
@@ -20,18 +20,24 @@ def require_device(device: str) -> None:
 
 
 @contextmanager
-def backend_flags(case: Case) -> Iterator[None]:
-    """Set cuDNN autotuning and TF32 as the case asks (CUDA cases only), restore afterwards."""
-    if case.device != "cuda":
-        yield
-        return
+def cuda_math_flags(*, tf32: bool, cudnn_benchmark: bool | None = None) -> Iterator[None]:
+    """Set TF32 (convs and matmuls alike) and, unless None, cuDNN autotuning; restore afterwards."""
     cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
     before = (cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32)
-    cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32 = bool(case.cudnn_benchmark), bool(case.tf32), bool(case.tf32)
+    cudnn.allow_tf32 = matmul.allow_tf32 = tf32
+    if cudnn_benchmark is not None:
+        cudnn.benchmark = cudnn_benchmark
     try:
         yield
     finally:
         cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32 = before
+
+
+def backend_flags(case: Case) -> AbstractContextManager:
+    """The case's TF32 and cuDNN autotuning (CUDA cases only; a CPU case leaves the flags alone)."""
+    if case.device != "cuda":
+        return nullcontext()
+    return cuda_math_flags(tf32=bool(case.tf32), cudnn_benchmark=bool(case.cudnn_benchmark))
 
 
 class Workload:

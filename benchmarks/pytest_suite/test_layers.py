@@ -59,6 +59,6 @@ def test_layer_step(benchmark, case: Case, environment: dict) -> None:
         m = GRID.measure
         warm_up(step, sync, m.warmup_time)
         iterations = calibrate(step, sync, m.block_time)
-        rounds = max(m.min_rounds, int(m.min_run_time / (m.block_time or 1e-3)))
+        rounds = max(m.min_rounds, int(m.min_run_time / m.block_time))
         benchmark.pedantic(step, iterations=iterations, rounds=rounds, warmup_rounds=1)
     assert tuple(work.module(work.input).shape) == cost.out_shape
