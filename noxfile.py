@@ -1,10 +1,12 @@
 """nox sessions.
 
     nox                                   tests + lint (the default sessions)
-    nox -s bench                          pytest-benchmark suite, then `sepbench run --preset default`
+    nox -s bench                          pytest-benchmark suite, `sepbench run --preset default`, the report
     nox -s "bench_torch(torch='2.12.0')"  the same against another PyTorch (downloads it; explicit only)
     nox -s asv -- HEAD~1..HEAD            asv run over a commit range, then asv publish
     nox -s crosscheck                     the same grid through sepbench, asv and pytest-benchmark
+    nox -s report                         the HTML report from results/ into results/report/
+    nox -s pages                          the published site: report at site/, asv at site/asv/
 
 Default sessions install torch==2.13.0, which on this project's machines is a CPU wheel on disk: no
 session downloads a CUDA build unless a torch version is named.
@@ -21,10 +23,11 @@ TORCH = "2.13.0"
 OTHER_TORCH = ["2.12.0", "2.11.0", "2.10.0"]  # any release works: nox -s "bench_torch(torch='X')"
 GRID = "benchmarks/grid.toml"
 PB_STORAGE = "file://results/pytest-benchmark"
+SITE = "site"
 
 
-def _install(session: nox.Session, torch: str = TORCH, extras: str = "test") -> None:
-    session.install(f"torch=={torch}", "-e", f".[{extras}]")
+def _install(session: nox.Session, torch: str = TORCH, extras: str | None = "test") -> None:
+    session.install(f"torch=={torch}", "-e", f".[{extras}]" if extras else ".")
 
 
 def _pytest_benchmark(session: nox.Session, *extra: str) -> None:
@@ -35,10 +38,11 @@ def _pytest_benchmark(session: nox.Session, *extra: str) -> None:
 
 
 def _bench(session: nox.Session) -> None:
-    """pytest-benchmark suite (`-- --gate`: compared with the last save), then the default grid."""
+    """pytest-benchmark suite (`-- --gate`: compared with the last save), the default grid, the report."""
     gate = ["--benchmark-compare", "--benchmark-compare-fail=median:10%"] if "--gate" in session.posargs else []
     _pytest_benchmark(session, *gate)
     session.run("sepbench", "run", "--preset", "default", "--out", "results")
+    _report(session, "results/report")
 
 
 @nox.session
@@ -89,3 +93,24 @@ def crosscheck(session: nox.Session) -> None:
     commit = session.run("git", "rev-parse", "HEAD", silent=True, external=True).strip()
     session.run("asv", "run", "--python=same", "--set-commit-hash", commit, "-b", "TimeLayer")
     session.run("sepbench", "crosscheck", "--results", "results/crosscheck")
+
+
+def _report(session: nox.Session, out: str, *extra: str) -> None:
+    session.run("sepbench", "report", "results", "--out", out, "--pytest-benchmark", "results/pytest-benchmark",
+                *extra)
+
+
+@nox.session(default=False)
+def report(session: nox.Session) -> None:
+    """The HTML report from every results file under results/, into results/report/."""
+    _install(session, extras=None)
+    _report(session, "results/report")
+
+
+@nox.session(default=False)
+def pages(session: nox.Session) -> None:
+    """The GitHub Pages site: `asv publish` into site/asv/, then the report into site/ linking to it."""
+    _install(session, extras="pages")
+    session.run("asv", "publish", "--no-pull", "--html-dir", f"{SITE}/asv")
+    _report(session, SITE, "--asv-url", "asv/")
+    session.log(f"site: {SITE}/index.html (serve it: python -m http.server -d {SITE})")

@@ -1,4 +1,4 @@
-"""`sepbench` command line: run, cost, list, env, show.
+"""`sepbench` command line: run, cost, list, env, show, timercheck, crosscheck, report.
 
 Bad input of any kind ends with one line on stderr and exit code 2, never a traceback. An
 interrupted run (Ctrl-C, SIGTERM) keeps every finished case and says how to resume.
@@ -355,6 +355,30 @@ def show(results: tuple[Path, ...]) -> None:
         _fail(f"damaged results: {damaged[0]}{more}")
     if not len(df):
         _fail(f"no results found in {', '.join(map(str, results or ['results']))}")
+
+
+@cli.command()
+@click.argument("results", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("results/report"),
+              show_default=True, help="Directory for index.html and its figures.")
+@click.option("--pytest-benchmark", "pb_dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="pytest-benchmark storage to include (its latest save).")
+@click.option("--asv-url", help="Where the asv site is, relative to the report (e.g. asv/).")
+def report(results: tuple[Path, ...], out_dir: Path, pb_dir: Path | None, asv_url: str | None) -> None:
+    """Build the HTML report from results files or directories (default: results/): theory and
+    measurement side by side, roofline, memory, and regressions across PyTorch versions."""
+    from sepbench.report import build
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
+                  transient=True) as progress:
+        task = progress.add_task("report")
+        built = build(list(results) or [Path("results")], out_dir, pytest_benchmark=pb_dir, asv_url=asv_url,
+                      step=lambda what: progress.update(task, description=what))
+    for problem in built.problems:
+        err.print(f"sepbench: note: skipped {problem}", markup=False, highlight=False, soft_wrap=True)
+    out.print(f"report: {built.index} ({built.records} records from {built.files} files, "
+              f"{len(built.environments)} environments, {len(built.figures)} figures) in {built.seconds:.1f} s",
+              highlight=False)
 
 
 def main(argv: list[str] | None = None) -> None:

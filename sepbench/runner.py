@@ -83,8 +83,7 @@ def plan(grid: Grid, shard_spec: tuple[int, int] | None = None) -> Plan:
 
 def _ceiling(peaks: Peaks, case: Case) -> float:
     """Compute ceiling for the case's dtype (TF32 on CUDA float32 when the case allows it)."""
-    key = "tf32" if case.device == "cuda" and case.dtype == "float32" and case.tf32 else case.dtype
-    return peaks.flops.get(key) or peaks.flops["float32"]
+    return peaks.flops.get(case.ceiling) or peaks.flops["float32"]
 
 
 def theory_figures(case: Case, peaks: Peaks) -> TheoryFigures:

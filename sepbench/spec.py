@@ -140,6 +140,12 @@ class Case:
         """The geometry shared by the variants that are compared against one baseline."""
         return self.baseline().id
 
+    @property
+    def ceiling(self) -> str:
+        """The roofline compute ceiling this case runs under (a key of the measured peaks): "tf32"
+        for CUDA float32 with TF32 allowed, else the dtype."""
+        return "tf32" if self.device == "cuda" and self.dtype == "float32" and self.tf32 else self.dtype
+
     def baseline(self) -> Case:
         base = VARIANTS[self.variant].baseline
         return replace(self, variant=base, groups=1, expansion=1)

@@ -266,11 +266,18 @@ def _flatten(run: RunFile, record: CaseRecord) -> dict[str, Any]:
     row: dict[str, Any] = {
         "file": str(run.path), "run_id": record.run_id, "case_id": record.case_id, "group_id": record.group_id,
         "status": record.status, "reason": record.reason, "backend": record.backend, "label": record.case.label(),
-        "geometry": record.case.geometry(), "finished": record.finished,
+        "geometry": record.case.geometry(), "family": record.case.family, "finished": record.finished,
         **record.case.as_dict(),
     }
     for key in ("machine", "torch", "cpu", "gpu", "threads", "sepbench_commit", "onednn", "cudnn"):
         row[f"env_{key}"] = env.get(key)
+    row["run_started"] = run.header.started if run.header else None
+    row["run_grid"] = run.header.grid_name if run.header else None
+    peaks = run.header.peaks.get(record.case.device, {}) if run.header else {}
+    flops = peaks.get("flops", {})
+    row["ceiling"] = record.case.ceiling if record.case.ceiling in flops else "float32"
+    row["peak_flops"] = flops.get(row["ceiling"])  # the compute ceiling the roofline bound used
+    row["peak_bandwidth"] = peaks.get("bandwidth")
     for prefix, part in (("theory", record.theory), ("timing", record.timing), ("realized", record.realized),
                          ("memory", record.memory)):
         if part is not None:

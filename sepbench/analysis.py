@@ -1,0 +1,170 @@
+"""Derived views of a results table for the report: environments, variants against their baseline,
+per-variant summaries, grids and the roofline. Pure pandas on what `store.load` returns; theory and
+measurement stay in separately named columns all the way to the page.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+ENV_KEYS = ["env_machine", "device", "env_torch", "threads"]
+# The axes that are neither the geometry nor the variant: a "setting" is one value of each.
+SETTING_AXES = ["batch", "dtype", "mode", "memory_format", "cudnn_benchmark", "tf32"]
+MEASURED_MEMORY = {"cpu": "memory_cpu_rss_rise_bytes", "cuda": "memory_cuda_alloc_peak_bytes"}
+MEMORY_METHOD = {
+    "cpu": "RSS high-water mark rise in a fresh child process (VmHWM after a reset, minus the baseline)",
+    "cuda": "caching-allocator peak rise (max_memory_allocated after reset_peak_memory_stats)",
+}
+
+
+def _on(flag: object) -> bool:
+    """A recorded flag: None (never set, which the workload runs as off) and NaN read as off."""
+    return bool(flag) and not pd.isna(flag)
+
+
+def _setting_label(row: pd.Series) -> str:
+    text = f"n{row['batch']} {row['dtype']}"
+    if row["device"] == "cuda" and row["dtype"] == "float32":
+        text += " TF32" if _on(row["tf32"]) else " no-TF32"
+    text += f" {row['mode']}"
+    text += " channels_last" if row["memory_format"] == "channels_last" else ""
+    if row["device"] == "cuda":
+        text += " cudnn.benchmark" if _on(row["cudnn_benchmark"]) else " no-benchmark"
+    return text
+
+
+def prepare(df: pd.DataFrame) -> pd.DataFrame:
+    """Add the environment, setting and baseline-relative columns every view reads.
+
+    An environment is machine × device × PyTorch × intra-op threads: the unit a number belongs to.
+    """
+    df = df.copy()
+    threads = df["timing_threads"] if "timing_threads" in df else pd.Series(np.nan, index=df.index)
+    df["threads"] = threads.fillna(df["env_threads"]).astype("Int64")
+    df["env"] = (df["env_machine"] + " · " + df["device"] + " · torch " + df["env_torch"] + " · "
+                 + df["threads"].astype(str) + " thr")
+    df["setting"] = df.apply(_setting_label, axis=1)
+    df["is_baseline"] = df["case_id"] == df["group_id"]
+    df["measured_memory_bytes"] = np.nan
+    for device, column in MEASURED_MEMORY.items():
+        if column in df:
+            mask = df["device"] == device
+            df.loc[mask, "measured_memory_bytes"] = pd.to_numeric(df.loc[mask, column], errors="coerce")
+    # What the measured rise can hold: activations (training: + the input's and weights' gradients);
+    # the weights and input already exist when the baseline is taken.
+    df["theory_rise_bytes"] = df["theory_activation_bytes"] + np.where(
+        df["mode"] == "train", df["theory_weight_bytes"], 0)
+    if "timing_median_s" in df:
+        df["achieved_flops"] = df["theory_flops_step"] / df["timing_median_s"]
+        df["roofline_share"] = df["theory_roofline_s"] / df["timing_median_s"]
+    base = df[df["is_baseline"]].set_index(["run_id", "case_id"])
+    key = pd.MultiIndex.from_arrays([df["run_id"], df["group_id"]])
+    base_mem = base["measured_memory_bytes"].reindex(key).to_numpy()
+    df["theory_memory_saving"] = 1 / df["theory_memory_ratio"]
+    df["measured_memory_saving"] = base_mem / df["measured_memory_bytes"].to_numpy()
+    return df
+
+
+def ok(df: pd.DataFrame) -> pd.DataFrame:
+    return df[df["status"] == "ok"]
+
+
+def variants(df: pd.DataFrame) -> pd.DataFrame:
+    """Measured rows of the variants (their baseline rows dropped: those are the 1.0 they are
+    divided by)."""
+    return ok(df)[~ok(df)["is_baseline"] & df["realized_speedup"].notna()]
+
+
+def _geomean(x: pd.Series) -> float:
+    x = pd.to_numeric(x, errors="coerce").dropna()
+    x = x[x > 0]
+    return float(np.exp(np.log(x).mean())) if len(x) else np.nan
+
+
+def _geomean_interval(x: pd.Series, seed: int = 0) -> tuple[float, float]:
+    """95 % bootstrap interval of the geometric mean over cases: how much the summary depends on
+    which geometries the grid holds."""
+    logs = np.log(pd.to_numeric(x, errors="coerce").dropna().to_numpy())
+    if len(logs) < 3 or np.ptp(logs) == 0:
+        return np.nan, np.nan
+    rng = np.random.default_rng(seed)
+    means = rng.choice(logs, size=(2000, len(logs)), replace=True).mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(np.exp(low)), float(np.exp(high))
+
+
+def summary(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Per group of variant rows: geometric means of the three speedups, efficiency and memory
+    savings, and how many cases ran slower than their baseline."""
+    rows = []
+    for key, part in variants(df).groupby(by, sort=True, dropna=False):
+        low, high = _geomean_interval(part["realized_speedup"])
+        theory, realized = _geomean(part["theory_speedup"]), _geomean(part["realized_speedup"])
+        rows.append({
+            **dict(zip(by, key if isinstance(key, tuple) else (key,), strict=True)),
+            "cases": len(part),
+            "theory": theory,
+            "roofline": _geomean(part["theory_roofline_speedup"]),
+            "realized": realized, "realized_low": low, "realized_high": high,
+            "efficiency": realized / theory,
+            "slower": int((part["realized_speedup"] < 1).sum()),
+            "unstable": int(part["timing_unstable"].fillna(False).astype(bool).sum()),
+            "memory_theory": _geomean(part["theory_memory_saving"]),
+            "memory_measured": _geomean(part["measured_memory_saving"]),
+        })
+    return pd.DataFrame(rows)
+
+
+def slower_than_baseline(df: pd.DataFrame) -> pd.DataFrame:
+    """Variant cases that are cheaper in theory but measured slower than their baseline; `sure`
+    when the whole 95 % interval lies below 1."""
+    v = variants(df)
+    slow = v[(v["theory_speedup"] > 1) & (v["realized_speedup"] < 1)].copy()
+    slow["sure"] = slow["realized_high"] < 1
+    return slow.sort_values(["env", "realized_speedup"])
+
+
+def grids(df: pd.DataFrame, min_axis: int = 2, min_cells: int = 4) -> list[tuple[str, str, pd.DataFrame]]:
+    """(env, setting, rows) for every environment and setting measured over a channel × size grid
+    (at least `min_axis` values on each axis and `min_cells` geometries), layer variants only."""
+    layer = variants(df)
+    layer = layer[layer["family"] != "network"]
+    out = []
+    for (env, setting), part in layer.groupby(["env", "setting"], sort=True):
+        cells = part.groupby(["c_in", "size"]).ngroups
+        if part["c_in"].nunique() >= min_axis and part["size"].nunique() >= min_axis and cells >= min_cells:
+            out.append((env, setting, part))
+    return out
+
+
+def settings_pivot(df: pd.DataFrame, env: str) -> pd.DataFrame:
+    """Realized speedup per setting (rows, with how many geometries each holds) × layer variant,
+    geometric mean over the geometries measured in that setting, for one environment."""
+    part = variants(df)
+    part = part[(part["env"] == env) & (part["family"] != "network")]
+    geometries = part.groupby("setting")["group_id"].nunique()
+    pivot = part.pivot_table(index="setting", columns="label", values="realized_speedup", aggfunc=_geomean)
+    pivot.index = [f"{s} ({geometries[s]} geometr{'y' if geometries[s] == 1 else 'ies'})" for s in pivot.index]
+    return pivot
+
+
+def networks(df: pd.DataFrame) -> pd.DataFrame:
+    """MobileNetV1 (α, ρ) against its full-convolution twin."""
+    v = variants(df)
+    return v[v["family"] == "network"].sort_values(["env", "mode", "alpha", "size"],
+                                                            ascending=[True, True, False, False])
+
+
+def roofline_points(df: pd.DataFrame) -> pd.DataFrame:
+    """Every measured case (baselines included) with its achieved FLOP/s, intensity and the share
+    of its roofline bound reached."""
+    rows = ok(df)
+    return rows[rows["achieved_flops"].notna() & rows["peak_bandwidth"].notna()]
+
+
+def ceilings(df: pd.DataFrame) -> pd.DataFrame:
+    """The measured ceilings per environment and compute-ceiling key, as recorded by the runs (the
+    best run's figure where several ran)."""
+    return ok(df).groupby(["env", "ceiling"], as_index=False).agg(
+        peak_flops=("peak_flops", "max"), peak_bandwidth=("peak_bandwidth", "max"))

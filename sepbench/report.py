@@ -1,0 +1,217 @@
+"""The HTML report: a static page with its figures beside it, built from any number of results files
+(machines, devices and PyTorch versions at once). It presents; every number on it comes from the
+store through `analysis` and `versions`, and every figure is a PNG drawn by `plots`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing as mp
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from functools import partial
+from pathlib import Path
+
+import jinja2
+import pandas as pd
+
+from sepbench import __version__, analysis, plots, versions
+from sepbench.errors import SepbenchError
+from sepbench.store import ensure_writable, load
+from sepbench.tables import UNSTABLE_MARK, fmt_bytes, fmt_count, fmt_time
+
+# Section ids, in page order: the browser test checks each is there.
+SECTIONS = ["overview", "grids", "theory-vs-realized", "roofline", "memory", "versions", "networks",
+            "feature-maps", "harnesses", "method"]
+TOP = 15  # rows in the largest-regressions table and panels in the trend plot
+
+
+@dataclass
+class Built:
+    index: Path
+    records: int
+    files: int
+    environments: list[str]
+    figures: list[Path] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _ratio(x: float | None, digits: int = 2) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}×"
+
+
+def _interval(low: float | None, high: float | None) -> str:
+    if low is None or (isinstance(low, float) and math.isnan(low)):
+        return ""
+    return f"[{low:.2f}–{high:.2f}]"
+
+
+def _percent(x: float | None) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.0%}"
+
+
+def _text(value: object) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) or value == "" else str(value)
+
+
+def _environment(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per environment: its fingerprint, runs and ceilings."""
+    rows = []
+    for env, part in df.groupby("env", sort=True):
+        first = part.iloc[0]
+        peaks = part.groupby("ceiling")["peak_flops"].max()
+        rows.append({
+            "env": env, "cpu": _text(first["env_cpu"]), "gpu": _text(first["env_gpu"]),
+            "onednn": _text(first["env_onednn"]),
+            "cudnn": f"{int(first['env_cudnn'])}" if pd.notna(first["env_cudnn"]) else "–",
+            "commits": ", ".join(sorted({str(c)[:12] for c in part["env_sepbench_commit"].dropna()})),
+            "runs": part["run_id"].nunique(), "records": len(part),
+            "skipped": int((part["status"] != "ok").sum()),
+            "unstable": int(part["timing_unstable"].fillna(False).astype(bool).sum()),
+            "grids": ", ".join(sorted(part["run_grid"].dropna().unique())),
+            "ceilings": ", ".join(f"{k} {v / 1e12:.3g} TFLOP/s" for k, v in peaks.dropna().items()),
+            "bandwidth": part["peak_bandwidth"].max(),
+            "first": part["run_started"].min(), "last": part["run_started"].max(),
+        })
+    return pd.DataFrame(rows)
+
+
+def _nvml(df: pd.DataFrame) -> pd.DataFrame:
+    if "memory_nvml_process_bytes" not in df:
+        return pd.DataFrame()
+    cuda = analysis.ok(df)[df["memory_nvml_process_bytes"].notna()]
+    return cuda.groupby(["env", "mode"], as_index=False).agg(
+        cases=("case_id", "size"), process_median=("memory_nvml_process_bytes", "median"),
+        process_max=("memory_nvml_process_bytes", "max"), device_max=("memory_nvml_device_used_bytes", "max"),
+        allocator_max=("memory_cuda_alloc_peak_bytes", "max"))
+
+
+def _pytest_benchmark(storage: Path | None) -> dict | None:
+    """The latest pytest-benchmark save: machine, commit and one row per benchmark."""
+    if storage is None:
+        return None
+    saves = [json.loads(p.read_text()) for p in Path(storage).rglob("*.json")]
+    if not saves:
+        raise SepbenchError(f"no pytest-benchmark JSON under {storage}")
+    data = max(saves, key=lambda d: d.get("datetime", ""))
+    rows = [{"name": b["name"], "median": b["stats"]["median"], "iqr": b["stats"]["iqr"],
+             "rounds": b["stats"]["rounds"], **b.get("extra_info", {})} for b in data["benchmarks"]]
+    info = data.get("machine_info", {})
+    return {"saves": len(saves), "datetime": data.get("datetime", ""),
+            "commit": (data.get("commit_info") or {}).get("id", "")[:12],
+            "machine": f"{info.get('node', '?')} · {info.get('cpu', {}).get('brand_raw', '?')} · "
+                       f"Python {info.get('python_version', '?')}",
+            "rows": rows}
+
+
+def _draw(jobs: list[partial[Path]]) -> list[Path]:
+    """Run the drawing jobs (each `draw(*data, path)`), in forked processes where the platform can
+    fork: matplotlib draws on one core, and a report has a dozen or more figures."""
+    workers = min(len(jobs), os.cpu_count() or 1)
+    if workers < 2 or "fork" not in mp.get_all_start_methods():
+        return [job() for job in jobs]
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as pool:
+        return list(pool.map(_run, jobs))
+
+
+def _run(job: partial[Path]) -> Path:
+    return job()
+
+
+def build(paths: list[Path], out: Path, *, pytest_benchmark: Path | None = None, asv_url: str | None = None,
+          step: Callable[[str], None] = lambda _: None) -> Built:
+    """Load, derive, draw and render. Returns where the page is and what went into it."""
+    started = time.perf_counter()
+    step("loading results")
+    raw, problems = load(paths)
+    if raw.empty:
+        raise SepbenchError(f"no result records in {', '.join(map(str, paths))}")
+    df = analysis.prepare(raw)
+    out = ensure_writable(Path(out))
+    img = ensure_writable(out / "img")
+    for old in img.glob("*.png"):
+        old.unlink()
+    jobs: list[partial[Path]] = []
+
+    def figure(name: str, draw: Callable[..., Path], *args: object) -> str:
+        """Plan a figure: `draw(*args, path)` runs later, with the others, in parallel."""
+        jobs.append(partial(draw, *args, img / f"{name}.png"))
+        return f"img/{name}.png"
+
+    step("deriving")
+    envs = sorted(df["env"].unique())
+    overview = analysis.summary(df, ["env", "mode", "label"])
+    settings = {}
+    for env in envs:
+        pivot = analysis.settings_pivot(df, env)
+        if pivot.shape[0] > 2:  # several settings measured here (a GPU run over its axes)
+            title = f"{env}: realized × per setting (geometric mean over geometries)"
+            settings[env] = figure(f"settings-{len(settings)}", plots.settings_heatmap, pivot, title)
+    grids = [(env, setting, figure(f"grid-{i}", plots.grid_heatmaps, part, f"{env} · {setting}"))
+             for i, (env, setting, part) in enumerate(analysis.grids(df))]
+
+    layer_variants = analysis.variants(df)
+    layer_variants = layer_variants[layer_variants["family"] != "network"]
+    scatter = figure("theory-vs-realized", plots.speedup_scatter, layer_variants) if len(layer_variants) else None
+    slower = analysis.slower_than_baseline(df)
+
+    points = analysis.roofline_points(df)
+    roofline = figure("roofline", plots.roofline, points, analysis.ceilings(df)) if len(points) else None
+    share = points.groupby(["env", "label"], as_index=False)["roofline_share"].median() \
+        .pivot(index="label", columns="env", values="roofline_share") if len(points) else pd.DataFrame()
+
+    mem_rows = analysis.ok(df)[analysis.ok(df)["measured_memory_bytes"].notna()]
+    mem_rows = mem_rows.assign(memory_method=mem_rows["device"].map(analysis.MEMORY_METHOD)
+                               .str.split(" \\(").str[0] + "\n" + mem_rows["env"])
+    memory = figure("memory", plots.memory, mem_rows) if len(mem_rows) else None
+
+    cmp = versions.compare_versions(df)
+    if not cmp.empty:
+        cmp = cmp.assign(abs_log=cmp["ratio"].map(lambda r: abs(math.log(r)))).sort_values("abs_log", ascending=False)
+    flagged = cmp[cmp["verdict"].isin(["regression", "improvement"])] if not cmp.empty else cmp
+    version_plot = figure("versions", plots.version_ratios, cmp) if not cmp.empty else None
+    # The trend of the largest flagged changes, or of the largest ratios when none is flagged.
+    trend_plot = figure("trends", plots.trends, versions.trend(df, (flagged if len(flagged) else cmp).head(12))) \
+        if not cmp.empty else None
+
+    net = analysis.networks(df)
+    networks = figure("networks", plots.networks, net) if len(net) else None
+
+    step(f"drawing {len(jobs)} figures")
+    figures = _draw(jobs)
+    step("computing feature maps")
+    from sepbench import featuremaps  # torch, imported only after the drawing processes have forked
+
+    maps = featuremaps.stage_outputs()
+    feature_plot = "img/feature-maps.png"
+    figures.append(plots.feature_maps(maps, img / "feature-maps.png"))
+
+    step("rendering")
+    env = jinja2.Environment(loader=jinja2.PackageLoader("sepbench", "templates"), autoescape=True,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters.update(ratio=_ratio, interval=_interval, percent=_percent, time=fmt_time, bytes=fmt_bytes,
+                       count=fmt_count)
+    html = env.get_template("report.html.j2").render(
+        version=__version__, generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        unstable_mark=UNSTABLE_MARK, sections=SECTIONS, envs=envs, environment=_environment(df),
+        overview=overview, settings=settings, grids=grids, scatter=scatter, slower=slower,
+        roofline=roofline, share=share, memory=memory, memory_methods=analysis.MEMORY_METHOD, nvml=_nvml(df),
+        cmp=cmp, version_summary=versions.summarize(cmp) if len(cmp) else cmp,
+        top=flagged.head(TOP), flagged=flagged, version_plot=version_plot, trend_plot=trend_plot,
+        fdr=versions.FDR, prior_df=versions.PRIOR_DF, confidence=versions.CONFIDENCE, net=net, networks=networks,
+        feature_plot=feature_plot,
+        maps=list(maps), pb=_pytest_benchmark(pytest_benchmark), asv_url=asv_url,
+        problems=[str(p) for p in problems], records=len(df), files=df["file"].nunique(),
+    )
+    index = out / "index.html"
+    tmp = index.with_suffix(".html.tmp")
+    tmp.write_text(html, encoding="utf-8")
+    tmp.replace(index)  # a reader never sees half a page
+    return Built(index, len(df), df["file"].nunique(), envs, figures, [str(p) for p in problems],
+                 time.perf_counter() - started)

@@ -1,0 +1,163 @@
+"""The report: its derived numbers, the cross-version noise model, the feature-map view, and a build
+from committed results."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from conftest import sepbench
+from sepbench import analysis, featuremaps, versions
+from sepbench.report import SECTIONS, build
+from sepbench.store import load
+
+RESULTS = Path(__file__).resolve().parent.parent / "results"
+# One run each of the default preset under two PyTorch versions, 1 thread, back to back.
+CPU_PAIR = [p for p in (RESULTS / "default-cpu-vm-torch2.12.0+cu130-20261123T045948Z.jsonl",
+                        RESULTS / "default-cpu-vm-torch2.13.0+cpu-20261123T050308Z.jsonl") if p.exists()]
+GPU = sorted(RESULTS.glob("gpu-cuda-h100-*.jsonl"))
+NETWORKS = sorted(RESULTS.glob("networks-cpu-*.jsonl"))
+
+
+def _runs(medians: dict[tuple[str, int], list[float]]) -> pd.DataFrame:
+    """Run-median rows: {(torch version, run number): [median of case 0, case 1, …]}."""
+    rows = []
+    for (torch_version, run), values in medians.items():
+        for case, t in enumerate(values):
+            rows.append({"env_machine": "m", "device": "cpu", "threads": 1, "env_torch": torch_version,
+                         "env_sepbench_commit": "c", "run_id": f"{torch_version}-{run}", "run_started": f"{run}",
+                         "case_id": f"case{case}", "label": "depthwise", "geometry": f"g{case}", "variant": "depthwise",
+                         "status": "ok", "timing_median_s": t, "timing_q1_s": t * 0.99, "timing_q3_s": t * 1.01})
+    return pd.DataFrame(rows)
+
+
+def test_versions_flag_a_real_change_and_not_run_to_run_noise() -> None:
+    rng = np.random.default_rng(1)
+    cases = 60
+    base = rng.uniform(1e-4, 1e-3, cases)
+    truth = np.ones(cases)
+    truth[:3] = [2.0, 0.5, 1.6]  # three real changes; the rest are unchanged
+    medians = {}
+    for run in range(3):
+        # Whole-run swings of ±30 % (every case at once) plus 5 % per case: the VM's real pattern.
+        medians[("2.12.0", run)] = list(base * rng.uniform(0.7, 1.3) * rng.lognormal(0, 0.05, cases))
+        medians[("2.13.0", run)] = list(base * truth * rng.uniform(0.7, 1.3) * rng.lognormal(0, 0.05, cases))
+    cmp = versions.compare_versions(_runs(medians)).set_index("case_id")
+    assert list(cmp.loc[["case0", "case1", "case2"], "verdict"]) == ["regression", "improvement", "regression"]
+    assert (cmp.drop(["case0", "case1", "case2"])["verdict"] == "within noise").all()
+    assert cmp.loc["case0", "low"] < 2.0 < cmp.loc["case0", "high"]
+    # Ratio of geometric means of the run medians, newer / older.
+    old = np.exp(np.mean(np.log([medians[("2.12.0", r)][0] for r in range(3)])))
+    new = np.exp(np.mean(np.log([medians[("2.13.0", r)][0] for r in range(3)])))
+    assert cmp.loc["case0", "ratio"] == pytest.approx(new / old)
+
+
+def test_versions_flag_nothing_without_repeat_runs() -> None:
+    """One run per version cannot tell a change from a slow run: no interval, no flag."""
+    medians = {("2.12.0", 0): [1e-4, 2e-4], ("2.13.0", 0): [3e-4, 2e-4]}
+    cmp = versions.compare_versions(_runs(medians))
+    assert set(cmp["verdict"]) == {"no repeat runs"}
+    assert cmp["low"].isna().all()
+    assert cmp.set_index("case_id").loc["case0", "ratio"] == pytest.approx(3.0)
+
+
+def test_versions_order_releases_numerically() -> None:
+    medians = {(v, r): [1e-4] for v in ("2.9.0", "2.10.0") for r in range(2)}
+    cmp = versions.compare_versions(_runs(medians))
+    assert list(cmp[["older", "newer"]].iloc[0]) == ["2.9.0", "2.10.0"]
+
+
+@pytest.mark.skipif(not GPU, reason="no committed CUDA results")
+def test_store_gives_each_case_the_ceiling_its_roofline_used() -> None:
+    df, problems = load(GPU)
+    assert not problems
+    ok = df[df["status"] == "ok"]
+    tf32 = ok[(ok["dtype"] == "float32") & (ok["tf32"] == True)]  # noqa: E712
+    assert set(tf32["ceiling"]) == {"tf32"} and set(ok[ok["dtype"] == "float16"]["ceiling"]) == {"float16"}
+    # The recorded roofline bound is max(FLOPs / ceiling, bytes / bandwidth) with exactly these ceilings.
+    bound = np.maximum(ok["theory_flops_step"] / ok["peak_flops"], ok["theory_bytes_step"] / ok["peak_bandwidth"])
+    assert np.allclose(bound, ok["theory_roofline_s"], rtol=1e-9)
+
+
+@pytest.mark.skipif(not CPU_PAIR, reason="no committed CPU results")
+def test_summary_is_the_geometric_mean_of_the_cases() -> None:
+    df = analysis.prepare(load(CPU_PAIR[:1])[0])
+    table = analysis.summary(df, ["env", "mode", "label"]).set_index(["mode", "label"])
+    part = analysis.variants(df)
+    part = part[(part["mode"] == "train") & (part["label"] == "depthwise_separable")]
+    row = table.loc[("train", "depthwise_separable")]
+    assert row["cases"] == len(part) == 12
+    assert row["realized"] == pytest.approx(np.exp(np.log(part["realized_speedup"]).mean()))
+    assert row["theory"] == pytest.approx(np.exp(np.log(part["theory_speedup"]).mean()))
+    assert row["realized_low"] <= row["realized"] <= row["realized_high"]
+    assert row["efficiency"] == pytest.approx(row["realized"] / row["theory"])
+    # Measured memory saving pairs each case with its own baseline in the same run.
+    case = part.iloc[0]
+    base = df[(df["run_id"] == case["run_id"]) & (df["case_id"] == case["group_id"])].iloc[0]
+    saving = base["measured_memory_bytes"] / case["measured_memory_bytes"]
+    assert case["measured_memory_saving"] == pytest.approx(saving)
+
+
+def test_depthwise_keeps_channels_apart_and_the_others_mix_them() -> None:
+    x = featuremaps.sample_input(32)
+    bumped = x.clone()
+    bumped[0, 1] += 1.0  # change channel 1 only
+    before, after = featuremaps.stage_outputs(x), featuremaps.stage_outputs(bumped)
+    names = list(before)
+    dw = names[2]
+    assert names[2].startswith("depthwise")
+    changed = [(before[dw][c] - after[dw][c]).abs().max().item() > 0 for c in range(3)]
+    assert changed == [False, True, False]
+    for name in (names[1], names[3]):  # standard and pointwise: every output channel sees channel 1
+        assert all((before[name][c] - after[name][c]).abs().max() > 0 for c in range(before[name].shape[0]))
+    assert before[names[1]].shape == before[names[3]].shape == torch.Size([featuremaps.C_OUT, 32, 32])
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory):
+    if not (CPU_PAIR and GPU and NETWORKS):
+        pytest.skip("committed results are missing")
+    out = tmp_path_factory.mktemp("report")
+    return build([*CPU_PAIR, *GPU, *NETWORKS], out, pytest_benchmark=RESULTS / "pytest-benchmark", asv_url="asv/")
+
+
+def test_report_has_every_section_and_every_figure_on_disk(built) -> None:
+    html = built.index.read_text()
+    for section in SECTIONS:
+        assert f'<section id="{section}">' in html
+    sources = re.findall(r'<img src="([^"]+)"', html)
+    assert len(sources) >= 8
+    for src in sources:
+        data = (built.index.parent / src).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+    assert "http://" not in html and "https://" not in html  # nothing fetched from elsewhere
+    assert 'href="asv/"' in html
+    assert set(built.environments) == {
+        "vm · cpu · torch 2.12.0+cu130 · 1 thr", "vm · cpu · torch 2.13.0+cpu · 1 thr",
+        "vm · cpu · torch 2.13.0+cpu · 2 thr", "h100 · cuda · torch 2.11.0+cu130 · 16 thr"}
+
+
+def test_report_tells_theory_and_measurement_apart_with_their_numbers(built) -> None:
+    html = built.index.read_text()
+    df = analysis.prepare(load([*CPU_PAIR, *GPU, *NETWORKS])[0])
+    row = analysis.summary(df, ["env", "mode", "label"]).query(
+        "env == 'h100 · cuda · torch 2.11.0+cu130 · 16 thr' and mode == 'inference' and label == 'depthwise_separable'")
+    assert len(row) == 1
+    assert f'<td class="theory">{row["theory"].iloc[0]:.2f}×</td>' in html
+    assert f"{row['realized'].iloc[0]:.2f}×</td>" in html
+    assert "2mac" in html and "NVML" in html and "context" in html
+
+
+def test_report_cli_fails_in_one_line_on_bad_input(tmp_path: Path) -> None:
+    missing = sepbench("report", tmp_path / "nope.jsonl", "--out", tmp_path / "r")
+    assert missing.returncode == 2
+    assert missing.stderr.strip().splitlines() == [f"sepbench: error: no such results file or directory: "
+                                                   f"{tmp_path / 'nope.jsonl'}"]
+    (tmp_path / "empty").mkdir()
+    empty = sepbench("report", tmp_path / "empty", "--out", tmp_path / "r")
+    assert empty.returncode == 2 and "no result records" in empty.stderr and "Traceback" not in empty.stderr
