@@ -90,6 +90,7 @@ def test_every_section_renders_with_its_figures_and_no_errors(browser, server: s
     assert errors == []
     shots = Path(os.environ.get("SEPBENCH_SCREENSHOTS", tmp_path))
     shots.mkdir(parents=True, exist_ok=True)
+    page.add_style_tag(content="nav { position: static; }")  # the sticky bar would cover the section's top
     page.locator("section#overview").screenshot(path=str(shots / "overview.png"))
     assert (shots / "overview.png").stat().st_size > 10_000
 
