@@ -131,6 +131,22 @@ def roofline(points: pd.DataFrame, ceilings: pd.DataFrame, path: Path) -> Path:
     return _save(fig, path)
 
 
+def roofline_share(points: pd.DataFrame, path: Path) -> Path:
+    """Per case, the share of its roofline bound reached (bound time / measured time), by variant."""
+    g = sns.catplot(data=points, x="roofline_share", y="label", hue="mode", col="env", kind="strip",
+                    col_wrap=min(2, points["env"].nunique()), col_order=sorted(points["env"].unique()),
+                    order=sorted(points["label"].unique()), height=3.4, aspect=1.5, s=10, alpha=0.6, jitter=0.25,
+                    dodge=True)
+    ticks = [t for t in (1e-4, 1e-3, 1e-2, 0.1, 1) if t >= points["roofline_share"].min() / 3]
+    for ax in g.axes.flat:
+        ax.set_xscale("log")
+        ax.set_xticks(ticks, [f"{t * 100:g} %" for t in ticks])
+        ax.axvline(1, color="0.3", lw=1, ls="--")
+        ax.set_title(ax.get_title().replace("env = ", ""), fontsize=8)
+    g.set_axis_labels("share of the roofline bound reached", "")
+    return _save(g.figure, path)
+
+
 def memory(rows: pd.DataFrame, path: Path) -> Path:
     """Theoretical activation bytes (+ weight gradients in training) against the measured peak rise,
     one panel per measuring method."""

@@ -163,6 +163,7 @@ def build(paths: list[Path], out: Path, *, pytest_benchmark: Path | None = None,
 
     points = analysis.roofline_points(df)
     roofline = figure("roofline", plots.roofline, points, analysis.ceilings(df)) if len(points) else None
+    roofline_share = figure("roofline-share", plots.roofline_share, points) if len(points) else None
     share = points.groupby(["env", "label"], as_index=False)["roofline_share"].median() \
         .pivot(index="label", columns="env", values="roofline_share") if len(points) else pd.DataFrame()
 
@@ -201,7 +202,8 @@ def build(paths: list[Path], out: Path, *, pytest_benchmark: Path | None = None,
         version=__version__, generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         unstable_mark=UNSTABLE_MARK, sections=SECTIONS, envs=envs, environment=_environment(df),
         overview=overview, settings=settings, grids=grids, scatter=scatter, slower=slower,
-        roofline=roofline, share=share, memory=memory, memory_methods=analysis.MEMORY_METHOD, nvml=_nvml(df),
+        roofline=roofline, roofline_share=roofline_share, share=share, memory=memory,
+        memory_methods=analysis.MEMORY_METHOD, nvml=_nvml(df),
         cmp=cmp, version_summary=versions.summarize(cmp) if len(cmp) else cmp,
         top=flagged.head(TOP), flagged=flagged, version_plot=version_plot, trend_plot=trend_plot,
         fdr=versions.FDR, prior_df=versions.PRIOR_DF, confidence=versions.CONFIDENCE, net=net, networks=networks,

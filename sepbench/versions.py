@@ -87,7 +87,7 @@ def _compare_pair(part: pd.DataFrame, per_case: pd.DataFrame, pooled: float, poo
         "ratio": np.exp(d).to_numpy(),
     })
     if not pooled_df > 0:
-        res[["low", "high", "q"]] = np.nan
+        res[["low", "high", "q", "se", "dof"]] = np.nan
         res["verdict"] = "no repeat runs"
         return res
     prior = min(PRIOR_DF, pooled_df)
@@ -99,6 +99,7 @@ def _compare_pair(part: pd.DataFrame, per_case: pd.DataFrame, pooled: float, poo
         t = np.where(se > 0, np.abs(d.to_numpy()) / se, np.where(d.to_numpy() != 0, np.inf, 0.0))
     p = 2 * stats.t.sf(t, dof)
     res["low"], res["high"] = np.exp(d.to_numpy() - half), np.exp(d.to_numpy() + half)
+    res["se"], res["dof"] = se, dof
     res["q"] = stats.false_discovery_control(p)
     res["verdict"] = np.where(res["q"] >= FDR, "within noise", np.where(res["ratio"] > 1, "regression", "improvement"))
     return res
@@ -113,7 +114,18 @@ def summarize(cmp: pd.DataFrame) -> pd.DataFrame:
         median_ratio=("ratio", "median"), regressions=("verdict", lambda v: int((v == "regression").sum())),
         improvements=("verdict", lambda v: int((v == "improvement").sum())),
         unrepeated=("verdict", lambda v: bool((v == "no repeat runs").any())), beyond=("beyond", "sum"),
-    ).assign(expected=lambda d: (1 - CONFIDENCE) * d["cases"])
+    ).assign(expected=lambda d: (1 - CONFIDENCE) * d["cases"]).merge(
+        cmp.groupby(pair).apply(_resolvable, include_groups=False).rename("resolvable").reset_index(), on=pair)
+
+
+def _resolvable(part: pd.DataFrame) -> float:
+    """The smallest ratio a lone changed case must show to be flagged among all of them (the
+    Benjamini–Hochberg bar for the strongest case is α / m), at the median case's noise: what these
+    runs can resolve. More runs per version lower it."""
+    if part["se"].isna().all():
+        return np.nan
+    t = stats.t.ppf(1 - FDR / (2 * len(part)), part["dof"])
+    return float(np.median(np.exp(t * part["se"])))
 
 
 def trend(df: pd.DataFrame, cases: pd.DataFrame) -> pd.DataFrame:

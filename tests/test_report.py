@@ -13,7 +13,7 @@ import torch
 
 from conftest import sepbench
 from sepbench import analysis, featuremaps, versions
-from sepbench.report import SECTIONS, build
+from sepbench.report import SECTIONS
 from sepbench.store import load
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
@@ -47,7 +47,13 @@ def test_versions_flag_a_real_change_and_not_run_to_run_noise() -> None:
         # Whole-run swings of ±30 % (every case at once) plus 5 % per case: the VM's real pattern.
         medians[("2.12.0", run)] = list(base * rng.uniform(0.7, 1.3) * rng.lognormal(0, 0.05, cases))
         medians[("2.13.0", run)] = list(base * truth * rng.uniform(0.7, 1.3) * rng.lognormal(0, 0.05, cases))
-    cmp = versions.compare_versions(_runs(medians)).set_index("case_id")
+    cmp = versions.compare_versions(_runs(medians))
+    summary = versions.summarize(cmp).iloc[0]
+    assert (summary["cases"], summary["regressions"], summary["improvements"]) == (60, 2, 1)
+    # The bar for a lone change: the 2× case clears it on its own; the 1.6× one is flagged only because
+    # Benjamini–Hochberg relaxes the bar when several cases change.
+    assert 1.6 < summary["resolvable"] < 2.0
+    cmp = cmp.set_index("case_id")
     assert list(cmp.loc[["case0", "case1", "case2"], "verdict"]) == ["regression", "improvement", "regression"]
     assert (cmp.drop(["case0", "case1", "case2"])["verdict"] == "within noise").all()
     assert cmp.loc["case0", "low"] < 2.0 < cmp.loc["case0", "high"]
@@ -119,31 +125,38 @@ def test_depthwise_keeps_channels_apart_and_the_others_mix_them() -> None:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory):
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The report as a user builds it: the CLI, in its own process. Returns index.html."""
     if not (CPU_PAIR and GPU and NETWORKS):
         pytest.skip("committed results are missing")
     out = tmp_path_factory.mktemp("report")
-    return build([*CPU_PAIR, *GPU, *NETWORKS], out, pytest_benchmark=RESULTS / "pytest-benchmark", asv_url="asv/")
+    done = sepbench("report", *CPU_PAIR, *GPU, *NETWORKS, "--out", out, "--pytest-benchmark",
+                    RESULTS / "pytest-benchmark", "--asv-url", "asv/")
+    assert done.returncode == 0, done.stderr
+    records = sum(1 for p in (*CPU_PAIR, *GPU, *NETWORKS) for line in p.read_text().splitlines()[1:] if line)
+    assert re.fullmatch(rf"report: {re.escape(str(out))}/index.html \({records} records from 4 files, 4 environments, "
+                        r"\d+ figures\) in [\d.]+ s\n", done.stdout)
+    return out / "index.html"
 
 
-def test_report_has_every_section_and_every_figure_on_disk(built) -> None:
-    html = built.index.read_text()
+def test_report_has_every_section_and_every_figure_on_disk(built: Path) -> None:
+    html = built.read_text()
     for section in SECTIONS:
         assert f'<section id="{section}">' in html
     sources = re.findall(r'<img src="([^"]+)"', html)
     assert len(sources) >= 8
     for src in sources:
-        data = (built.index.parent / src).read_bytes()
+        data = (built.parent / src).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
     assert "http://" not in html and "https://" not in html  # nothing fetched from elsewhere
     assert 'href="asv/"' in html
-    assert set(built.environments) == {
-        "vm · cpu · torch 2.12.0+cu130 · 1 thr", "vm · cpu · torch 2.13.0+cpu · 1 thr",
-        "vm · cpu · torch 2.13.0+cpu · 2 thr", "h100 · cuda · torch 2.11.0+cu130 · 16 thr"}
+    for env in ("vm · cpu · torch 2.12.0+cu130 · 1 thr", "vm · cpu · torch 2.13.0+cpu · 1 thr",
+                "vm · cpu · torch 2.13.0+cpu · 2 thr", "h100 · cuda · torch 2.11.0+cu130 · 16 thr"):
+        assert f"<h3>{env}</h3>" in html
 
 
-def test_report_tells_theory_and_measurement_apart_with_their_numbers(built) -> None:
-    html = built.index.read_text()
+def test_report_tells_theory_and_measurement_apart_with_their_numbers(built: Path) -> None:
+    html = built.read_text()
     df = analysis.prepare(load([*CPU_PAIR, *GPU, *NETWORKS])[0])
     row = analysis.summary(df, ["env", "mode", "label"]).query(
         "env == 'h100 · cuda · torch 2.11.0+cu130 · 16 thr' and mode == 'inference' and label == 'depthwise_separable'")
