@@ -362,17 +362,25 @@ def show(results: tuple[Path, ...]) -> None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("results/report"),
               show_default=True, help="Directory for index.html and its figures.")
 @click.option("--pytest-benchmark", "pb_dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
-              help="pytest-benchmark storage to include (its latest save).")
-@click.option("--asv-url", help="Where the asv site is, relative to the report (e.g. asv/).")
+              help="pytest-benchmark storage to include (its latest save). Default: a pytest-benchmark/ "
+                   "folder inside a RESULTS directory, if there is one.")
+@click.option("--asv-url", help="Where the asv site is, relative to the report (e.g. asv/). Default: asv/ when "
+                                "--out holds an asv site.")
 def report(results: tuple[Path, ...], out_dir: Path, pb_dir: Path | None, asv_url: str | None) -> None:
     """Build the HTML report from results files or directories (default: results/): theory and
     measurement side by side, roofline, memory, and regressions across PyTorch versions."""
     from sepbench.report import build
 
+    results = results or (Path("results"),)
+    if pb_dir is None:
+        found = (p / "pytest-benchmark" for p in results if p.is_dir())
+        pb_dir = next((d for d in found if d.is_dir() and any(d.rglob("*.json"))), None)
+    if asv_url is None and (out_dir / "asv" / "index.html").is_file():
+        asv_url = "asv/"
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
                   transient=True) as progress:
         task = progress.add_task("report")
-        built = build(list(results) or [Path("results")], out_dir, pytest_benchmark=pb_dir, asv_url=asv_url,
+        built = build(list(results), out_dir, pytest_benchmark=pb_dir, asv_url=asv_url,
                       step=lambda what: progress.update(task, description=what))
     for problem in built.problems:
         err.print(f"sepbench: note: skipped {problem}", markup=False, highlight=False, soft_wrap=True)

@@ -9,6 +9,7 @@ import json
 import math
 import multiprocessing as mp
 import os
+import shutil
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -134,9 +135,12 @@ def build(paths: list[Path], out: Path, *, pytest_benchmark: Path | None = None,
         raise SepbenchError(f"no result records in {', '.join(map(str, paths))}")
     df = analysis.prepare(raw)
     out = ensure_writable(Path(out))
-    img = ensure_writable(out / "img")
-    for old in img.glob("*.png"):
-        old.unlink()
+    # Figures go to a fresh folder that replaces img/ only once the page is ready: an interrupted
+    # build leaves the previous report whole.
+    for stale in out.glob(".img-*"):  # left by an interrupted build
+        shutil.rmtree(stale, ignore_errors=True)
+    staging = out / f".img-{os.getpid()}"
+    img = ensure_writable(staging)
     jobs: list[partial[Path]] = []
 
     def figure(name: str, draw: Callable[..., Path], *args: object) -> str:
@@ -214,6 +218,9 @@ def build(paths: list[Path], out: Path, *, pytest_benchmark: Path | None = None,
     index = out / "index.html"
     tmp = index.with_suffix(".html.tmp")
     tmp.write_text(html, encoding="utf-8")
+    shutil.rmtree(out / "img", ignore_errors=True)
+    staging.rename(out / "img")
     tmp.replace(index)  # a reader never sees half a page
+    figures = [out / "img" / f.name for f in figures]
     return Built(index, len(df), df["file"].nunique(), envs, figures, [str(p) for p in problems],
                  time.perf_counter() - started)

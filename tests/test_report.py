@@ -166,6 +166,27 @@ def test_report_tells_theory_and_measurement_apart_with_their_numbers(built: Pat
     assert "2mac" in html and "NVML" in html and "context" in html
 
 
+@pytest.mark.skipif(not NETWORKS, reason="no committed results")
+def test_an_interrupted_build_leaves_the_previous_report_whole(tmp_path: Path, monkeypatch) -> None:
+    from sepbench import report
+
+    first = report.build(NETWORKS, tmp_path)
+    page = first.index.read_text()
+    images = sorted(p.name for p in (tmp_path / "img").iterdir())
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(featuremaps, "stage_outputs", interrupt)  # the last step before the page is swapped in
+    with pytest.raises(KeyboardInterrupt):
+        report.build(NETWORKS, tmp_path)
+    assert first.index.read_text() == page
+    assert sorted(p.name for p in (tmp_path / "img").iterdir()) == images
+    monkeypatch.undo()
+    again = report.build(NETWORKS, tmp_path)
+    assert again.index.exists() and not list(tmp_path.glob(".img-*"))  # the leftover of the interrupted build
+
+
 def test_report_cli_fails_in_one_line_on_bad_input(tmp_path: Path) -> None:
     missing = sepbench("report", tmp_path / "nope.jsonl", "--out", tmp_path / "r")
     assert missing.returncode == 2
