@@ -125,16 +125,24 @@ def slower_than_baseline(df: pd.DataFrame) -> pd.DataFrame:
     return slow.sort_values(["env", "realized_speedup"])
 
 
+SHAPE_AXES = ["kernel", "stride", "dilation", "padding", "bias", "act"]  # geometry besides channels and size
+
+
 def grids(df: pd.DataFrame, min_axis: int = 2, min_cells: int = 4) -> list[tuple[str, str, pd.DataFrame]]:
-    """(env, setting, rows) for every environment and setting measured over a channel × size grid
-    (at least `min_axis` values on each axis and `min_cells` geometries), layer variants only."""
+    """(env, title, rows) for every environment, setting and layer shape (kernel, stride, …) measured
+    over a channel × size grid (at least `min_axis` values on each axis and `min_cells` geometries);
+    layer variants only, c_out = c_in."""
     layer = variants(df)
-    layer = layer[layer["family"] != "network"]
+    layer = layer[(layer["family"] != "network") & (layer["c_out"] == layer["c_in"])]
     out = []
-    for (env, setting), part in layer.groupby(["env", "setting"], sort=True):
+    for (env, setting, *shape), part in layer.groupby(["env", "setting", *SHAPE_AXES], sort=True):
         cells = part.groupby(["c_in", "size"]).ngroups
         if part["c_in"].nunique() >= min_axis and part["size"].nunique() >= min_axis and cells >= min_cells:
-            out.append((env, setting, part))
+            k, stride, dilation, padding, bias, act = shape
+            extra = "".join([f" s{stride}" if stride != 1 else "", f" d{dilation}" if dilation != 1 else "",
+                             " valid" if padding == "valid" else "", " +bias" if bias else "",
+                             f" {act}" if act != "none" else ""])
+            out.append((env, f"{setting} · k{k}{extra}", part))
     return out
 
 

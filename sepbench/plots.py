@@ -59,6 +59,7 @@ def grid_heatmaps(part: pd.DataFrame, title: str, path: Path) -> Path:
         sns.heatmap(np.log2(pivot.where(pivot > 0)), ax=ax, cmap=SPEEDUP_CMAP, norm=_speedup_norm(pivot.to_numpy()),
                     cbar=False, xticklabels=[str(s) for _, s in columns], yticklabels=list(pivot.index))
         _annotate(ax, pivot, fmt)
+        ax.grid(False)
         for i in range(1, len(labels)):
             ax.axvline(i * len(sizes), color="white", lw=3)
         for i, lab in enumerate(labels):
