@@ -5,6 +5,8 @@ and draws what it is given: no figure computes a number of its own.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import matplotlib
@@ -26,6 +28,18 @@ def _palette(labels: pd.Series) -> dict[str, tuple]:
     """One colour per variant label, the same in every figure of a report."""
     names = sorted(labels.unique())
     return dict(zip(names, sns.color_palette("tab20" if len(names) > 10 else "tab10", len(names)), strict=True))
+
+
+@contextmanager
+def _fixed_jitter() -> Iterator[None]:
+    """seaborn jitters strip plots with numpy's global generator: seed it for the figure, so the
+    same results draw the same file, and give the caller's state back."""
+    state = np.random.get_state()
+    np.random.seed(0)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
@@ -134,10 +148,11 @@ def roofline(points: pd.DataFrame, ceilings: pd.DataFrame, path: Path) -> Path:
 
 def roofline_share(points: pd.DataFrame, path: Path) -> Path:
     """Per case, the share of its roofline bound reached (bound time / measured time), by variant."""
-    g = sns.catplot(data=points, x="roofline_share", y="label", hue="mode", col="env", kind="strip",
-                    col_wrap=min(2, points["env"].nunique()), col_order=sorted(points["env"].unique()),
-                    order=sorted(points["label"].unique()), height=3.4, aspect=1.5, s=10, alpha=0.6, jitter=0.25,
-                    dodge=True)
+    with _fixed_jitter():
+        g = sns.catplot(data=points, x="roofline_share", y="label", hue="mode", col="env", kind="strip",
+                        col_wrap=min(2, points["env"].nunique()), col_order=sorted(points["env"].unique()),
+                        order=sorted(points["label"].unique()), height=3.4, aspect=1.5, s=10, alpha=0.6,
+                        jitter=0.25, dodge=True)
     ticks = [t for t in (1e-4, 1e-3, 1e-2, 0.1, 1) if t >= points["roofline_share"].min() / 3]
     for ax in g.axes.flat:
         ax.set_xscale("log")
@@ -202,10 +217,11 @@ def version_ratios(cmp: pd.DataFrame, path: Path) -> Path:
     """Every case's time ratio newer / older, per variant, coloured by verdict."""
     cmp = cmp.assign(pair=cmp["machine"] + " · " + cmp["device"] + " · " + cmp["threads"].astype(str) + " thr: "
                      + cmp["older"] + " → " + cmp["newer"])
-    g = sns.catplot(data=cmp, x="ratio", y="label", hue="verdict", col="pair", kind="strip", height=3.8, aspect=1.4,
-                    hue_order=["regression", "improvement", "within noise", "no repeat runs"],
-                    palette={"regression": "tab:red", "improvement": "tab:green", "within noise": "0.6",
-                             "no repeat runs": "0.8"}, jitter=0.25, s=16, col_wrap=1)
+    with _fixed_jitter():
+        g = sns.catplot(data=cmp, x="ratio", y="label", hue="verdict", col="pair", kind="strip", height=3.8, aspect=1.4,
+                        hue_order=["regression", "improvement", "within noise", "no repeat runs"],
+                        palette={"regression": "tab:red", "improvement": "tab:green", "within noise": "0.6",
+                                 "no repeat runs": "0.8"}, jitter=0.25, s=16, col_wrap=1)
     low, high = cmp["ratio"].min() / 1.2, cmp["ratio"].max() * 1.2
     ticks = [t for t in (0.25, 0.35, 0.5, 0.7, 1, 1.4, 2, 2.8, 4) if low <= t <= high]
     for ax in g.axes.flat:
