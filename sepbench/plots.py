@@ -235,17 +235,17 @@ def version_ratios(cmp: pd.DataFrame, path: Path) -> Path:
 
 
 def trends(tr: pd.DataFrame, path: Path) -> Path:
-    """Run-by-run median time (IQR bars) of a few cases, runs in start order, coloured by PyTorch."""
+    """Run-by-run median time (IQR bars) of a few cases, runs numbered in start order, coloured by
+    PyTorch version."""
     tr = tr.assign(case=tr["label"] + " · " + tr["threads"].astype(str) + " thr\n"
                    + tr["geometry"].str.replace(" | ", "\n", regex=False), median_us=tr["timing_median_s"] * 1e6)
-    tr["run"] = tr.groupby("case").cumcount() + 1
     g = sns.FacetGrid(tr, col="case", col_wrap=4, height=2.5, aspect=1.2, sharey=False, hue="env_torch")
     g.map_dataframe(_trend_panel)
     g.add_legend(title="torch")
     for ax in g.axes.flat:
         ax.set_ylim(0, ax.get_ylim()[1])  # after every version's points are in
     g.set_titles("{col_name}", size=7)
-    g.set_axis_labels("run (in start order)", "median µs")
+    g.set_axis_labels("run (numbered as in the table of runs)", "median µs")
     return _save(g.figure, path)
 
 

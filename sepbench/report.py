@@ -208,7 +208,9 @@ def build(paths: list[Path], out: Path, *, pytest_benchmark: Path | None = None,
         overview=overview, settings=settings, grids=grids, scatter=scatter, slower=slower,
         roofline=roofline, roofline_share=roofline_share, share=share, memory=memory,
         memory_methods=analysis.MEMORY_METHOD, nvml=_nvml(df),
-        cmp=cmp, version_summary=versions.summarize(cmp) if len(cmp) else cmp,
+        cmp=cmp, version_summary=versions.summarize(cmp) if len(cmp) else cmp, version_runs=versions.runs(
+            df[df.set_index(versions.GROUP).index.isin(cmp.set_index(["machine", "device", "threads"]).index)])
+        if len(cmp) else cmp,
         top=flagged.head(TOP), flagged=flagged, version_plot=version_plot, trend_plot=trend_plot,
         fdr=versions.FDR, prior_df=versions.PRIOR_DF, confidence=versions.CONFIDENCE, net=net, networks=networks,
         feature_plot=feature_plot,

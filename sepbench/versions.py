@@ -128,9 +128,23 @@ def _resolvable(part: pd.DataFrame) -> float:
     return float(np.median(np.exp(t * part["se"])))
 
 
+def runs(df: pd.DataFrame) -> pd.DataFrame:
+    """The runs behind the comparisons, numbered in start order within machine × device × threads:
+    the run numbers of the trend plot, with the PyTorch version and sepbench commit of each."""
+    rm = run_medians(df)
+    table = rm.groupby([*GROUP, "run_id"], as_index=False).agg(
+        started=("run_started", "first"), torch=("env_torch", "first"), commit=("env_sepbench_commit", "first"),
+        cases=("case_id", "nunique"))
+    table = table.sort_values([*GROUP, "started"])
+    table["run"] = table.groupby(GROUP).cumcount() + 1
+    return table
+
+
 def trend(df: pd.DataFrame, cases: pd.DataFrame) -> pd.DataFrame:
     """Run-by-run medians (with IQR) of the compared cases given (rows of `compare_versions`), on
-    their own machine, device and thread count, in the order the runs started."""
+    their own machine, device and thread count, with the run numbers of `runs`."""
     keys = cases[["machine", "device", "threads", "case_id"]].drop_duplicates()
     keys.columns = [*GROUP, "case_id"]
-    return run_medians(df).merge(keys, on=[*GROUP, "case_id"]).sort_values("run_started")
+    numbered = runs(df)[[*GROUP, "run_id", "run"]]
+    return run_medians(df).merge(keys, on=[*GROUP, "case_id"]).merge(numbered, on=[*GROUP, "run_id"]) \
+        .sort_values("run_started")
