@@ -98,7 +98,7 @@ def run(preset: str | None, grid_file: Path | None, device: str | None, out_dir:
         shard_text: str | None, threads: int | None, no_memory: bool, axes: tuple[str, ...]) -> None:
     """Measure a grid: theory and measurement side by side, one results file per run."""
     from sepbench.runner import Runner
-    from sepbench.store import ensure_writable, load
+    from sepbench.store import ensure_writable, load, read_run
 
     if preset and grid_file:
         raise SepbenchError("give --preset or --grid, not both")
@@ -133,7 +133,8 @@ def run(preset: str | None, grid_file: Path | None, device: str | None, out_dir:
             bar.stop()
             done = runner.outcome
             where = f" in {done.path}" if done else ""
-            saved = len(done.records) + done.already_done if done else 0
+            # Counted from the file: the interrupt can land between a record's write and its count.
+            saved = len(read_run(done.path).records) if done else 0
             err.print(f"interrupted: {saved} finished cases are saved{where}; continue with the same command "
                       "plus --resume", markup=False, soft_wrap=True)
             sys.exit(EXIT_INTERRUPTED)
