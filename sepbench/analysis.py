@@ -8,34 +8,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-ENV_KEYS = ["env_machine", "device", "env_torch", "threads"]
-# The axes that are neither the geometry nor the variant: a "setting" is one value of each.
-SETTING_AXES = ["batch", "dtype", "mode", "memory_format", "cudnn_benchmark", "tf32"]
-MEASURED_MEMORY = {"cpu": "memory_cpu_rss_rise_bytes", "cuda": "memory_cuda_alloc_peak_bytes"}
-MEMORY_METHOD = {
-    "cpu": "RSS high-water mark rise in a fresh child process (VmHWM after a reset, minus the baseline)",
-    "cuda": "caching-allocator peak rise (max_memory_allocated after reset_peak_memory_stats)",
-}
-
-
-def _on(flag: object) -> bool:
-    """A recorded flag: None (never set, which the workload runs as off) and NaN read as off."""
-    return bool(flag) and not pd.isna(flag)
-
-
-def _setting_label(row: pd.Series) -> str:
-    text = f"n{row['batch']} {row['dtype']}"
-    if row["device"] == "cuda" and row["dtype"] == "float32":
-        text += " TF32" if _on(row["tf32"]) else " no-TF32"
-    text += f" {row['mode']}"
-    text += " channels_last" if row["memory_format"] == "channels_last" else ""
-    if row["device"] == "cuda":
-        text += " cudnn.benchmark" if _on(row["cudnn_benchmark"]) else " no-benchmark"
-    return text
+# The measured peak rise per device, and the record field that names how it was measured.
+MEASURED_MEMORY = {"cpu": ("memory_cpu_rss_rise_bytes", "memory_cpu_method"),
+                   "cuda": ("memory_cuda_alloc_peak_bytes", "memory_cuda_alloc_method")}
 
 
 def prepare(df: pd.DataFrame) -> pd.DataFrame:
-    """Add the environment, setting and baseline-relative columns every view reads.
+    """Add the environment, memory and baseline-relative columns every view reads.
 
     An environment is machine × device × PyTorch × intra-op threads: the unit a number belongs to.
     """
@@ -44,13 +23,14 @@ def prepare(df: pd.DataFrame) -> pd.DataFrame:
     df["threads"] = threads.fillna(df["env_threads"]).astype("Int64")
     df["env"] = (df["env_machine"] + " · " + df["device"] + " · torch " + df["env_torch"] + " · "
                  + df["threads"].astype(str) + " thr")
-    df["setting"] = df.apply(_setting_label, axis=1)
     df["is_baseline"] = df["case_id"] == df["group_id"]
     df["measured_memory_bytes"] = np.nan
-    for device, column in MEASURED_MEMORY.items():
+    df["measured_memory_method"] = None
+    for device, (column, method) in MEASURED_MEMORY.items():
         if column in df:
             mask = df["device"] == device
             df.loc[mask, "measured_memory_bytes"] = pd.to_numeric(df.loc[mask, column], errors="coerce")
+            df.loc[mask, "measured_memory_method"] = df.loc[mask, method]
     # What the measured rise can hold: activations (training: + the input's and weights' gradients);
     # the weights and input already exist when the baseline is taken.
     df["theory_rise_bytes"] = df["theory_activation_bytes"] + np.where(
@@ -73,7 +53,8 @@ def ok(df: pd.DataFrame) -> pd.DataFrame:
 def variants(df: pd.DataFrame) -> pd.DataFrame:
     """Measured rows of the variants (their baseline rows dropped: those are the 1.0 they are
     divided by)."""
-    return ok(df)[~ok(df)["is_baseline"] & df["realized_speedup"].notna()]
+    rows = ok(df)
+    return rows[~rows["is_baseline"] & rows["realized_speedup"].notna()]
 
 
 def _geomean(x: pd.Series) -> float:

@@ -54,12 +54,18 @@ def asv_medians(results_dir: Path, benchmark: str = ASV_BENCHMARK) -> pd.DataFra
     return pd.DataFrame(rows, columns=[*KEY, "asv"])
 
 
-def pytest_benchmark_medians(storage: Path) -> pd.DataFrame:
-    """Medians from the latest pytest-benchmark save under `storage`, by the save's own `datetime`."""
+def latest_pytest_benchmark_save(storage: Path) -> tuple[dict, int]:
+    """The latest pytest-benchmark save under `storage`, by the save's own `datetime` (file times
+    reset on a clone), and how many saves there are."""
     saves = [json.loads(p.read_text()) for p in Path(storage).rglob("*.json")]
     if not saves:
         raise SepbenchError(f"no pytest-benchmark results under {storage}")
-    data = max(saves, key=lambda d: d.get("datetime", ""))
+    return max(saves, key=lambda d: d.get("datetime", "")), len(saves)
+
+
+def pytest_benchmark_medians(storage: Path) -> pd.DataFrame:
+    """Medians from the latest pytest-benchmark save under `storage`."""
+    data, _ = latest_pytest_benchmark_save(storage)
     rows = [{**{k: b["extra_info"][k] for k in KEY}, "pytest_benchmark": b["stats"]["median"]}
             for b in data["benchmarks"] if all(k in b.get("extra_info", {}) for k in KEY)]
     return pd.DataFrame(rows, columns=[*KEY, "pytest_benchmark"])

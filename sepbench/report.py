@@ -5,7 +5,6 @@ store through `analysis` and `versions`, and every figure is a PNG drawn by `plo
 
 from __future__ import annotations
 
-import json
 import math
 import multiprocessing as mp
 import os
@@ -22,9 +21,10 @@ import jinja2
 import pandas as pd
 
 from sepbench import __version__, analysis, plots, versions
+from sepbench.crosscheck import latest_pytest_benchmark_save
 from sepbench.errors import SepbenchError
 from sepbench.store import ensure_writable, load
-from sepbench.tables import UNSTABLE_MARK, fmt_bytes, fmt_count, fmt_time
+from sepbench.tables import UNSTABLE_MARK, fmt_bytes, fmt_count, fmt_time, missing
 
 # Section ids, in page order: the browser test checks each is there.
 SECTIONS = ["overview", "grids", "theory-vs-realized", "roofline", "memory", "versions", "networks",
@@ -44,33 +44,31 @@ class Built:
 
 
 def _ratio(x: float | None, digits: int = 2) -> str:
-    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}×"
+    return "–" if missing(x) else f"{x:.{digits}f}×"
 
 
 def _interval(low: float | None, high: float | None) -> str:
-    if low is None or (isinstance(low, float) and math.isnan(low)):
-        return ""
-    return f"[{low:.2f}–{high:.2f}]"
+    return "" if missing(low) else f"[{low:.2f}–{high:.2f}]"
 
 
 def _percent(x: float | None) -> str:
-    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.0%}"
+    return "–" if missing(x) else f"{x:.0%}"
 
 
 def _text(value: object) -> str:
-    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) or value == "" else str(value)
+    return "–" if missing(value) or value == "" else str(value)
 
 
-def _environment(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per environment: its fingerprint, runs and ceilings."""
+def _environment(df: pd.DataFrame, ceilings: pd.DataFrame) -> pd.DataFrame:
+    """One row per environment: its fingerprint, runs and ceilings (`analysis.ceilings`)."""
     rows = []
     for env, part in df.groupby("env", sort=True):
         first = part.iloc[0]
-        peaks = part.groupby("ceiling")["peak_flops"].max()
+        peaks = ceilings[ceilings["env"] == env].set_index("ceiling")["peak_flops"]
         rows.append({
             "env": env, "cpu": _text(first["env_cpu"]), "gpu": _text(first["env_gpu"]),
             "onednn": _text(first["env_onednn"]),
-            "cudnn": f"{int(first['env_cudnn'])}" if pd.notna(first["env_cudnn"]) else "–",
+            "cudnn": "–" if missing(first["env_cudnn"]) else f"{int(first['env_cudnn'])}",
             "commits": ", ".join(sorted({str(c)[:12] for c in part["env_sepbench_commit"].dropna()})),
             "runs": part["run_id"].nunique(), "records": len(part),
             "skipped": int((part["status"] != "ok").sum()),
@@ -97,14 +95,11 @@ def _pytest_benchmark(storage: Path | None) -> dict | None:
     """The latest pytest-benchmark save: machine, commit and one row per benchmark."""
     if storage is None:
         return None
-    saves = [json.loads(p.read_text()) for p in Path(storage).rglob("*.json")]
-    if not saves:
-        raise SepbenchError(f"no pytest-benchmark JSON under {storage}")
-    data = max(saves, key=lambda d: d.get("datetime", ""))
+    data, saves = latest_pytest_benchmark_save(storage)
     rows = [{"name": b["name"], "median": b["stats"]["median"], "iqr": b["stats"]["iqr"],
              "rounds": b["stats"]["rounds"], **b.get("extra_info", {})} for b in data["benchmarks"]]
     info = data.get("machine_info", {})
-    return {"saves": len(saves), "datetime": data.get("datetime", ""),
+    return {"saves": saves, "datetime": data.get("datetime", ""),
             "commit": (data.get("commit_info") or {}).get("id", "")[:12],
             "machine": f"{info.get('node', '?')} · {info.get('cpu', {}).get('brand_raw', '?')} · "
                        f"Python {info.get('python_version', '?')}",
@@ -165,15 +160,16 @@ def build(paths: list[Path], out: Path, *, pytest_benchmark: Path | None = None,
     scatter = figure("theory-vs-realized", plots.speedup_scatter, layer_variants) if len(layer_variants) else None
     slower = analysis.slower_than_baseline(df)
 
-    points = analysis.roofline_points(df)
-    roofline = figure("roofline", plots.roofline, points, analysis.ceilings(df)) if len(points) else None
+    points, ceilings = analysis.roofline_points(df), analysis.ceilings(df)
+    roofline = figure("roofline", plots.roofline, points, ceilings) if len(points) else None
     roofline_share = figure("roofline-share", plots.roofline_share, points) if len(points) else None
     share = points.groupby(["env", "label"], as_index=False)["roofline_share"].median() \
         .pivot(index="label", columns="env", values="roofline_share") if len(points) else pd.DataFrame()
 
-    mem_rows = analysis.ok(df)[analysis.ok(df)["measured_memory_bytes"].notna()]
-    mem_rows = mem_rows.assign(memory_method=mem_rows["device"].map(analysis.MEMORY_METHOD)
-                               .str.split(" \\(").str[0] + "\n" + mem_rows["env"])
+    mem_rows = analysis.ok(df)
+    mem_rows = mem_rows[mem_rows["measured_memory_bytes"].notna()]
+    mem_rows = mem_rows.assign(memory_method=mem_rows["measured_memory_method"] + "\n" + mem_rows["env"])
+    memory_methods = sorted(set(zip(mem_rows["device"], mem_rows["measured_memory_method"], strict=True)))
     memory = figure("memory", plots.memory, mem_rows) if len(mem_rows) else None
 
     cmp = versions.compare_versions(df)
@@ -204,10 +200,10 @@ def build(paths: list[Path], out: Path, *, pytest_benchmark: Path | None = None,
                        count=fmt_count)
     html = env.get_template("report.html.j2").render(
         version=__version__, generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        unstable_mark=UNSTABLE_MARK, sections=SECTIONS, envs=envs, environment=_environment(df),
+        unstable_mark=UNSTABLE_MARK, sections=SECTIONS, envs=envs, environment=_environment(df, ceilings),
         overview=overview, settings=settings, grids=grids, scatter=scatter, slower=slower,
         roofline=roofline, roofline_share=roofline_share, share=share, memory=memory,
-        memory_methods=analysis.MEMORY_METHOD, nvml=_nvml(df),
+        memory_methods=memory_methods, nvml=_nvml(df),
         cmp=cmp, version_summary=versions.summarize(cmp) if len(cmp) else cmp, version_runs=versions.runs(
             df[df.set_index(versions.GROUP).index.isin(cmp.set_index(["machine", "device", "threads"]).index)])
         if len(cmp) else cmp,

@@ -177,6 +177,18 @@ class Case:
             tail += f" cudnn.bm={int(bool(self.cudnn_benchmark))} tf32={int(bool(self.tf32))}"
         return f"{head} | {tail} [{self.device}]"
 
+    def setting(self) -> str:
+        """Human name of the non-geometry axes (batch, dtype, TF32, mode, layout, autotuning): the
+        conditions a geometry was measured under."""
+        text = f"n{self.batch} {self.dtype}"
+        if self.device == "cuda" and self.dtype == "float32":
+            text += " TF32" if self.tf32 else " no-TF32"
+        text += f" {self.mode}"
+        text += " channels_last" if self.memory_format == "channels_last" else ""
+        if self.device == "cuda":
+            text += " cudnn.benchmark" if self.cudnn_benchmark else " no-benchmark"
+        return text
+
     def as_dict(self) -> dict:
         return asdict(self)
 

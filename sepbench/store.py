@@ -266,7 +266,8 @@ def _flatten(run: RunFile, record: CaseRecord) -> dict[str, Any]:
     row: dict[str, Any] = {
         "file": str(run.path), "run_id": record.run_id, "case_id": record.case_id, "group_id": record.group_id,
         "status": record.status, "reason": record.reason, "backend": record.backend, "label": record.case.label(),
-        "geometry": record.case.geometry(), "family": record.case.family, "finished": record.finished,
+        "geometry": record.case.geometry(), "setting": record.case.setting(), "family": record.case.family,
+        "finished": record.finished,
         **record.case.as_dict(),
     }
     for key in ("machine", "torch", "cpu", "gpu", "threads", "sepbench_commit", "onednn", "cudnn"):

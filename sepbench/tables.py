@@ -40,7 +40,8 @@ def fmt_time(s: float) -> str:
     return f"{s * 1e6:.1f} µs"
 
 
-def _missing(v: object) -> bool:
+def missing(v: object) -> bool:
+    """None or NaN: a figure that was not recorded."""
     return v is None or (isinstance(v, float) and math.isnan(v))
 
 
@@ -49,10 +50,10 @@ def _ratio(x: float) -> str:
 
 
 def _realized(row: pd.Series) -> str:
-    if _missing(row.get("realized_speedup")):
+    if missing(row.get("realized_speedup")):
         return "ref" if row["variant"] == Case(row["variant"]).baseline().variant else "–"
     text = _ratio(row["realized_speedup"])
-    if not _missing(row.get("realized_low")):
+    if not missing(row.get("realized_low")):
         text += f" [{row['realized_low']:.2f}–{row['realized_high']:.2f}]"
     return text
 
@@ -65,9 +66,9 @@ def _theory_memory(row: pd.Series) -> str:
 
 def _measured_memory(row: pd.Series) -> str:
     for key in ("memory_cuda_alloc_peak_bytes", "memory_cpu_rss_rise_bytes"):
-        if not _missing(row.get(key)):
+        if not missing(row.get(key)):
             return fmt_bytes(row[key])
-    return "err" if not _missing(row.get("memory_error")) else "–"
+    return "err" if not missing(row.get("memory_error")) else "–"
 
 
 def results_table(df: pd.DataFrame, title: str = "") -> Table:
@@ -97,7 +98,7 @@ def results_table(df: pd.DataFrame, title: str = "") -> Table:
                 )
                 continue
             unstable = bool(row.get("timing_unstable"))
-            eff = "" if _missing(row.get("realized_efficiency")) else f"{row['realized_efficiency']:.0%}"
+            eff = "" if missing(row.get("realized_efficiency")) else f"{row['realized_efficiency']:.0%}"
             iqr = (row["timing_q3_s"] - row["timing_q1_s"]) / row["timing_median_s"]
             table.add_row(
                 geometry, row["label"] + (f" {UNSTABLE_MARK}" if unstable else ""),

@@ -131,7 +131,10 @@ def _resolvable(part: pd.DataFrame) -> float:
 def runs(df: pd.DataFrame) -> pd.DataFrame:
     """The runs behind the comparisons, numbered in start order within machine × device × threads:
     the run numbers of the trend plot, with the PyTorch version and sepbench commit of each."""
-    rm = run_medians(df)
+    return _numbered_runs(run_medians(df))
+
+
+def _numbered_runs(rm: pd.DataFrame) -> pd.DataFrame:
     table = rm.groupby([*GROUP, "run_id"], as_index=False).agg(
         started=("run_started", "first"), torch=("env_torch", "first"), commit=("env_sepbench_commit", "first"),
         cases=("case_id", "nunique"))
@@ -145,6 +148,6 @@ def trend(df: pd.DataFrame, cases: pd.DataFrame) -> pd.DataFrame:
     their own machine, device and thread count, with the run numbers of `runs`."""
     keys = cases[["machine", "device", "threads", "case_id"]].drop_duplicates()
     keys.columns = [*GROUP, "case_id"]
-    numbered = runs(df)[[*GROUP, "run_id", "run"]]
-    return run_medians(df).merge(keys, on=[*GROUP, "case_id"]).merge(numbered, on=[*GROUP, "run_id"]) \
-        .sort_values("run_started")
+    rm = run_medians(df)
+    numbered = _numbered_runs(rm)[[*GROUP, "run_id", "run"]]
+    return rm.merge(keys, on=[*GROUP, "case_id"]).merge(numbered, on=[*GROUP, "run_id"]).sort_values("run_started")
