@@ -22,6 +22,7 @@ import resource
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
@@ -135,6 +136,26 @@ def _start_forkserver_deaf_to_ctrl_c() -> None:
         signal.signal(signal.SIGINT, previous)
 
 
+@contextlib.contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM until the block is done, then deliver them. Starting a child through
+    the forkserver is a handshake; an interrupt in its middle leaves the server with half a message,
+    and it prints a traceback to the terminal the user just interrupted. (Python-level handlers, not
+    a signal mask: the mask is per thread, and any other thread could still take the signal.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    before = {s: signal.signal(s, lambda signum, _: held.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
+        if held:
+            signal.raise_signal(held[0])  # now, to the handler the caller had
+
+
 class ProbeFailed(RuntimeError):
     """The child could not measure the case (out of memory, crash, time-out)."""
 
@@ -145,7 +166,8 @@ def cpu_peak(case: Case, threads: int, timeout: float = PROBE_TIMEOUT_S) -> Memo
     receive, send = ctx.Pipe(duplex=False)
     child = ctx.Process(target=_cpu_child, args=(case, threads, send), daemon=True)
     try:  # from before start(): an interrupt at any point still kills the child
-        child.start()
+        with _interrupts_held():
+            child.start()
         send.close()
         if not receive.poll(timeout):
             raise ProbeFailed(f"memory probe timed out after {timeout:.0f} s")

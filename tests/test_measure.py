@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import signal
 import statistics
 import time
 
@@ -12,7 +13,7 @@ import torch
 from torch.utils.benchmark import Timer
 
 from sepbench.compare import realized_speedup
-from sepbench.memory import ProbeFailed, cpu_peak
+from sepbench.memory import ProbeFailed, _interrupts_held, cpu_peak
 from sepbench.spec import Case
 from sepbench.theory import case_cost
 from sepbench.timer import intra_op_threads, measure_interleaved, measure_stable, synchronizer
@@ -107,3 +108,15 @@ def test_cpu_peak_memory_is_measured_in_a_fresh_child_and_grows_with_activations
 def test_cpu_peak_reports_a_failing_case_instead_of_crashing() -> None:
     with pytest.raises(ProbeFailed):
         cpu_peak(Case("standard", device="cuda") if not torch.cuda.is_available() else Case("nonsense"), threads=1)
+
+
+def test_a_ctrl_c_during_a_probe_start_lands_after_the_handshake() -> None:
+    """The forkserver handshake is never cut in half: the interrupt waits for the block, then
+    arrives as usual, and the handlers are the caller's again."""
+    before = signal.getsignal(signal.SIGINT)
+    reached_end = False
+    with pytest.raises(KeyboardInterrupt), _interrupts_held():
+        signal.raise_signal(signal.SIGINT)
+        reached_end = True
+    assert reached_end
+    assert signal.getsignal(signal.SIGINT) is before
