@@ -3,26 +3,39 @@ Thin adapters: every layer, cost and timing comes from the sepbench package."""
 
 from __future__ import annotations
 
-from benchmarks.common import GRID, PARAM_NAMES, PARAMS, LayerBenchmark, case_for, workload
+from benchmarks.common import GRID, LayerBenchmark, block_edge_clock, case_for, prepared
 from sepbench.compare import realized_speedup
 from sepbench.theory import case_cost, compare
-from sepbench.timer import measure_interleaved
+from sepbench.timer import measure_interleaved, synchronizer
+
+_M = GRID.measure
 
 
 class TimeLayer(LayerBenchmark):
-    """asv's own timer around one sepbench step (CUDA synchronized inside, so the kernel is timed)."""
+    """What `sepbench run` times, in asv's own terms. A sample is a batch of `number` back-to-back steps
+    (asv picks `number` so a batch lasts `sample_time`, sepbench's block time) divided by `number`,
+    after `warmup_time` of steps; the clock synchronizes CUDA at the batch edges only, as sepbench's
+    blocks do. There is no setup hook: asv_runner re-runs setup before every timed call when one
+    exists (asv#966) and then times single steps. Each round is a fresh process, interleaved with the
+    other parameter sets, so the median spans processes and time, not one draw of either."""
 
-    warmup_time = 0.2
-    rounds = 1  # each parameter set is its own spawned process already (≈ 2 s of torch import each)
+    timer = staticmethod(block_edge_clock)
+    sample_time = _M.block_time
+    warmup_time = 0.25  # the first call builds the Workload; asv's warm-up absorbs it
+    repeat = (_M.min_rounds, 2 * _M.min_rounds, 1.0)  # samples per round: (min, max, seconds)
+    rounds = 2  # asv's default; `nox -s crosscheck` runs asv in two passes and appends the samples
 
-    def time_step(self, *params: object) -> None:
-        self.work.step()
-        self.sync()
+    def time_step(self, device: str, mode: str, c_in: int, variant: str) -> None:
+        prepared(case_for(device, mode, c_in, variant)).step()
 
 
 class PeakMemLayer(LayerBenchmark):
     """asv's peakmem is the process's peak RSS, setup included: subtract peakmem_reference (the same
     setup, no step) from peakmem_steps to get what three steps add."""
+
+    def setup(self, device: str, mode: str, c_in: int, variant: str) -> None:
+        self.work = prepared(case_for(device, mode, c_in, variant))
+        self.sync = synchronizer(device)
 
     def peakmem_steps(self, *params: object) -> None:
         for _ in range(3):
@@ -37,10 +50,10 @@ class TrackRealizedSpeedup(LayerBenchmark):
     """Measured by sepbench's timer, interleaved with the baseline in this process, as `sepbench run` does."""
 
     def setup(self, device: str, mode: str, c_in: int, variant: str) -> None:
-        super().setup(device, mode, c_in, variant)
-        base = workload(self.case.baseline())
-        timings = measure_interleaved({"base": base.step, "variant": self.work.step}, self.sync,
-                                      **GRID.measure.interleaved())
+        case = case_for(device, mode, c_in, variant)
+        base, work = prepared(case.baseline()), prepared(case)
+        timings = measure_interleaved({"base": base.step, "variant": work.step}, synchronizer(device),
+                                      **_M.interleaved())
         self.speedup = realized_speedup(timings["base"].times, timings["variant"].times).ratio
 
     def track_realized_speedup(self, *params: object) -> float:
@@ -52,24 +65,21 @@ class TrackRealizedSpeedup(LayerBenchmark):
 class TrackTheory:
     """The cost model's figures; no device needed, so no device parameter."""
 
-    params = PARAMS[1:]
-    param_names = PARAM_NAMES[1:]
-
-    def setup(self, mode: str, c_in: int, variant: str) -> None:
-        self.case = case_for("cpu", mode, c_in, variant)
+    params = LayerBenchmark.params[1:]
+    param_names = LayerBenchmark.param_names[1:]
+    skip_params = sorted({combo[1:] for combo in LayerBenchmark.skip_params if combo[0] == "cpu"})
 
     def track_flops(self, mode: str, c_in: int, variant: str) -> int:
-        return case_cost(self.case).flops(mode)
+        return case_cost(case_for("cpu", mode, c_in, variant)).flops(mode)
 
     track_flops.unit = "FLOPs (2mac) per step"
 
     def track_params(self, mode: str, c_in: int, variant: str) -> int:
-        return case_cost(self.case).params
+        return case_cost(case_for("cpu", mode, c_in, variant)).params
 
     track_params.unit = "parameters"
 
     def track_theoretical_speedup(self, mode: str, c_in: int, variant: str) -> float:
-        return compare(self.case).speedup
+        return compare(case_for("cpu", mode, c_in, variant)).speedup
 
     track_theoretical_speedup.unit = "× vs standard (FLOP ratio)"
-

@@ -1,20 +1,22 @@
 """What every benchmark class of the asv suite shares: the grid (benchmarks/grid.toml, a plain sepbench
-grid file) and turning one parameter tuple into a ready sepbench Workload.
+grid file), which parameter sets it refuses, and one ready sepbench Workload per case and process.
 
 Parameters are named after sepbench's Case fields, so asv results join sepbench records by name.
-They are the same with or without a GPU; a CUDA case on a machine without one, and a combination the
-grid refuses, raise NotImplementedError in setup, which asv reports as skipped. Nothing here touches
-CUDA or NVML at import time.
+They are the same with or without a GPU. Which combinations are skipped (a CUDA case on a machine
+without one, a combination the grid refuses) is decided at discovery and given to asv as
+`skip_params`, so no benchmark needs a setup hook to refuse a case. Nothing here creates a CUDA
+context or touches NVML at import: `torch.cuda.is_available()` only counts devices.
 """
 
 from __future__ import annotations
 
+import itertools
+import time
 from pathlib import Path
 
 import torch
 
 from sepbench.spec import Case, load_grid
-from sepbench.timer import synchronizer
 from sepbench.workload import Workload, backend_flags
 
 GRID = load_grid(Path(__file__).with_name("grid.toml"))
@@ -25,47 +27,44 @@ CASES: dict[tuple, Case] = {
     (c.device, c.mode, c.c_in, c.variant): c for c in GRID.expand()[0]
     if c.groups in (1, AXES.groups[0])  # one grouped case per geometry
 }
+HAVE_CUDA = torch.cuda.is_available()
+SKIPPED = [combo for combo in itertools.product(*PARAMS)
+           if combo not in CASES or (combo[0] == "cuda" and not HAVE_CUDA)]
+
+_READY: dict[str, Workload] = {}
 
 
-_WORKLOADS: dict[str, Workload] = {}
-
-
-def workload(case: Case) -> Workload:
-    """One Workload per case and process. asv re-runs `setup` before every timed call (asv#966); a
-    module built anew each time would have asv time oneDNN's weight reorders and cold caches
-    (about +50 µs a call here), not the layer."""
-    if case.id not in _WORKLOADS:
-        _WORKLOADS[case.id] = Workload(case)
-    return _WORKLOADS[case.id]
+def prepared(case: Case) -> Workload:
+    """The case's Workload, built on first use in this process, with the grid's intra-op threads and the
+    case's backend flags (TF32, cudnn.benchmark) set for the rest of the process, as `sepbench run`
+    holds them for a whole group. asv gives every parameter set a process of its own, so nothing
+    needs restoring; building once also keeps oneDNN's weight reorders out of every timed call."""
+    if case.id not in _READY:
+        if GRID.measure.threads:
+            torch.set_num_threads(GRID.measure.threads)
+        backend_flags(case).__enter__()
+        _READY[case.id] = Workload(case)
+    return _READY[case.id]
 
 
 def case_for(device: str, mode: str, c_in: int, variant: str) -> Case:
-    case = CASES.get((device, mode, c_in, variant))
-    if case is None:
-        raise NotImplementedError(f"{variant} at c_in={c_in} is not a valid case of the grid")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise NotImplementedError("no CUDA device on this machine")
-    return case
+    """The Case behind a parameter set that discovery did not skip."""
+    return CASES[(device, mode, c_in, variant)]
+
+
+def block_edge_clock() -> float:
+    """asv's timer: `perf_counter` after a CUDA synchronize, so a sample of `number` steps ends when the
+    device has finished them. sepbench's blocks synchronize at their edges in the same way, never
+    between steps; on the CPU this is plain `perf_counter`."""
+    if torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+    return time.perf_counter()
 
 
 class LayerBenchmark:
-    """Base of the classes that run a layer: builds the Workload, sets the case's backend flags."""
+    """Base of the classes that run a layer: the grid's parameters, its refusals, a timeout."""
 
     params = PARAMS
     param_names = PARAM_NAMES
+    skip_params = SKIPPED
     timeout = 300
-
-    def setup(self, device: str, mode: str, c_in: int, variant: str) -> None:
-        self.case = case_for(device, mode, c_in, variant)
-        threads = GRID.measure.threads
-        if threads and torch.get_num_threads() != threads:  # setup re-runs per timed call: set once
-            torch.set_num_threads(threads)
-        self.flags = backend_flags(self.case)
-        self.flags.__enter__()
-        self.work = workload(self.case)
-        self.sync = synchronizer(device)
-
-    def teardown(self, *params: object) -> None:
-        flags = self.__dict__.pop("flags", None)  # asv tears down skipped cases too
-        if flags is not None:
-            flags.__exit__(None, None, None)

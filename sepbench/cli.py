@@ -312,13 +312,21 @@ def timercheck(preset: str, grid_file: Path | None, device: str | None, threads:
 @click.option("--pytest-benchmark", "pb_dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("results/pytest-benchmark"), show_default=True)
 @click.option("--tolerance", type=float, default=0.10, show_default=True, help="Allowed relative difference.")
-def crosscheck_(results: tuple[Path, ...], asv_dir: Path, pb_dir: Path, tolerance: float) -> None:
-    """Do `sepbench run`, asv and pytest-benchmark agree on the same cases? Exit 1 if any ratio lies
-    outside 1 ± tolerance."""
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the table (medians in seconds, ratios) to this CSV file.")
+def crosscheck_(results: tuple[Path, ...], asv_dir: Path, pb_dir: Path, tolerance: float,
+                csv_path: Path | None) -> None:
+    """Do `sepbench run`, asv and pytest-benchmark agree on the same cases? Each harness is read as a
+    median over its runs, rounds or saves. Exit 1 if any ratio lies outside 1 ± tolerance."""
     from sepbench.crosscheck import crosscheck
     from sepbench.tables import fmt_time
 
     table = crosscheck(list(results), asv_dir, pb_dir)
+    if csv_path:
+        try:
+            table.to_csv(csv_path, index=False)
+        except OSError as exc:
+            raise SepbenchError(f"cannot write {csv_path}: {exc.strerror}") from None
     view = Table(title="median step time by harness", title_justify="left", header_style="bold", pad_edge=False)
     for col in ("device", "mode", "c_in", "variant", "sepbench run", "asv", "pytest-benchmark", "asv / sepbench",
                 "pytest-benchmark / sepbench"):

@@ -3,6 +3,12 @@ from its results JSON) and by pytest-benchmark (read from its saved JSON), side 
 
 Cases are joined on (device, mode, c_in, variant): asv's parameters and pytest-benchmark's
 `extra_info` carry exactly these Case fields.
+
+On a noisy machine one process's reading of a case moves by 20 % or more from the next process's,
+so each harness is read as a median over several processes: every sepbench run given, every
+pytest-benchmark save under the folder given, and asv's samples from all its rounds (appended with
+`asv run --append-samples`). `nox -s crosscheck` alternates the three harnesses so that drift over
+the comparison reaches all of them alike.
 """
 
 from __future__ import annotations
@@ -64,11 +70,15 @@ def latest_pytest_benchmark_save(storage: Path) -> tuple[dict, int]:
 
 
 def pytest_benchmark_medians(storage: Path) -> pd.DataFrame:
-    """Medians from the latest pytest-benchmark save under `storage`."""
-    data, _ = latest_pytest_benchmark_save(storage)
+    """Per case, the median over every pytest-benchmark save under `storage` of that save's median
+    (each save is one process). Point it at the saves of one comparison."""
+    if not any(Path(storage).rglob("*.json")):
+        raise SepbenchError(f"no pytest-benchmark results under {storage}")
     rows = [{**{k: b["extra_info"][k] for k in KEY}, "pytest_benchmark": b["stats"]["median"]}
-            for b in data["benchmarks"] if all(k in b.get("extra_info", {}) for k in KEY)]
-    return pd.DataFrame(rows, columns=[*KEY, "pytest_benchmark"])
+            for p in Path(storage).rglob("*.json") for b in json.loads(p.read_text()).get("benchmarks", [])
+            if all(k in b.get("extra_info", {}) for k in KEY)]
+    table = pd.DataFrame(rows, columns=[*KEY, "pytest_benchmark"])
+    return table.groupby(KEY, as_index=False)["pytest_benchmark"].median()
 
 
 def crosscheck(sepbench_paths: list[Path], asv_dir: Path, pytest_benchmark_dir: Path) -> pd.DataFrame:

@@ -32,17 +32,16 @@ def test_asv_reader_takes_the_latest_run_by_started_at_not_file_time(tmp_path: P
     ]  # the CUDA cases were skipped (None, NaN) and are left out
 
 
-def test_pytest_benchmark_reader_takes_the_latest_save_by_its_datetime(tmp_path: Path) -> None:
-    def save(name: str, when: str, median: float) -> None:
-        (tmp_path / name).write_text(json.dumps({"datetime": when, "benchmarks": [
+def test_pytest_benchmark_reader_pools_every_save_by_the_median(tmp_path: Path) -> None:
+    def save(name: str, median: float) -> None:
+        (tmp_path / name).write_text(json.dumps({"datetime": "2026-11-23T02:00:00+00:00", "benchmarks": [
             {"extra_info": {"device": "cpu", "mode": "train", "c_in": 128, "variant": "standard"},
              "stats": {"median": median}},
             {"extra_info": {}, "stats": {"median": 1.0}},  # not a sepbench case: ignored
         ]}))
 
-    save("a.json", "2026-11-23T02:00:00+00:00", 0.5)
-    save("b.json", "2026-11-23T01:00:00+00:00", 9.0)
-    os.utime(tmp_path / "b.json", (4e9, 4e9))
+    for name, median in (("a.json", 0.5), ("b.json", 9.0), ("c.json", 0.7)):
+        save(name, median)
     df = pytest_benchmark_medians(tmp_path)
     assert df.to_dict("records") == [
-        {"device": "cpu", "mode": "train", "c_in": 128, "variant": "standard", "pytest_benchmark": 0.5}]
+        {"device": "cpu", "mode": "train", "c_in": 128, "variant": "standard", "pytest_benchmark": 0.7}]
