@@ -26,7 +26,7 @@ OTHER_TORCH = ["2.12.0", "2.11.0", "2.10.0"]  # any release works: nox -s "bench
 GRID = "benchmarks/grid.toml"
 PB_STORAGE = "file://results/pytest-benchmark"
 SITE = "site"
-CROSSCHECK_PASSES = 2
+CROSSCHECK_PASSES = 4  # processes per harness and case, taken in turns
 
 
 def _install(session: nox.Session, torch: str = TORCH, extras: str | None = "test") -> None:
@@ -91,8 +91,8 @@ def crosscheck(session: nox.Session) -> None:
     """Time benchmarks/grid.toml with all three harnesses in this environment and compare the medians.
 
     A process's reading of a case moves by 20 % or more on a small noisy machine, so the harnesses
-    take turns for CROSSCHECK_PASSES passes (sepbench run, asv, pytest-benchmark, then again) and each
-    is read as a median over its processes. Everything of one comparison lands in
+    take turns for CROSSCHECK_PASSES passes (sepbench run, asv with one round, pytest-benchmark, then
+    again) and each is read as a median over its processes. Everything of one comparison lands in
     results/crosscheck/<UTC time>/ (sepbench runs, pytest-benchmark saves, crosscheck.csv); asv's
     samples accumulate in results/asv under this commit (the first pass replaces older ones)."""
     _install(session)
@@ -101,7 +101,7 @@ def crosscheck(session: nox.Session) -> None:
     commit = session.run("git", "rev-parse", "HEAD", silent=True, external=True).strip()
     for n in range(CROSSCHECK_PASSES):
         session.run("sepbench", "run", "--grid", GRID, "--device", "cpu", "--out", out, "--no-memory")
-        session.run("asv", "run", "--python=same", "--set-commit-hash", commit, "-b", "TimeLayer",
+        session.run("asv", "run", "--python=same", "--set-commit-hash", commit, "-b", "TimeLayer", "-a", "rounds=1",
                     "--append-samples" if n else "--record-samples")
         _pytest_benchmark(session, f"file://{out}/pytest-benchmark")
     session.run("sepbench", "crosscheck", "--results", out, "--pytest-benchmark", f"{out}/pytest-benchmark",

@@ -42,4 +42,19 @@ def sepbench(*args: str | os.PathLike, timeout: float = 300) -> subprocess.Compl
                           timeout=timeout, env={**os.environ, "COLUMNS": "200"})
 
 
+RESULTS = Path(__file__).resolve().parent.parent / "results"
+
+
+def committed(*patterns: str) -> list[Path]:
+    """Committed results files by exact name or glob, each of which must match: a renamed or deleted
+    file fails the collection of the tests that read it instead of quietly skipping them."""
+    found: list[Path] = []
+    for pattern in patterns:
+        matches = sorted(RESULTS.glob(pattern))
+        if not matches:
+            raise FileNotFoundError(f"committed results missing: results/{pattern}")
+        found += matches
+    return found
+
+
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

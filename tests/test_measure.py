@@ -14,7 +14,7 @@ from torch.utils.benchmark import Timer
 
 from sepbench.compare import realized_speedup
 from sepbench.memory import ProbeFailed, _interrupts_held, cpu_peak
-from sepbench.spec import Case
+from sepbench.spec import Case, MeasureSettings
 from sepbench.theory import case_cost
 from sepbench.timer import intra_op_threads, measure_interleaved, measure_stable, synchronizer
 from sepbench.workload import Workload
@@ -73,11 +73,36 @@ def test_noisy_measurement_is_remeasured_then_flagged() -> None:
     assert timings["noisy"].relative_iqr > 0.1
 
 
-def test_stable_measurement_is_not_flagged() -> None:
-    work = Workload(Case("standard", c_in=16, c_out=16, size=16))
-    timings = measure_stable({"w": work.step}, synchronizer("cpu"), unstable_threshold=10.0, min_run_time=0.05,
-                             min_rounds=5, max_rounds=100, block_time=0.005, warmup_time=0.01)
-    assert not timings["w"].unstable and not timings["w"].remeasured
+class FakeClock:
+    """`time.perf_counter` for sepbench's timer: each call of a timed function moves it on by the next
+    of that function's durations, so block times, IQRs and flags are known exactly."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.now = 0.0
+        monkeypatch.setattr("sepbench.timer.time.perf_counter", lambda: self.now)
+
+    def fn(self, durations: list[float]):
+        cycle = itertools.cycle(durations)
+
+        def call() -> None:
+            self.now += next(cycle)
+        return call
+
+
+@pytest.mark.parametrize(("spread", "flagged"), [(0.09, False), (0.11, True)])
+def test_the_default_threshold_flags_an_iqr_just_above_it_and_not_just_below(
+        monkeypatch: pytest.MonkeyPatch, spread: float, flagged: bool) -> None:
+    clock = FakeClock(monkeypatch)
+    # Blocks of one call each, cycling 1, 1+s, 1, 1+s: q1 = 1, q3 = 1+s, median = 1+s/2.
+    cycle = [1e-3, 1e-3 * (1 + spread)]
+    threshold = MeasureSettings().unstable_threshold
+    assert threshold == 0.10
+    timings = measure_stable({"w": clock.fn(cycle), "steady": clock.fn([1e-3])}, synchronizer("cpu"),
+                             unstable_threshold=threshold, min_run_time=0.0, min_rounds=12, max_rounds=12,
+                             block_time=1e-9, warmup_time=0.0)
+    assert timings["w"].relative_iqr == pytest.approx(spread / (1 + spread / 2), rel=1e-6)
+    assert timings["w"].remeasured is flagged and timings["w"].unstable is flagged
+    assert not timings["steady"].unstable
 
 
 def test_realized_speedup_is_the_median_ratio_with_a_paired_interval() -> None:
@@ -88,8 +113,13 @@ def test_realized_speedup_is_the_median_ratio_with_a_paired_interval() -> None:
     s = realized_speedup(list(base), list(variant))
     assert s.ratio == pytest.approx(np.median(base) / np.median(variant))
     assert s.low is not None and s.high is not None
-    assert s.low <= s.ratio <= s.high
-    assert s.low < 2.0 < s.high + 0.05
+    assert s.low <= s.ratio <= s.high < 2.05 and s.low > 1.95
+    # Pairing is what makes it narrow: resampling the rounds unpaired lets the drift in.
+    from scipy import stats
+    unpaired = stats.bootstrap((base, variant), lambda b, v, axis=-1: np.median(b, axis=axis) / np.median(v, axis=axis),
+                               paired=False, vectorized=True, n_resamples=2000, method="percentile",
+                               rng=np.random.default_rng(0)).confidence_interval
+    assert (unpaired.high - unpaired.low) > 4 * (s.high - s.low)
     assert realized_speedup([1.0, 2.0], [1.0, 2.0]).low is None  # too few rounds for an interval
 
 

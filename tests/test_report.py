@@ -11,17 +11,16 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import sepbench
+from conftest import RESULTS, committed, sepbench
 from sepbench import analysis, featuremaps, versions
 from sepbench.report import SECTIONS
 from sepbench.store import load
 
-RESULTS = Path(__file__).resolve().parent.parent / "results"
 # One run each of the default preset under two PyTorch versions, 1 thread, back to back.
-CPU_PAIR = [p for p in (RESULTS / "default-cpu-vm-torch2.12.0+cu130-20261123T045948Z.jsonl",
-                        RESULTS / "default-cpu-vm-torch2.13.0+cpu-20261123T050308Z.jsonl") if p.exists()]
-GPU = sorted(RESULTS.glob("gpu-cuda-h100-*.jsonl"))
-NETWORKS = sorted(RESULTS.glob("networks-cpu-*.jsonl"))
+CPU_PAIR = committed("default-cpu-vm-torch2.12.0+cu130-20261123T045948Z.jsonl",
+                     "default-cpu-vm-torch2.13.0+cpu-20261123T050308Z.jsonl")
+GPU = committed("gpu-cuda-h100-*.jsonl")
+NETWORKS = committed("networks-cpu-*.jsonl")
 
 
 def _runs(medians: dict[tuple[str, int], list[float]]) -> pd.DataFrame:
@@ -78,7 +77,6 @@ def test_versions_order_releases_numerically() -> None:
     assert list(cmp[["older", "newer"]].iloc[0]) == ["2.9.0", "2.10.0"]
 
 
-@pytest.mark.skipif(not GPU, reason="no committed CUDA results")
 def test_store_gives_each_case_the_ceiling_its_roofline_used() -> None:
     df, problems = load(GPU)
     assert not problems
@@ -90,7 +88,6 @@ def test_store_gives_each_case_the_ceiling_its_roofline_used() -> None:
     assert np.allclose(bound, ok["theory_roofline_s"], rtol=1e-9)
 
 
-@pytest.mark.skipif(not CPU_PAIR, reason="no committed CPU results")
 def test_summary_is_the_geometric_mean_of_the_cases() -> None:
     df = analysis.prepare(load(CPU_PAIR[:1])[0])
     table = analysis.summary(df, ["env", "mode", "label"]).set_index(["mode", "label"])
@@ -127,8 +124,6 @@ def test_depthwise_keeps_channels_apart_and_the_others_mix_them() -> None:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The report as a user builds it: the CLI, in its own process. Returns index.html."""
-    if not (CPU_PAIR and GPU and NETWORKS):
-        pytest.skip("committed results are missing")
     out = tmp_path_factory.mktemp("report")
     done = sepbench("report", *CPU_PAIR, *GPU, *NETWORKS, "--out", out, "--pytest-benchmark",
                     RESULTS / "pytest-benchmark", "--asv-url", "asv/")
@@ -166,7 +161,6 @@ def test_report_tells_theory_and_measurement_apart_with_their_numbers(built: Pat
     assert "2mac" in html and "NVML" in html and "context" in html
 
 
-@pytest.mark.skipif(not NETWORKS, reason="no committed results")
 def test_interrupted_build_keeps_the_previous_report_and_rebuilds_identically(tmp_path: Path, monkeypatch) -> None:
     from sepbench import report
 

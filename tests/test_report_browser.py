@@ -15,14 +15,14 @@ from pathlib import Path
 
 import pytest
 
+from conftest import RESULTS, committed
 from sepbench.report import SECTIONS, build
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "results"
-SUBSET = [RESULTS / "default-cpu-vm-torch2.12.0+cu130-20261123T045948Z.jsonl",
-          RESULTS / "default-cpu-vm-torch2.13.0+cpu-20261123T050308Z.jsonl",
-          RESULTS / "networks-cpu-vm-torch2.13.0+cpu-20261123T011107Z.jsonl",
-          RESULTS / "default-cuda-h100-torch2.11.0+cu130-20261123T025103Z.jsonl"]
+SUBSET = committed("default-cpu-vm-torch2.12.0+cu130-20261123T045948Z.jsonl",
+                   "default-cpu-vm-torch2.13.0+cpu-20261123T050308Z.jsonl",
+                   "networks-cpu-vm-torch2.13.0+cpu-20261123T011107Z.jsonl",
+                   "default-cuda-h100-torch2.11.0+cu130-20261123T025103Z.jsonl")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 # Without these, Chromium dials Google's services at start; on a closed network that floods errors.
 CHROMIUM_ARGS = ["--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -41,7 +41,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("site")
     subprocess.run([sys.executable, "-m", "asv", "publish", "--no-pull", "--html-dir", str(root / "asv")],
                    cwd=ROOT, check=True, capture_output=True, timeout=300)
-    build([p for p in SUBSET if p.exists()], root, pytest_benchmark=RESULTS / "pytest-benchmark", asv_url="asv/")
+    build(SUBSET, root, pytest_benchmark=RESULTS / "pytest-benchmark", asv_url="asv/")
     return root
 
 

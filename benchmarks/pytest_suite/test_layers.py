@@ -53,12 +53,17 @@ def test_layer_step(benchmark, case: Case, environment: dict) -> None:
             work.step()
             sync()  # pytest-benchmark's timer does not synchronize CUDA by itself
 
-        if benchmark.disabled:
+        if benchmark.disabled:  # the ordinary test run: one step, a correctness smoke
             benchmark(step)
-            return
-        m = GRID.measure
-        warm_up(step, sync, m.warmup_time)
-        iterations = calibrate(step, sync, m.block_time)
-        rounds = max(m.min_rounds, int(m.min_run_time / m.block_time))
-        benchmark.pedantic(step, iterations=iterations, rounds=rounds, warmup_rounds=1)
-    assert tuple(work.module(work.input).shape) == cost.out_shape
+        else:
+            m = GRID.measure
+            warm_up(step, sync, m.warmup_time)
+            iterations = calibrate(step, sync, m.block_time)
+            rounds = max(m.min_rounds, int(m.min_run_time / m.block_time))
+            benchmark.pedantic(step, iterations=iterations, rounds=rounds, warmup_rounds=1)
+        with torch.no_grad():
+            out = work.module(work.input)
+    assert tuple(out.shape) == cost.out_shape
+    assert torch.isfinite(out).all()
+    if case.mode == "train":  # the step ran backward: every parameter and the input hold a gradient
+        assert work.input.grad is not None and all(p.grad is not None for p in work.module.parameters())
