@@ -58,6 +58,20 @@ def _fail(message: str) -> NoReturn:
     sys.exit(EXIT_USAGE)
 
 
+def _check_threads(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+    """Intra-op threads beyond the cores this process may use only measure the scheduler."""
+    from sepbench.timer import available_cores
+
+    cores = available_cores()
+    if value is not None and not 1 <= value <= cores:
+        raise click.BadParameter(f"{value} threads, but this machine gives sepbench {cores} cores; use 1–{cores}")
+    return value
+
+
+THREADS = click.option("--threads", type=int, callback=_check_threads, metavar="N",
+                       help="Intra-op threads, 1 to the cores available (default: torch's default).")
+
+
 class _RichProgress:
     """Progress bar with ETA over the cases left to measure."""
 
@@ -90,7 +104,7 @@ def cli() -> None:
               show_default=True, help="Directory for the results file.")
 @click.option("--resume", is_flag=True, help="Continue the newest interrupted run of this grid in --out.")
 @click.option("--shard", "shard_text", metavar="K/N", help="Measure only the K-th of N slices of the grid.")
-@click.option("--threads", type=click.IntRange(min=1), help="Intra-op threads (default: torch's default).")
+@THREADS
 @click.option("--no-memory", is_flag=True, help="Skip the per-case peak memory probes.")
 @click.option("--axis", "axes", multiple=True, metavar="KEY=V1,V2",
               help="Replace one grid axis, e.g. --axis c_in=32,64 --axis mode=train (repeatable).")
@@ -177,7 +191,7 @@ def cost(variant: str, c_out: int | None, layers: bool, **knobs: object) -> None
     from sepbench.tables import comparison_table, layers_table
     from sepbench.theory import case_cost
 
-    knobs["c_out"] = c_out or knobs["c_in"]
+    knobs["c_out"] = knobs["c_in"] if c_out is None else c_out
     if variant == "all":
         names = [v for v, spec in VARIANTS.items() if spec.family == "layer"]
     elif variant in VARIANTS:
@@ -227,7 +241,7 @@ def list_() -> None:
 
 @cli.command()
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
-@click.option("--threads", type=click.IntRange(min=1), help="Intra-op threads (default: torch's default).")
+@THREADS
 @click.option("--no-peaks", is_flag=True, help="Skip the peak microbenchmarks.")
 def env(device: str, threads: int | None, no_peaks: bool) -> None:
     """Environment fingerprint and this machine's measured peaks (the roofline's ceilings)."""
@@ -257,7 +271,7 @@ def env(device: str, threads: int | None, no_peaks: bool) -> None:
 @click.option("--preset", default="smoke", show_default=True, help="Grid whose cases are checked.")
 @click.option("--grid", "grid_file", type=click.Path(dir_okay=False, path_type=Path), help="A TOML grid file.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), help="Override the grid's device axis.")
-@click.option("--threads", type=click.IntRange(min=1), help="Intra-op threads (default: torch's default).")
+@THREADS
 @click.option("--limit", type=click.IntRange(min=1), help="Check only the first N cases.")
 def timercheck(preset: str, grid_file: Path | None, device: str | None, threads: int | None,
                limit: int | None) -> None:
@@ -391,11 +405,12 @@ def report(results: tuple[Path, ...], out_dir: Path, pb_dir: Path | None, asv_ur
         task = progress.add_task("report")
         built = build(list(results), out_dir, pytest_benchmark=pb_dir, asv_url=asv_url,
                       step=lambda what: progress.update(task, description=what))
-    for problem in built.problems:
-        err.print(f"sepbench: note: skipped {problem}", markup=False, highlight=False, soft_wrap=True)
     out.print(f"report: {built.index} ({built.records} records from {built.files} files, "
               f"{len(built.environments)} environments, {len(built.figures)} figures) in {built.seconds:.1f} s",
               highlight=False)
+    if built.damaged:
+        more = f" and {len(built.damaged) - 1} more" if len(built.damaged) > 1 else ""
+        _fail(f"the report leaves out damaged results: {built.damaged[0]}{more} (listed on the page)")
 
 
 def main(argv: list[str] | None = None) -> None:

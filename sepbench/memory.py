@@ -91,12 +91,16 @@ def _cpu_child(case: Case, threads: int, conn: Connection) -> None:
         resettable = _reset_hwm()
         for _ in range(PROBE_STEPS):
             work.step()
-        if resettable:
-            peak, method = _hwm_bytes() or 0, "rss: VmHWM rise in a fresh child (clear_refs reset)"
+        peak = _hwm_bytes() if resettable else None
+        if peak is not None:
+            method = "rss: VmHWM rise in a fresh child (clear_refs reset)"
         else:
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
             method = "rss: ru_maxrss rise in a fresh child"
-        _report(conn, ("ok", max(0, peak - baseline), method))
+        if peak < baseline:  # a peak below the RSS already held is no reading: say so, never store 0
+            _report(conn, ("error", 0, f"{method} unreadable: peak {peak} B below the baseline {baseline} B"))
+        else:
+            _report(conn, ("ok", peak - baseline, method))
     except MemoryError:
         _report(conn, ("oom", 0, "out of memory"))
     except BaseException as exc:  # the parent records what went wrong and carries on

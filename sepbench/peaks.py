@@ -19,6 +19,12 @@ class Peaks:
     bandwidth: float  # bytes/s of a large copy (read + write)
     method: str
 
+    def ceiling(self, key: str) -> tuple[str, float]:
+        """The compute ceiling a case's roofline bound uses: its own key ("tf32", "bfloat16", …) where
+        that was measured, else float32's. The key used is returned so records can say which."""
+        used = key if key in self.flops else "float32"
+        return used, self.flops[used]
+
     def as_dict(self) -> dict:
         return asdict(self)
 

@@ -5,10 +5,12 @@ store through `analysis` and `versions`, and every figure is a PNG drawn by `plo
 
 from __future__ import annotations
 
+import ctypes
 import math
 import multiprocessing as mp
 import os
 import shutil
+import signal
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -29,6 +31,7 @@ from sepbench.tables import UNSTABLE_MARK, fmt_bytes, fmt_count, fmt_time, missi
 # Section ids, in page order: the browser test checks each is there.
 SECTIONS = ["overview", "grids", "theory-vs-realized", "roofline", "memory", "versions", "networks",
             "feature-maps", "harnesses", "method"]
+PR_SET_PDEATHSIG = 1  # prctl(2)
 TOP = 15  # rows in the largest-regressions table and panels in the trend plot
 
 
@@ -41,6 +44,7 @@ class Built:
     figures: list[Path] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    damaged: list[str] = field(default_factory=list)  # problems that are not a torn last line
 
 
 def _ratio(x: float | None, digits: int = 2) -> str:
@@ -106,18 +110,41 @@ def _pytest_benchmark(storage: Path | None) -> dict | None:
             "rows": rows}
 
 
+def _die_with_parent() -> None:
+    """A drawing worker ends when the build that forked it ends, however it ends (kill -9 included):
+    Linux delivers SIGKILL to the worker when its parent dies."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: the pool's own shutdown is what remains
+        return
+    if os.getppid() == 1:  # the parent died before the line above took effect
+        os._exit(1)
+
+
 def _draw(jobs: list[partial[Path]]) -> list[Path]:
     """Run the drawing jobs (each `draw(*data, path)`), in forked processes where the platform can
     fork: matplotlib draws on one core, and a report has a dozen or more figures."""
     workers = min(len(jobs), os.cpu_count() or 1)
     if workers < 2 or "fork" not in mp.get_all_start_methods():
         return [job() for job in jobs]
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as pool:
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"), initializer=_die_with_parent) as pool:
         return list(pool.map(_run, jobs))
 
 
 def _run(job: partial[Path]) -> Path:
     return job()
+
+
+def _remove_unnamed_folders(out: Path, current: str) -> None:
+    """Figure folders of earlier builds (and of interrupted ones), and the old single `img/`."""
+    for stale in [*out.glob("img-*"), *out.glob(".img-*"), out / "img", *out.glob(".index-*.html")]:
+        if stale.name == current:
+            continue
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
 
 
 def build(paths: list[Path], out: Path, *, pytest_benchmark: Path | None = None, asv_url: str | None = None,
@@ -129,19 +156,21 @@ def build(paths: list[Path], out: Path, *, pytest_benchmark: Path | None = None,
     if raw.empty:
         raise SepbenchError(f"no result records in {', '.join(map(str, paths))}")
     df = analysis.prepare(raw)
+    if analysis.variants(df).empty:
+        raise SepbenchError(f"no variant measured beside its baseline in {len(df)} records: a report compares "
+                            "variants with their baselines, so it needs at least one such pair")
     out = ensure_writable(Path(out))
-    # Figures go to a fresh folder that replaces img/ only once the page is ready: an interrupted
-    # build leaves the previous report whole.
-    for stale in out.glob(".img-*"):  # left by an interrupted build
-        shutil.rmtree(stale, ignore_errors=True)
-    staging = out / f".img-{os.getpid()}"
-    img = ensure_writable(staging)
+    # Each build draws into a folder of its own that the new page names. Swapping the page in is one
+    # rename, so at every moment index.html points at a whole set of figures: the old page at the
+    # old folder, or the new page at the new one. Folders no page names are removed afterwards.
+    folder = f"img-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+    img = ensure_writable(out / folder)
     jobs: list[partial[Path]] = []
 
     def figure(name: str, draw: Callable[..., Path], *args: object) -> str:
         """Plan a figure: `draw(*args, path)` runs later, with the others, in parallel."""
         jobs.append(partial(draw, *args, img / f"{name}.png"))
-        return f"img/{name}.png"
+        return f"{folder}/{name}.png"
 
     step("deriving")
     envs = sorted(df["env"].unique())
@@ -190,7 +219,7 @@ def build(paths: list[Path], out: Path, *, pytest_benchmark: Path | None = None,
     from sepbench import featuremaps  # torch, imported only after the drawing processes have forked
 
     maps = featuremaps.stage_outputs()
-    feature_plot = "img/feature-maps.png"
+    feature_plot = f"{folder}/feature-maps.png"
     figures.append(plots.feature_maps(maps, img / "feature-maps.png"))
 
     step("rendering")
@@ -214,11 +243,13 @@ def build(paths: list[Path], out: Path, *, pytest_benchmark: Path | None = None,
         problems=[str(p) for p in problems], records=len(df), files=df["file"].nunique(),
     )
     index = out / "index.html"
-    tmp = index.with_suffix(".html.tmp")
-    tmp.write_text(html, encoding="utf-8")
-    shutil.rmtree(out / "img", ignore_errors=True)
-    staging.rename(out / "img")
-    tmp.replace(index)  # a reader never sees half a page
-    figures = [out / "img" / f.name for f in figures]
+    tmp = out / f".index-{os.getpid()}.html"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(html)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, index)  # the swap: a reader, or a kill, never sees half a page or missing figures
+    _remove_unnamed_folders(out, folder)
+    figures = [img / f.name for f in figures]
     return Built(index, len(df), df["file"].nunique(), envs, figures, [str(p) for p in problems],
-                 time.perf_counter() - started)
+                 time.perf_counter() - started, [str(p) for p in problems if not p.torn_tail])

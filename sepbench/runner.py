@@ -7,6 +7,7 @@ file at once; an interrupted run keeps every finished case and `resume=True` mea
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+import psutil
 import torch
 
 from sepbench import memory, theory
@@ -21,7 +23,7 @@ from sepbench.compare import realized_speedup
 from sepbench.environment import fingerprint
 from sepbench.errors import SepbenchError
 from sepbench.peaks import Peaks, measure_peaks
-from sepbench.spec import Case, Grid, group_cases, shard
+from sepbench.spec import Case, Grid, group_cases, shard, tensor_elements
 from sepbench.store import (
     CaseRecord,
     RealizedFigures,
@@ -32,8 +34,9 @@ from sepbench.store import (
     ensure_writable,
     find_resumable,
     now,
+    read_run,
 )
-from sepbench.timer import Timing, intra_op_threads, measure_stable, synchronizer
+from sepbench.timer import Timing, available_cores, intra_op_threads, measure_stable, synchronizer
 from sepbench.workload import Workload, backend_flags, require_device
 
 
@@ -72,8 +75,29 @@ class Plan:
         return [c for g in self.groups for c in g]
 
 
+def device_memory(device: str) -> int:
+    """Bytes of memory the device has: the machine's RAM for the CPU, the first GPU's for CUDA."""
+    if device == "cuda" and torch.cuda.is_available():
+        return int(torch.cuda.get_device_properties(0).total_memory)
+    return int(psutil.virtual_memory().total)
+
+
+def _fits(case: Case, capacity: int) -> bool:
+    """Whether the case's input, output and weights alone fit in the device's memory."""
+    return sum(tensor_elements(case).values()) * theory.ELEMENT_SIZE[case.dtype] <= capacity
+
+
 def plan(grid: Grid, shard_spec: tuple[int, int] | None = None) -> Plan:
     cases, dropped = grid.expand()
+    capacity = {d: device_memory(d) for d in {c.device for c in cases}}
+    too_large = {c.id for c in cases if not _fits(c, capacity[c.device])}
+    for device, size in capacity.items():
+        n = sum(c.device == device and c.id in too_large for c in cases)
+        if n:
+            where = "this GPU" if device == "cuda" else "this machine"
+            dropped[f"tensors larger than {where}'s {size / 2**30:,.1f} GiB of memory"] += n
+    # A group whose baseline cannot run has nothing to be compared with: it goes as a whole.
+    cases = [c for c in cases if c.id not in too_large and c.baseline().id not in too_large]
     groups = group_cases(cases)
     if shard_spec:
         groups = shard(groups, *shard_spec)
@@ -81,17 +105,12 @@ def plan(grid: Grid, shard_spec: tuple[int, int] | None = None) -> Plan:
     return Plan(groups, dropped, devices)
 
 
-def _ceiling(peaks: Peaks, case: Case) -> float:
-    """Compute ceiling for the case's dtype (TF32 on CUDA float32 when the case allows it)."""
-    return peaks.flops.get(case.ceiling) or peaks.flops["float32"]
-
-
 def theory_figures(case: Case, peaks: Peaks) -> TheoryFigures:
     cost, base = theory.case_cost(case), theory.case_cost(case.baseline())
     cmp = theory.compare(case)
 
     def bound(c: Case, k: theory.Cost) -> float:
-        return theory.roofline_bound(k.flops(c.mode), k.bytes(c.mode), _ceiling(peaks, c), peaks.bandwidth)
+        return theory.roofline_bound(k.flops(c.mode), k.bytes(c.mode), peaks.ceiling(c.ceiling)[1], peaks.bandwidth)
 
     mine_s, base_s = bound(case, cost), bound(case.baseline(), base)
     return TheoryFigures(
@@ -101,6 +120,7 @@ def theory_figures(case: Case, peaks: Peaks) -> TheoryFigures:
         input_bytes=cost.input_bytes, activation_bytes=cost.activation_bytes(case.mode),
         memory_bytes=cost.memory_bytes(case.mode), speedup=cmp.speedup, param_ratio=cmp.param_ratio,
         memory_ratio=cmp.memory_ratio, roofline_s=mine_s, roofline_speedup=base_s / mine_s,
+        ceiling=peaks.ceiling(case.ceiling)[0],
     )
 
 
@@ -129,6 +149,10 @@ class Runner:
         self.grid, self.out_dir, self.resume, self.shard_spec = grid, Path(out_dir), resume, shard_spec
         self.settings = grid.measure
         self.threads = self.settings.threads or torch.get_num_threads()
+        cores = available_cores()
+        if self.threads > cores:
+            raise SepbenchError(f"threads = {self.threads}, but this machine gives sepbench {cores} cores; "
+                                f"use 1–{cores}")
         self.progress: Progress = progress or _Silent()
         self.plan = plan(grid, shard_spec)
         for device in self.plan.devices:
@@ -151,11 +175,14 @@ class Runner:
             if prior is None or prior.header is None:
                 raise SepbenchError(f"nothing to resume in {self.out_dir}: no run of grid {self.grid.name!r} "
                                     "on this machine, device and torch; start one without --resume")
+            if not os.access(prior.path, os.W_OK):
+                raise SepbenchError(f"cannot resume {prior.path}: the file is not writable")
             results = ResultsFile(prior.path)
+            results.lock()  # a second resume of the same run stops here
             results.repair_tail()
             self.run_id = prior.header.run_id
             self.peaks = {d: Peaks(**p) for d, p in prior.header.peaks.items()}
-            return results, {r.case_id for r in prior.records}
+            return results, {r.case_id for r in read_run(prior.path).records}  # as of holding the lock
         self.peaks = {d: measure_peaks(d, self.threads) for d in self.plan.devices}
         self.run_id = uuid.uuid4().hex[:12]
         header = RunHeader(
@@ -171,15 +198,22 @@ class Runner:
         outcome = self.outcome = RunOutcome(results.path, dropped=self.plan.dropped, already_done=len(done),
                                             total=len(self.plan.cases))
         self.progress.start(sum(c.id not in done for c in self.plan.cases))
-        with intra_op_threads(self.threads):
-            for group in self.plan.groups:
-                todo = [c for c in group if c.id not in done]
-                if not todo:
-                    continue
-                for record in self._measure_group(group[0].baseline(), todo):
-                    results.append(record)  # at once: a kill loses at most the case in flight
-                    outcome.records.append(record)
-                    self.progress.update(1, record.case.geometry())
+        try:
+            with intra_op_threads(self.threads):
+                for group in self.plan.groups:
+                    todo = [c for c in group if c.id not in done]
+                    if not todo:
+                        continue
+                    for record in self._measure_group(group[0].baseline(), todo):
+                        results.append(record)  # at once: a kill loses at most the case in flight
+                        outcome.records.append(record)
+                        self.progress.update(1, record.case.geometry())
+        except Exception:
+            if not done:
+                results.discard_if_empty()  # a failed run leaves no header-only file behind
+            raise
+        finally:
+            results.unlock()
         return outcome
 
     def _skipped(self, case: Case, reason: str) -> CaseRecord:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
+import stat
 import sys
 from collections import Counter
 from dataclasses import asdict, dataclass, fields, replace
@@ -16,7 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, model_validator
 
 from sepbench.errors import SepbenchError
 
@@ -203,7 +205,28 @@ def conv_out(size: int, kernel: int, stride: int, padding: int, dilation: int) -
 
 
 def _divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0]
+    """Divisors of n in √n steps (channel counts are bounded by MAX_ELEMENTS, so √n is small)."""
+    small = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]
+    return sorted({*small, *(n // d for d in small)})
+
+
+# A tensor of more elements than this cannot be described, even on the meta device (2^48 elements
+# of 4 bytes stay well inside PyTorch's int64 storage sizes); bounds what `cost` will compute.
+MAX_ELEMENTS = 2**48
+
+
+def tensor_elements(case: Case) -> dict[str, int]:
+    """Elements of the case's input, output and largest weight, from shapes alone (exact integers)."""
+    n = case.batch
+    if case.family == "network":
+        width = max(1, round(1024 * case.alpha))
+        return {"input": n * 3 * case.size**2, "output": n * 1000, "weight": width * 1000}
+    pad = same_padding(case.kernel, case.dilation) if case.padding == "same" else 0
+    out = max(conv_out(case.size, case.kernel, case.stride, pad, case.dilation), 0)
+    hidden = case.c_in * max(case.expansion, 1)
+    return {"input": n * case.c_in * case.size**2, "output": n * case.c_out * out**2,
+            "hidden": n * hidden * case.size**2,
+            "weight": max(case.c_out, hidden) * max(case.c_in, hidden) * case.kernel**2}
 
 
 def check(case: Case) -> None:
@@ -219,6 +242,13 @@ def check(case: Case) -> None:
     for name in ("c_in", "c_out", "size", "kernel", "stride", "dilation", "groups", "expansion", "batch"):
         if getattr(case, name) < 1:
             raise SepbenchError(f"{name} must be a positive integer, got {getattr(case, name)}")
+    if case.family == "network" and not 0 < case.alpha <= 1:
+        raise SepbenchError(f"width multiplier alpha must lie in (0, 1], got {case.alpha}")
+    elements = tensor_elements(case)
+    name, largest = max(elements.items(), key=lambda kv: kv[1])
+    if largest > MAX_ELEMENTS:
+        raise SepbenchError(f"the {name} tensor would hold {largest:.3g} elements, beyond the {MAX_ELEMENTS:.3g} "
+                            "that sepbench describes; use fewer channels, a smaller size or batch")
     if case.dtype == "float16" and case.device == "cpu":
         raise SepbenchError("float16 is measured on CUDA only; on cpu use float32 or bfloat16")
     if case.family == "network":
@@ -294,18 +324,25 @@ class GridAxes(BaseModel):
 
 
 class MeasureSettings(BaseModel):
-    """How hard to look at each case. Defaults suit a 2-core CPU; GPU presets may tighten them."""
+    """How hard to look at each case. Defaults suit a 2-core CPU; GPU presets may tighten them. Every
+    number is finite and bounded, so no setting can make a run hang on one case."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    min_run_time: PositiveFloat = 0.2  # seconds of timed blocks per variant and group
-    min_rounds: PositiveInt = 10  # interleaved rounds (one block per variant each)
-    max_rounds: PositiveInt = 200
-    block_time: PositiveFloat = 0.01  # target seconds per block, so timer overhead is negligible
-    warmup_time: PositiveFloat = 0.05
-    unstable_threshold: PositiveFloat = 0.10  # IQR / median above this is re-measured, then flagged
-    threads: PositiveInt | None = None  # intra-op threads; None: what torch.get_num_threads() says
+    min_run_time: float = Field(0.2, gt=0, le=3600)  # seconds of timed blocks per variant and group
+    min_rounds: int = Field(10, ge=1, le=100_000)  # interleaved rounds (one block per variant each)
+    max_rounds: int = Field(200, ge=1, le=100_000)
+    block_time: float = Field(0.01, gt=0, le=10)  # target seconds per block, so timer overhead is negligible
+    warmup_time: float = Field(0.05, gt=0, le=600)
+    unstable_threshold: float = Field(0.10, gt=0, le=100)  # IQR / median above this is re-measured, then flagged
+    threads: int | None = Field(None, ge=1, le=4096)  # intra-op threads; None: torch.get_num_threads()
     memory: bool = True  # measure peak memory per case (fresh child process on CPU)
+
+    @model_validator(mode="after")
+    def _rounds_in_order(self) -> MeasureSettings:
+        if self.min_rounds > self.max_rounds:
+            raise ValueError(f"min_rounds ({self.min_rounds}) exceeds max_rounds ({self.max_rounds})")
+        return self
 
     def interleaved(self, **override: float) -> dict[str, float]:
         """The keyword arguments of `timer.measure_interleaved`, with any of them overridden."""
@@ -389,12 +426,24 @@ def parse_axis(text: str) -> tuple[str, list[str]]:
     return key.strip(), [v.strip() for v in values.split(",") if v.strip()]
 
 
+MAX_GRID_BYTES = 1 << 20
+
+
 def load_grid(path: str | Path) -> Grid:
+    """A grid file: a regular file (a FIFO or a device would block or never end), at most 1 MiB, UTF-8."""
     path = Path(path)
     try:
-        text = path.read_text()
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise SepbenchError(f"grid file {path} is not a regular file")
+        if info.st_size > MAX_GRID_BYTES:
+            raise SepbenchError(f"grid file {path} is {info.st_size:,} bytes; a grid file is at most "
+                                f"{MAX_GRID_BYTES:,}")
+        text = path.read_bytes().decode("utf-8")
     except OSError as exc:
         raise SepbenchError(f"cannot read grid file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise SepbenchError(f"grid file {path} is not UTF-8 text (byte {exc.start})") from None
     return parse_grid(text, path.stem, str(path))
 
 
@@ -410,7 +459,21 @@ def load_preset(name: str) -> Grid:
     return parse_grid(text, name, f"preset {name}")
 
 
+MAX_COMBINATIONS = 1_000_000
+
+
+def combinations(axes: GridAxes) -> int:
+    """How many axis combinations the grid crosses (before invalid ones are dropped)."""
+    pairs = len(axes.c_in) if axes.c_out is None else len(axes.c_in) * len(axes.c_out)
+    lengths = [len(v) for k, v in axes.model_dump().items() if isinstance(v, list) and k not in ("c_in", "c_out")]
+    return pairs * math.prod(lengths)
+
+
 def expand(axes: GridAxes) -> tuple[list[Case], Counter[str]]:
+    total = combinations(axes)
+    if total > MAX_COMBINATIONS:
+        raise SepbenchError(f"the grid crosses {total:,} axis combinations, more than the {MAX_COMBINATIONS:,} "
+                            "sepbench expands in one run; split it into several grid files")
     cases: dict[str, Case] = {}
     seen: set[str] = set()
     dropped: Counter[str] = Counter()

@@ -3,12 +3,18 @@
 Durability: each record is one `write()` of a whole line on an O_APPEND descriptor, followed by
 `fsync`. A crash, Ctrl-C or SIGKILL therefore loses at most the case in flight; the only damage
 possible is a torn last line, which the loader reports and skips and `--resume` cuts off before
-appending. Loading validates every line against the versioned schema; a damaged line is reported
-with its path and line number and everything else still loads.
+appending. One writer at a time: a run holds an exclusive `flock` on its file until it ends, and a
+second run or resume of the same file is refused.
+
+Loading validates every line against the versioned schema and refuses, with path and line, what
+cannot be trusted: damaged lines, non-finite or non-positive times, records of another run than
+the file's header (two files concatenated), records of a file without a valid header, and records
+already read from another file (a copy). Everything else still loads.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -18,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError
 
 from sepbench.errors import SepbenchError
 from sepbench.memory import MemoryFigures
@@ -28,7 +34,7 @@ SCHEMA_VERSION = 1
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class RunHeader(_Strict):
@@ -63,13 +69,14 @@ class TheoryFigures(_Strict):
     memory_ratio: float
     roofline_s: float
     roofline_speedup: float  # ratio of roofline lower bounds, baseline / variant
+    ceiling: str | None = None  # the measured compute ceiling the bound used (None in older records)
 
 
 class TimingFigures(_Strict):
-    median_s: float
-    q1_s: float
-    q3_s: float
-    times_s: list[float]  # per-iteration seconds of each block, in round order
+    median_s: PositiveFloat
+    q1_s: PositiveFloat
+    q3_s: PositiveFloat
+    times_s: list[PositiveFloat] = Field(min_length=1)  # per-iteration seconds of each block, in round order
     number: int
     warmup_calls: int
     threads: int
@@ -78,10 +85,10 @@ class TimingFigures(_Strict):
 
 
 class RealizedFigures(_Strict):
-    speedup: float  # median time baseline / variant, from the same interleaved rounds
-    low: float | None
-    high: float | None
-    efficiency: float  # realized / theoretical speedup
+    speedup: PositiveFloat  # median time baseline / variant, from the same interleaved rounds
+    low: PositiveFloat | None
+    high: PositiveFloat | None
+    efficiency: PositiveFloat  # realized / theoretical speedup
 
 
 class CaseRecord(_Strict):
@@ -123,10 +130,11 @@ def _slug(text: str) -> str:
 
 
 class ResultsFile:
-    """Append-only, fsync'd JSON Lines file of one run."""
+    """Append-only, fsync'd JSON Lines file of one run, written by one process at a time."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._lock_fd: int | None = None
 
     @classmethod
     def create(cls, out_dir: Path, header: RunHeader) -> ResultsFile:
@@ -142,30 +150,75 @@ class ResultsFile:
         except OSError as exc:
             raise SepbenchError(f"cannot create results file {path}: {exc.strerror}") from None
         results = cls(path)
-        results.append(header)
+        try:
+            results.lock()
+            results.append(header)
+        except SepbenchError:
+            results.discard_if_empty()
+            raise
         _fsync_dir(out_dir)
         return results
 
+    def lock(self) -> None:
+        """Hold an exclusive lock on the file for as long as this process runs (or until `unlock`)."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError as exc:
+            raise SepbenchError(f"cannot open results file {self.path}: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise SepbenchError(f"results file {self.path} is being written by another sepbench run; wait for it to "
+                                "end, or measure into another --out") from None
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
     def append(self, record: BaseModel) -> None:
         line = (record.model_dump_json() + "\n").encode()
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        except OSError as exc:
+            raise SepbenchError(f"cannot write results file {self.path}: {exc.strerror}") from None
         try:
             view = memoryview(line)
             while view:
                 view = view[os.write(fd, view):]
             os.fsync(fd)
+        except OSError as exc:
+            raise SepbenchError(f"cannot write results file {self.path}: {exc.strerror}") from None
         finally:
             os.close(fd)
 
+    def discard_if_empty(self) -> bool:
+        """Remove the file if it holds no case record (a header at most): a run that failed before
+        measuring anything leaves nothing behind."""
+        try:
+            lines = [line for line in self.path.read_bytes().split(b"\n") if line.strip()]
+        except OSError:
+            return False
+        if any(b'"kind":"case"' in line for line in lines):
+            return False
+        self.unlock()
+        self.path.unlink(missing_ok=True)
+        return True
+
     def repair_tail(self) -> bool:
         """Cut a torn last line (a write killed midway) so appends start on a line boundary."""
-        with open(self.path, "rb+") as f:
-            data = f.read()
-            if not data or data.endswith(b"\n"):
-                return False
-            f.truncate(data.rfind(b"\n") + 1)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(self.path, "rb+") as f:
+                data = f.read()
+                if not data or data.endswith(b"\n"):
+                    return False
+                f.truncate(data.rfind(b"\n") + 1)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:
+            raise SepbenchError(f"cannot repair results file {self.path}: {exc.strerror}") from None
         return True
 
 
@@ -210,7 +263,9 @@ def _reason(exc: Exception) -> str:
         first = exc.errors()[0]
         loc = ".".join(str(p) for p in first["loc"]) or "record"
         return f"does not match schema v{SCHEMA_VERSION}: {loc}: {first['msg']}"
-    return f"not valid JSON: {exc}"
+    if isinstance(exc, (json.JSONDecodeError, RecursionError)):
+        return f"not valid JSON: {exc}"
+    return str(exc)
 
 
 def read_run(path: Path) -> RunFile:
@@ -236,29 +291,55 @@ def read_run(path: Path) -> RunFile:
                 if data.get("schema_version") != SCHEMA_VERSION:
                     raise ValueError(f"schema version {data.get('schema_version')!r}, this sepbench reads "
                                      f"{SCHEMA_VERSION}")
-                run.header = RunHeader.model_validate(data)
+                header = RunHeader.model_validate(data)
+                if run.header is not None:
+                    raise ValueError(f"a second run header (run {header.run_id}): two runs' files concatenated; "
+                                     "its records are refused")
+                run.header = header
             elif kind == "case":
-                run.records.append(CaseRecord.model_validate(data))
+                record = CaseRecord.model_validate(data)
+                if run.header is None:
+                    raise ValueError("a case record before any run header")
+                if record.run_id != run.header.run_id:
+                    raise ValueError(f"record of run {record.run_id}, but the file's header is run "
+                                     f"{run.header.run_id}")
+                run.records.append(record)
             else:
                 raise ValueError(f"unknown record kind {kind!r} (expected 'run' or 'case')")
-        except (ValueError, ValidationError) as exc:
+        except (ValueError, ValidationError, RecursionError) as exc:
             run.problems.append(Problem(path, number, _reason(exc)))
     if run.header is None and not any(p.line == 1 for p in run.problems):
         run.problems.append(Problem(path, 1, "no run header line"))
     return run
 
 
-def results_files(paths: list[Path]) -> list[Path]:
-    """Files given, plus every *.jsonl under the directories given."""
+def results_files(paths: list[Path]) -> tuple[list[Path], list[Problem]]:
+    """Files given, plus every *.jsonl under the directories given; a directory or file that cannot
+    be read is a Problem, never a silent gap. Only regular files are read."""
     found: list[Path] = []
+    problems: list[Problem] = []
+
+    def unreadable(exc: OSError) -> None:
+        problems.append(Problem(Path(exc.filename or "?"), 0, f"cannot read directory: {exc.strerror}"))
+
     for p in map(Path, paths):
         if p.is_dir():
-            found += sorted(p.rglob("*.jsonl"))
+            if not os.access(p, os.R_OK | os.X_OK):
+                unreadable(PermissionError(13, "Permission denied", str(p)))
+            for root, dirs, files in os.walk(p, onerror=unreadable):
+                dirs.sort()
+                found += [Path(root) / f for f in sorted(files) if f.endswith(".jsonl")]
         elif p.exists():
             found.append(p)
         else:
             raise SepbenchError(f"no such results file or directory: {p}")
-    return found
+    regular = []
+    for f in found:
+        if f.is_file():
+            regular.append(f)
+        else:
+            problems.append(Problem(f, 0, "not a regular file, not read"))
+    return regular, problems
 
 
 def _flatten(run: RunFile, record: CaseRecord) -> dict[str, Any]:
@@ -276,8 +357,10 @@ def _flatten(run: RunFile, record: CaseRecord) -> dict[str, Any]:
     row["run_grid"] = run.header.grid_name if run.header else None
     peaks = run.header.peaks.get(record.case.device, {}) if run.header else {}
     flops = peaks.get("flops", {})
-    row["ceiling"] = record.case.ceiling if record.case.ceiling in flops else "float32"
-    row["peak_flops"] = flops.get(row["ceiling"])  # the compute ceiling the roofline bound used
+    # The ceiling the roofline bound used, as recorded; older records used the same rule unrecorded.
+    row["ceiling"] = record.theory.ceiling or (record.case.ceiling if record.case.ceiling in flops else "float32")
+    row["ceiling_fallback"] = row["ceiling"] != record.case.ceiling
+    row["peak_flops"] = flops.get(row["ceiling"])
     row["peak_bandwidth"] = peaks.get("bandwidth")
     for prefix, part in (("theory", record.theory), ("timing", record.timing), ("realized", record.realized),
                          ("memory", record.memory)):
@@ -289,11 +372,48 @@ def _flatten(run: RunFile, record: CaseRecord) -> dict[str, Any]:
 
 def load(paths: list[Path]) -> tuple[pd.DataFrame, list[Problem]]:
     """Merge results from many files, machines and PyTorch versions into one table (one row per
-    case record), with every problem found on the way."""
-    runs = [read_run(p) for p in results_files(paths)]
-    rows = [_flatten(run, rec) for run in runs for rec in run.records]
-    problems = [p for run in runs for p in run.problems]
-    return pd.DataFrame(rows), problems
+    case record), with every problem found on the way. Records of a file without a valid header,
+    and records already read from another file (same run and case: a copy), are refused."""
+    files, problems = results_files(paths)
+    rows = []
+    seen: dict[tuple[str, str], Path] = {}
+    for path in files:
+        try:
+            run = read_run(path)
+        except SepbenchError as exc:
+            problems.append(Problem(path, 0, str(exc).split(": ", 1)[-1]))
+            continue
+        problems += run.problems
+        if run.header is None:
+            if run.records:
+                problems.append(Problem(path, 0, f"no valid run header: its {len(run.records)} records are refused"))
+            continue
+        copies: dict[Path, int] = {}
+        for record in run.records:
+            key = (record.run_id, record.case_id)
+            if key in seen:
+                copies[seen[key]] = copies.get(seen[key], 0) + 1
+                continue
+            seen[key] = path
+            rows.append(_flatten(run, record))
+        for first, n in copies.items():
+            where = "earlier in this file" if first == path else f"from {first}"
+            problems.append(Problem(path, 0, f"{n} records repeat records already read {where} "
+                                             "(same run and case): refused"))
+    table = pd.DataFrame(rows)
+    missing = [c for c in _part_columns() if c not in table.columns]
+    if len(table) and missing:  # no record had that part (no baseline, no memory): the columns still exist
+        table = pd.concat([table, pd.DataFrame(None, index=table.index, columns=missing, dtype=object)], axis=1)
+    return table, problems
+
+
+def _part_columns() -> list[str]:
+    """Every column a record's parts can fill, whether or not any loaded record has that part."""
+    parts = (("theory", TheoryFigures), ("timing", TimingFigures), ("realized", RealizedFigures),
+             ("memory", MemoryFigures))
+    return [f"{prefix}_{name}" for prefix, model in parts
+            for name in (model.model_fields if isinstance(model, type) and issubclass(model, BaseModel)
+                         else model.__dataclass_fields__)]
 
 
 def find_resumable(out_dir: Path, grid_digest: str, shard: str | None, environment: dict) -> RunFile | None:

@@ -11,6 +11,7 @@ negligible, CUDA synchronized at block edges, and the intra-op thread count set 
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -53,6 +54,11 @@ class Timing:
 def synchronizer(device: str) -> Callable[[], None]:
     """What to call at block edges: CUDA work is asynchronous, CPU work is not."""
     return torch.cuda.synchronize if device == "cuda" else (lambda: None)
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its affinity mask, not the machine's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 @contextmanager

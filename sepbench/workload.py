@@ -75,10 +75,10 @@ class Workload:
 
     def conv_backends(self) -> str:
         """Which convolution backend PyTorch selects for each conv ('dw:Mkldnn pw:Mkldnn', or counts
-        for a network), asked with each conv's real input; '' where PyTorch has no selector to ask."""
+        for a network), asked with each conv's real input. Never empty: 'unknown: …' says why not."""
         select = getattr(torch._C, "_select_conv_backend", None)
         if select is None:
-            return ""
+            return "unknown: this torch has no torch._C._select_conv_backend"
         chosen: list[tuple[str, str]] = []
 
         def ask(name: str, m: nn.Conv2d, args: tuple) -> None:
@@ -91,8 +91,8 @@ class Workload:
         try:
             with torch.no_grad():
                 self.module(self.input.detach())
-        except (RuntimeError, TypeError):
-            return ""
+        except (RuntimeError, TypeError) as exc:
+            return f"unknown: the selector failed ({type(exc).__name__})"
         finally:
             for h in hooks:
                 h.remove()

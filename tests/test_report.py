@@ -161,12 +161,19 @@ def test_report_tells_theory_and_measurement_apart_with_their_numbers(built: Pat
     assert "2mac" in html and "NVML" in html and "context" in html
 
 
+def _page_images(out: Path) -> dict[str, bytes]:
+    """Every image the page in `out` names, read through the page (missing ones raise)."""
+    names = re.findall(r'src="([^"]+\.png)"', (out / "index.html").read_text())
+    assert names
+    return {Path(n).name: (out / n).read_bytes() for n in names}
+
+
 def test_interrupted_build_keeps_the_previous_report_and_rebuilds_identically(tmp_path: Path, monkeypatch) -> None:
     from sepbench import report
 
     first = report.build(NETWORKS, tmp_path)
     page = first.index.read_text()
-    images = {p.name: p.read_bytes() for p in (tmp_path / "img").iterdir()}
+    images = _page_images(tmp_path)
 
     def interrupt(*_: object) -> None:
         raise KeyboardInterrupt
@@ -175,12 +182,13 @@ def test_interrupted_build_keeps_the_previous_report_and_rebuilds_identically(tm
     with pytest.raises(KeyboardInterrupt):
         report.build(NETWORKS, tmp_path)
     assert first.index.read_text() == page
-    assert {p.name: p.read_bytes() for p in (tmp_path / "img").iterdir()} == images
+    assert _page_images(tmp_path) == images
     monkeypatch.undo()
     again = report.build(NETWORKS, tmp_path)
-    assert again.index.exists() and not list(tmp_path.glob(".img-*"))  # the leftover of the interrupted build
+    # Only the new page's figure folder is left: the interrupted build's is gone, and the first one's.
+    assert [p.name for p in tmp_path.iterdir() if p.is_dir()] == [again.figures[0].parent.name]
     # The same results draw the same files (strip-plot jitter included).
-    assert {p.name: p.read_bytes() for p in (tmp_path / "img").iterdir()} == images
+    assert _page_images(tmp_path) == images
 
 
 def test_report_cli_fails_in_one_line_on_bad_input(tmp_path: Path) -> None:
@@ -191,3 +199,40 @@ def test_report_cli_fails_in_one_line_on_bad_input(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     empty = sepbench("report", tmp_path / "empty", "--out", tmp_path / "r")
     assert empty.returncode == 2 and "no result records" in empty.stderr and "Traceback" not in empty.stderr
+
+
+def test_a_kill_at_any_moment_of_a_build_leaves_the_previous_report_whole(tmp_path: Path) -> None:
+    """SIGKILL the report command at many moments of a rebuild (loading, drawing in worker processes,
+    feature maps, the swap): after each, the page there is whole and every figure it names exists,
+    and no drawing worker outlives the build."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    out = tmp_path / "r"
+    done = sepbench("report", *NETWORKS, "--out", out)
+    assert done.returncode == 0, done.stderr
+    started = time.perf_counter()
+    sepbench("report", *NETWORKS, "--out", out)
+    full = time.perf_counter() - started
+    for fraction in (0.05, 0.15, 0.3, 0.45, 0.6, 0.7, 0.8, 0.88, 0.95, 1.0):
+        proc = subprocess.Popen([sys.executable, "-m", "sepbench", "report", *map(str, NETWORKS), "--out", str(out)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(full * fraction)
+        try:
+            workers = psutil.Process(proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:  # the build had already ended
+            workers = []
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        assert _page_images(out), f"killed at {fraction:.0%} of a build"
+        deadline = time.monotonic() + 10
+        while any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers) \
+                and time.monotonic() < deadline:
+            time.sleep(0.1)
+        alive = [w.pid for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
+        assert not alive, f"drawing workers outlived a build killed at {fraction:.0%}: {alive}"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import requires_cuda, tiny_grid
+from conftest import requires_cuda, sepbench, tiny_grid
 from sepbench.errors import SepbenchError
 from sepbench.runner import Runner, plan
 from sepbench.spec import load_grid
@@ -42,13 +42,26 @@ def test_a_run_writes_a_header_and_one_valid_record_per_case(finished_run: Path)
     assert all(r.timing and len(r.timing.times_s) >= 3 and r.timing.threads == 1 for r in run.records)
 
 
+def _as_run(path: Path, run_id: str) -> str:
+    """The file's text as if it were another run (every line's run_id replaced)."""
+    lines = path.read_text().splitlines()
+    return "\n".join(json.dumps({**json.loads(line), "run_id": run_id}) for line in lines) + "\n"
+
+
 def test_merge_loads_many_files_into_one_table(finished_run: Path, tmp_path: Path) -> None:
-    copy = tmp_path / "copy.jsonl"
-    copy.write_bytes(finished_run.read_bytes())
+    (tmp_path / "other-run.jsonl").write_text(_as_run(finished_run, "other"))
     df, problems = load([finished_run, tmp_path])
-    assert problems == [] and len(df) == 16
+    assert problems == [] and len(df) == 16 and df["run_id"].nunique() == 2
     expected = {"theory_speedup", "realized_speedup", "timing_median_s", "env_torch", "memory_cpu_rss_rise_bytes"}
     assert expected <= set(df)
+
+
+def test_a_copy_of_a_results_file_is_refused_not_counted_twice(finished_run: Path, tmp_path: Path) -> None:
+    (tmp_path / "backup.jsonl").write_bytes(finished_run.read_bytes())
+    df, problems = load([finished_run, tmp_path])
+    assert len(df) == 8 and df["case_id"].is_unique
+    assert [p.message for p in problems] == [f"8 records repeat records already read from {finished_run} "
+                                             "(same run and case): refused"]
 
 
 def test_a_damaged_file_is_reported_by_path_and_line_and_the_rest_still_loads(finished_run: Path,
@@ -59,7 +72,9 @@ def test_a_damaged_file_is_reported_by_path_and_line_and_the_rest_still_loads(fi
     bad_record = json.loads(lines[2])
     bad_record["theory"]["macs"] = "many"
     damaged = tmp_path / "damaged.jsonl"
-    damaged.write_text("\n".join([lines[0], lines[1], "{not json", json.dumps(bad_record), *lines[3:]]) + "\n")
+    other = _as_run(finished_run, "other").splitlines()  # another run, so no line repeats good.jsonl's
+    bad_record["run_id"] = "other"
+    damaged.write_text("\n".join([other[0], other[1], "{not json", json.dumps(bad_record), *other[3:]]) + "\n")
     df, problems = load([tmp_path])
     assert [(p.path.name, p.line) for p in problems] == [("damaged.jsonl", 3), ("damaged.jsonl", 4)]
     assert "not valid JSON" in problems[0].message
@@ -149,8 +164,13 @@ def test_resume_refuses_when_there_is_nothing_to_resume(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=requires_cuda)])
-def test_an_absurd_batch_is_recorded_as_skipped_and_the_run_goes_on(tmp_path: Path, device: str) -> None:
+def test_an_absurd_batch_is_recorded_as_skipped_and_the_run_goes_on(tmp_path: Path, device: str,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the plan's memory bound admits can still fail to allocate (memory shared with others): the
+    build's out-of-memory is caught. The bound is lifted here so that the build is what refuses."""
     from sepbench.spec import parse_grid
+
+    monkeypatch.setattr("sepbench.runner.device_memory", lambda device: 2**60)
 
     grid = parse_grid(
         f"""
@@ -171,3 +191,60 @@ def test_an_absurd_batch_is_recorded_as_skipped_and_the_run_goes_on(tmp_path: Pa
     assert status[(100000, "standard")] == ("skipped", "out of memory while building")
     assert status[(100000, "depthwise")] == ("skipped", "out of memory while building")
     assert status[(1, "standard")][0] == status[(1, "depthwise")][0] == "ok"
+
+
+def test_a_case_larger_than_the_machine_is_dropped_with_the_memory_named(tmp_path: Path) -> None:
+    from sepbench.runner import device_memory, plan
+    from sepbench.spec import parse_grid
+
+    grid = parse_grid('[grid]\nvariants = ["depthwise"]\nc_in = [8]\nsize = [1024]\nbatch = [100000, 1]\n', "big", "t")
+    planned = plan(grid)
+    assert {c.batch for c in planned.cases} == {1}
+    (reason, n), = planned.dropped.items()
+    assert n == 2 and f"{device_memory('cpu') / 2**30:,.1f} GiB" in reason and "this machine" in reason
+
+
+def test_a_second_writer_of_a_results_file_is_refused_and_adds_nothing(finished_run: Path, tmp_path: Path) -> None:
+    """While one run holds its results file, a `--resume` of the same run stops with one line."""
+    from sepbench.store import ResultsFile
+
+    out = tmp_path / "results"
+    out.mkdir()
+    held = out / finished_run.name
+    held.write_bytes(finished_run.read_bytes()[: finished_run.read_bytes().rfind(b"\n", 0, -1) + 1])  # one case short
+    grid = tiny_grid(tmp_path / "tiny.toml", memory=True)  # the grid of finished_run, so --resume finds it
+    writer = ResultsFile(held)
+    writer.lock()
+    try:
+        before = held.read_bytes()
+        second = sepbench("run", "--grid", grid, "--out", out, "--resume")
+        assert second.returncode == 2
+        assert second.stderr.strip().splitlines()[-1] == (
+            f"sepbench: error: results file {held} is being written by another sepbench run; wait for it to end, "
+            "or measure into another --out")
+        assert held.read_bytes() == before
+    finally:
+        writer.unlock()
+    third = sepbench("run", "--grid", grid, "--out", out, "--resume")
+    assert third.returncode == 0, third.stderr
+    ids = [r.case_id for r in read_run(held).records]
+    assert len(ids) == len(set(ids)) == 8
+
+
+def test_a_run_that_fails_before_any_case_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write error (a full disk, say) after the header: one error, and no header-only file left."""
+    from sepbench.store import ResultsFile
+
+    grid = load_grid(tiny_grid(tmp_path / "tiny.toml"))
+    runner = Runner(grid, tmp_path / "out")
+    opened = runner.open()
+    header_only = opened[0].path
+    assert header_only.exists()
+
+    def full(self: ResultsFile, record: object) -> None:
+        raise SepbenchError(f"cannot write results file {self.path}: No space left on device")
+
+    monkeypatch.setattr(ResultsFile, "append", full)
+    with pytest.raises(SepbenchError, match="No space left on device"):
+        runner.run(opened)
+    assert not header_only.exists()

@@ -1,0 +1,277 @@
+"""Hostile input, table-driven: every command of the CLI and the grid parser against inputs that have
+broken it or could. Each outcome must be exit 0 (with records, where the command writes them) or
+exit 2 with exactly one `sepbench: error:` line; never a traceback, a hang past 30 s, or more than
+2 GB of memory."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import pytest
+
+LIMIT_S, LIMIT_RSS = 30.0, 2 * 2**30
+BIG = "99999999999999999999999"
+GRID_HEAD = '[grid]\nvariants = ["standard", "depthwise"]\nc_in = [8]\nsize = [8]\n'
+FAST = "[measure]\nmin_run_time = 0.005\nmin_rounds = 3\nmax_rounds = 5\nblock_time = 0.001\nwarmup_time = 0.001\n" \
+       "memory = false\nthreads = 1\n"
+
+
+@dataclass
+class Outcome:
+    code: int | None
+    stdout: str
+    stderr: str
+    seconds: float
+    peak_rss: int
+
+
+def _run(args: list[str], cwd: Path) -> Outcome:
+    """The CLI in its own process, watched: its peak RSS (with children) and wall time, killed at the limit."""
+    started = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "sepbench", *args], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "200"},
+                            stdin=subprocess.DEVNULL)
+    watched, peak = psutil.Process(proc.pid), 0
+    while proc.poll() is None and time.perf_counter() - started < LIMIT_S:
+        with contextlib.suppress(psutil.Error):
+            peak = max(peak, sum(p.memory_info().rss for p in [watched, *watched.children(recursive=True)]))
+        if peak > LIMIT_RSS:
+            break
+        time.sleep(0.05)
+    if proc.poll() is None:
+        proc.kill()
+    stdout, stderr = proc.communicate()
+    return Outcome(None if proc.returncode < 0 else proc.returncode, stdout, stderr,
+                   time.perf_counter() - started, peak)
+
+
+# ------------------------------------------------------------------------------------------------
+# Hostile files, made from one real results file of a tiny run
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with a real results file (`good/`) and damaged or odd variants of it, one per folder."""
+    root = tmp_path_factory.mktemp("hostile")
+    grid = root / "fast.toml"
+    grid.write_text(GRID_HEAD + FAST)
+    done = _run(["run", "--grid", str(grid), "--out", str(root / "good")], root)
+    assert done.code == 0, done.stderr
+    (good,) = (root / "good").glob("*.jsonl")
+    lines = good.read_text().splitlines()
+    header, records = lines[0], lines[1:]
+    record = json.loads(records[0])
+
+    def folder(name: str, text: str | bytes, file: str = "r.jsonl") -> None:
+        (root / name).mkdir()
+        target = root / name / file
+        target.write_bytes(text if isinstance(text, bytes) else text.encode())
+
+    def with_timing(**changes: object) -> str:
+        bad = json.loads(records[0])
+        bad["timing"].update(changes)
+        return json.dumps(bad)
+
+    body = "\n".join(records) + "\n"
+    folder("torn", header + "\n" + body + records[0][:40])
+    folder("nested", header + "\n" + "[" * 200_000 + "\n" + body)
+    folder("nan", header + "\n" + with_timing(median_s=float("nan")) + "\n" + "\n".join(records[1:]) + "\n")
+    rest = "\n".join(records[1:]) + "\n"
+    folder("negative", header + "\n" + with_timing(median_s=-5e-5, times_s=[-5e-5]) + "\n" + rest)
+    folder("duplicated", header + "\n" + body + records[0] + "\n")
+    folder("concatenated", (header + "\n" + body) + json.dumps({**json.loads(header), "run_id": "other"}) + "\n"
+           + "\n".join(json.dumps({**json.loads(r), "run_id": "other"}) for r in records) + "\n")
+    folder("schema2", json.dumps({**json.loads(header), "schema_version": 2}) + "\n" + body)
+    folder("headerless", body)
+    folder("one-baseline", header + "\n" + next(r for r in records if '"variant":"standard"' in r) + "\n")
+    folder("garbage", os.urandom(4096))
+    folder("empty", b"")
+    folder("not-json", header + "\n" + "{not json\n" + body)
+    folder("foreign-kind", header + "\n" + json.dumps({**record, "kind": "mystery"}) + "\n" + body)
+    (root / "copied").mkdir()
+    for name in ("a.jsonl", "a.backup.jsonl"):
+        (root / "copied" / name).write_text(good.read_text())
+    (root / "no-results").mkdir()
+    (root / "no-results" / "notes.txt").write_text("nothing here")
+    os.mkfifo(root / "fifo.toml")
+    (root / "grid-dir").mkdir()
+    return root
+
+
+def _grid(root: Path, name: str, text: str | bytes) -> str:
+    path = root / f"{name}.toml"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return str(path)
+
+
+# Each scenario: (id, args builder). Paths are made inside the fixture's folder.
+Scenario = tuple[str, Callable[[Path], list[str]]]
+SCENARIOS: list[Scenario] = [
+    # cost: the calculator
+    ("cost-storage-overflow", lambda r: ["cost", "all", "--c-in", "1000000000", "--size", "100000"]),
+    ("cost-bigint-channels", lambda r: ["cost", "all", "--c-in", BIG]),
+    ("cost-zero-c-out", lambda r: ["cost", "standard", "--c-out", "0"]),
+    ("cost-negative-c-in", lambda r: ["cost", "standard", "--c-in", "-5"]),
+    ("cost-prime-groups", lambda r: ["cost", "grouped", "--c-in", "1000000007", "--groups", "3"]),
+    ("cost-large-prime-groups", lambda r: ["cost", "grouped", "--c-in", "1000003", "--groups", "3", "--size", "8"]),
+    ("cost-zero-groups", lambda r: ["cost", "grouped", "--groups", "0"]),
+    ("cost-even-kernel", lambda r: ["cost", "standard", "--kernel", "4"]),
+    ("cost-zero-size", lambda r: ["cost", "standard", "--size", "0"]),
+    ("cost-huge-dilation", lambda r: ["cost", "standard", "--dilation", "1000000"]),
+    ("cost-huge-batch", lambda r: ["cost", "standard", "--batch", BIG]),
+    ("cost-unknown-variant", lambda r: ["cost", "nonsense"]),
+    ("cost-network-alpha-zero", lambda r: ["cost", "mobilenet_v1", "--alpha", "0"]),
+    ("cost-network-alpha-nan", lambda r: ["cost", "mobilenet_v1", "--alpha", "nan"]),
+    ("cost-network-tiny", lambda r: ["cost", "mobilenet_v1", "--size", "16"]),
+    ("cost-float-channels", lambda r: ["cost", "standard", "--c-in", "3.5"]),
+    ("cost-valid", lambda r: ["cost", "all", "--c-in", "16", "--size", "8"]),
+    # run: options
+    ("run-axis-billion-channels", lambda r: ["run", "--grid", _grid(r, "g1", GRID_HEAD + FAST), "--axis",
+                                             "c_in=1000000000", "--out", str(r / "o1")]),
+    ("run-axis-too-big-for-memory", lambda r: ["run", "--grid", _grid(r, "g0", GRID_HEAD + FAST), "--axis",
+                                               "c_in=100000", "--out", str(r / "o0")]),
+    ("run-axis-bigint", lambda r: ["run", "--grid", _grid(r, "g2", GRID_HEAD + FAST), "--axis", f"c_in={BIG}",
+                                   "--out", str(r / "o2")]),
+    ("run-axis-unknown-key", lambda r: ["run", "--axis", "bogus=1"]),
+    ("run-axis-not-a-number", lambda r: ["run", "--axis", "c_in=abc"]),
+    ("run-axis-empty", lambda r: ["run", "--axis", "c_in="]),
+    ("run-axis-no-key", lambda r: ["run", "--axis", "=3"]),
+    ("run-axis-unknown-variant", lambda r: ["run", "--axis", "variants=nope"]),
+    ("run-threads-huge", lambda r: ["run", "--threads", "100000"]),
+    ("run-threads-zero", lambda r: ["run", "--threads", "0"]),
+    ("run-shard-zero", lambda r: ["run", "--shard", "0/4"]),
+    ("run-shard-past-end", lambda r: ["run", "--shard", "5/4"]),
+    ("run-shard-words", lambda r: ["run", "--shard", "a/b"]),
+    ("run-unknown-preset", lambda r: ["run", "--preset", "nope"]),
+    ("run-preset-and-grid", lambda r: ["run", "--preset", "smoke", "--grid", _grid(r, "g3", GRID_HEAD)]),
+    ("run-cuda-without-gpu", lambda r: ["run", "--preset", "smoke", "--device", "cuda"]),
+    ("run-out-is-a-file", lambda r: ["run", "--grid", _grid(r, "g4", GRID_HEAD + FAST), "--out", _grid(r, "g5", "")]),
+    ("run-out-unwritable", lambda r: ["run", "--grid", _grid(r, "g6", GRID_HEAD + FAST), "--out", "/proc/sepbench"]),
+    ("run-resume-nothing", lambda r: ["run", "--grid", _grid(r, "g7", GRID_HEAD + FAST), "--resume", "--out",
+                                      str(r / "o7")]),
+    ("run-valid", lambda r: ["run", "--grid", _grid(r, "g8", GRID_HEAD + FAST), "--out", str(r / "o8")]),
+    # run: grid files
+    ("grid-fifo", lambda r: ["run", "--grid", str(r / "fifo.toml")]),
+    ("grid-dev-zero", lambda r: ["run", "--grid", "/dev/zero"]),
+    ("grid-directory", lambda r: ["run", "--grid", str(r / "grid-dir")]),
+    ("grid-missing", lambda r: ["run", "--grid", str(r / "nope.toml")]),
+    ("grid-invalid-utf8", lambda r: ["run", "--grid", _grid(r, "u", b"[grid]\nc_in = [8]\n# \xff\xfe\n")]),
+    ("grid-not-toml", lambda r: ["run", "--grid", _grid(r, "t", "[grid\nc_in = ")]),
+    ("grid-block-time-inf", lambda r: ["run", "--grid", _grid(r, "inf", GRID_HEAD + "[measure]\nblock_time = inf\n")]),
+    ("grid-block-time-nan", lambda r: ["run", "--grid", _grid(r, "nan", GRID_HEAD + "[measure]\nblock_time = nan\n")]),
+    ("grid-block-time-huge", lambda r: ["run", "--grid", _grid(r, "bt", GRID_HEAD + "[measure]\nblock_time = 1e9\n")]),
+    ("grid-bigint-channels", lambda r: ["run", "--grid", _grid(r, "big", '[grid]\nc_in = [100000000000000000000000]\n'),
+                                        "--out", str(r / "obig")]),
+    ("grid-rounds-reversed", lambda r: ["run", "--grid", _grid(r, "rr", GRID_HEAD + "[measure]\nmin_rounds = 50\n"
+                                                                         "max_rounds = 2\n")]),
+    ("grid-threads-huge", lambda r: ["run", "--grid", _grid(r, "th", GRID_HEAD + "[measure]\nthreads = 100000\n")]),
+    ("grid-threads-over-cores", lambda r: ["run", "--grid", _grid(r, "tc", GRID_HEAD + FAST.replace(
+        "threads = 1", f"threads = {len(os.sched_getaffinity(0)) + 1}")), "--out", str(r / "otc")]),
+    ("grid-unknown-key", lambda r: ["run", "--grid", _grid(r, "k", "[grid]\nchannels = [8]\n")]),
+    ("grid-wrong-type", lambda r: ["run", "--grid", _grid(r, "w", '[grid]\nc_in = "eight"\n')]),
+    ("grid-empty-axis", lambda r: ["run", "--grid", _grid(r, "e", "[grid]\nvariants = []\n")]),
+    ("grid-eighteen-million", lambda r: ["run", "--shard", "1/1000", "--grid", _grid(r, "huge", "[grid]\nc_in = ["
+                                         + ", ".join(map(str, range(1, 301))) + "]\nsize = ["
+                                         + ", ".join(map(str, range(1, 301))) + "]\nkernel = [1, 3, 5, 7, 9]\n"
+                                         "batch = [1, 2, 4, 8]\ndtype = [\"float32\", \"bfloat16\"]\n"
+                                         "mode = [\"inference\", \"train\"]\n")]),
+    # env, timercheck, list
+    ("env-threads-huge", lambda r: ["env", "--threads", "100000", "--no-peaks"]),
+    ("env-cuda-without-gpu", lambda r: ["env", "--device", "cuda", "--no-peaks"]),
+    ("timercheck-threads-huge", lambda r: ["timercheck", "--threads", "100000"]),
+    ("timercheck-limit-zero", lambda r: ["timercheck", "--limit", "0"]),
+    ("timercheck-unknown-preset", lambda r: ["timercheck", "--preset", "nope"]),
+    ("list", lambda r: ["list"]),
+    ("unknown-command", lambda r: ["frobnicate"]),
+    # show and report on damaged, odd or missing results
+    *[(f"show-{name}", lambda r, name=name: ["show", str(r / name)]) for name in (
+        "torn", "nested", "nan", "negative", "duplicated", "concatenated", "schema2", "headerless", "one-baseline",
+        "garbage", "empty", "not-json", "foreign-kind", "copied", "no-results", "nope")],
+    *[(f"report-{name}", lambda r, name=name: ["report", str(r / name), "--out", str(r / f"report-{name}")])
+      for name in ("torn", "nan", "negative", "duplicated", "concatenated", "schema2", "headerless", "one-baseline",
+                   "garbage", "empty", "copied", "no-results", "nope")],
+    ("report-out-unwritable", lambda r: ["report", str(r / "good"), "--out", "/proc/sepbench"]),
+    ("crosscheck-missing", lambda r: ["crosscheck", "--results", str(r / "nope"), "--asv", str(r / "nope")]),
+    ("crosscheck-no-harnesses", lambda r: ["crosscheck", "--results", str(r / "good"), "--asv", str(r / "grid-dir"),
+                                           "--pytest-benchmark", str(r / "grid-dir")]),
+]
+
+
+def test_the_table_is_large_enough() -> None:
+    assert len(SCENARIOS) >= 60
+    assert len({name for name, _ in SCENARIOS}) == len(SCENARIOS)
+
+
+@pytest.fixture(scope="module")
+def outcomes(world: Path) -> dict[str, Outcome]:
+    """Every scenario, two at a time (each is its own process)."""
+    with ThreadPoolExecutor(2) as pool:
+        done = pool.map(lambda s: (s[0], _run(s[1](world), world)), SCENARIOS)
+        return dict(done)
+
+
+@pytest.mark.parametrize("name", [name for name, _ in SCENARIOS])
+def test_hostile_input_ends_cleanly(name: str, outcomes: dict[str, Outcome], world: Path) -> None:
+    o = outcomes[name]
+    where = f"{name}: exit {o.code}, {o.seconds:.1f} s, {o.peak_rss / 2**20:.0f} MiB\n{o.stderr[-2000:]}"
+    assert o.code is not None and o.seconds < LIMIT_S, f"hung or killed: {where}"
+    assert o.peak_rss < LIMIT_RSS, f"too much memory: {where}"
+    assert "Traceback" not in o.stderr + o.stdout, where
+    assert o.code in (0, 2), where
+    errors = [line for line in o.stderr.splitlines() if line.startswith("sepbench: error:")]
+    if o.code == 2:
+        assert len(errors) == 1 and o.stderr.rstrip().endswith(errors[0].rstrip()), where
+    else:
+        assert not errors, where
+    if name.startswith("run-") or name.startswith("grid-"):
+        outs = [world / d for d in ("o0", "o1", "o2", "o7", "o8", "obig", "otc")]
+        for results in (f for d in outs if d.is_dir() for f in d.glob("*.jsonl")):
+            lines = results.read_text().splitlines()
+            assert len(lines) > 1, f"{name}: header-only results file left behind: {results}"
+
+
+def test_a_grid_too_large_is_refused_before_it_is_expanded(outcomes: dict[str, Outcome]) -> None:
+    o = outcomes["grid-eighteen-million"]
+    assert o.code == 2 and "axis combinations" in o.stderr and o.seconds < 15
+
+
+def test_the_valid_scenarios_write_or_print_results(outcomes: dict[str, Outcome], world: Path) -> None:
+    assert outcomes["run-valid"].code == 0 and len(list((world / "o8").glob("*.jsonl"))) == 1
+    assert outcomes["cost-valid"].code == 0 and "depthwise_separable" in outcomes["cost-valid"].stdout
+    assert outcomes["show-torn"].code == 0 and "torn last line" in outcomes["show-torn"].stderr
+
+
+@pytest.mark.parametrize(("name", "fragment"), [
+    ("show-nan", "timing.median_s: Input should be a finite number"),
+    ("show-negative", "greater than 0"),
+    ("show-duplicated", "repeat records"),
+    ("show-concatenated", "two runs' files concatenated"),
+    ("show-schema2", "schema version 2"),
+    ("show-copied", "repeat records already read from"),
+    ("show-headerless", "a case record before any run header"),
+    ("run-threads-huge", "cores"),
+    ("grid-threads-over-cores", "cores"),
+    ("env-threads-huge", "cores"),
+    ("run-axis-too-big-for-memory", "GiB of memory"),
+    ("run-axis-billion-channels", "elements"),
+    ("grid-rounds-reversed", "min_rounds (50) exceeds max_rounds (2)"),
+    ("grid-fifo", "not a regular file"),
+    ("grid-dev-zero", "not a regular file"),
+    ("grid-invalid-utf8", "not UTF-8"),
+    ("cost-zero-c-out", "c_out must be a positive integer"),
+    ("cost-storage-overflow", "elements"),
+    ("cost-prime-groups", "elements"),
+    ("cost-large-prime-groups", "valid groups: 1, 1000003"),
+])
+def test_the_error_line_says_what_is_wrong(name: str, fragment: str, outcomes: dict[str, Outcome]) -> None:
+    assert fragment in outcomes[name].stderr, outcomes[name].stderr
