@@ -14,7 +14,9 @@ session downloads a CUDA build unless a torch version is named.
 
 from __future__ import annotations
 
+import shutil
 from datetime import datetime, timezone
+from pathlib import Path
 
 import nox
 
@@ -26,7 +28,7 @@ OTHER_TORCH = ["2.12.0", "2.11.0", "2.10.0"]  # any release works: nox -s "bench
 GRID = "benchmarks/grid.toml"
 PB_STORAGE = "file://results/pytest-benchmark"
 SITE = "site"
-CROSSCHECK_PASSES = 4  # processes per harness and case, taken in turns
+CROSSCHECK_PASSES = 5  # passes of the three harnesses, taken in turns and paired
 
 
 def _install(session: nox.Session, torch: str = TORCH, extras: str | None = "test") -> None:
@@ -88,24 +90,25 @@ def asv(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def crosscheck(session: nox.Session) -> None:
-    """Time benchmarks/grid.toml with all three harnesses in this environment and compare the medians.
+    """Time benchmarks/grid.toml with all three harnesses in this environment and compare them.
 
-    A process's reading of a case moves by 20 % or more on a small noisy machine, so the harnesses
-    take turns for CROSSCHECK_PASSES passes (sepbench run, asv with one round, pytest-benchmark, then
-    again) and each is read as a median over its processes. Everything of one comparison lands in
-    results/crosscheck/<UTC time>/ (sepbench runs, pytest-benchmark saves, crosscheck.csv); asv's
-    samples accumulate in results/asv under this commit (the first pass replaces older ones)."""
+    The harnesses take turns for CROSSCHECK_PASSES passes (a sepbench run, one asv round, a
+    pytest-benchmark save, then again), and `sepbench crosscheck` pairs them pass by pass: this
+    machine drifts over minutes, and one process's reading can sit far from the next one's. Everything
+    of one comparison lands in results/crosscheck/<UTC time>/: the sepbench runs, asv/pass-K.json (asv's
+    results file as that pass left it), pytest-benchmark/ and crosscheck.csv."""
     _install(session)
-    out = f"results/crosscheck/{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}"
+    out = Path("results/crosscheck") / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     session.run("asv", "machine", "--yes")
     commit = session.run("git", "rev-parse", "HEAD", silent=True, external=True).strip()
-    for n in range(CROSSCHECK_PASSES):
-        session.run("sepbench", "run", "--grid", GRID, "--device", "cpu", "--out", out, "--no-memory")
-        session.run("asv", "run", "--python=same", "--set-commit-hash", commit, "-b", "TimeLayer", "-a", "rounds=1",
-                    "--append-samples" if n else "--record-samples")
+    (out / "asv").mkdir(parents=True)
+    for n in range(1, CROSSCHECK_PASSES + 1):
+        session.run("sepbench", "run", "--grid", GRID, "--device", "cpu", "--out", str(out), "--no-memory")
+        session.run("asv", "run", "--python=same", "--set-commit-hash", commit, "-b", "TimeLayer", "-a", "rounds=1")
+        latest = max(Path("results/asv").glob(f"*/{commit[:8]}-*.json"), key=lambda p: p.stat().st_mtime)
+        shutil.copy(latest, out / "asv" / f"pass-{n}.json")
         _pytest_benchmark(session, f"file://{out}/pytest-benchmark")
-    session.run("sepbench", "crosscheck", "--results", out, "--pytest-benchmark", f"{out}/pytest-benchmark",
-                "--csv", f"{out}/crosscheck.csv")
+    session.run("sepbench", "crosscheck", "--results", str(out), "--csv", str(out / "crosscheck.csv"))
 
 
 def _report(session: nox.Session, out: str, *extra: str) -> None:

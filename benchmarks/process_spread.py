@@ -1,14 +1,17 @@
-"""How far one process's reading of a case lies from the next process's, and what asv's old per-call
-setup did to a step: the measurements behind the README's account of the asv crosscheck.
+"""How far one process's reading of a case lies from the next process's, what the process's imports do to
+it, and what asv's old per-call setup did to a step: the measurements behind the README's account of
+the asv crosscheck.
 
     python benchmarks/process_spread.py [--processes 8] [--out results/crosscheck/process-spread.csv]
 
-Part 1 (ablation, one process): per CPU case of benchmarks/grid.toml, interleaved in rounds, the
-median of sepbench's 10 ms blocks, of single steps timed back to back, and of single steps each timed
-right after a setup/teardown pair like the old asv adapter's (thread check, backend flags). Part 2
-(spread): the same cases timed sepbench's way in N fresh processes one after another; per case the
-min, median and max over processes. Both parts are written to one CSV. The script prints; it judges
-nothing.
+Part 1, ablation (one process): per CPU case of benchmarks/grid.toml, interleaved in rounds, the median
+of sepbench's 10 ms blocks, of single steps timed back to back, and of single steps each timed right
+after a setup/teardown pair like the old asv adapter's (thread check, backend flags).
+Part 2, spread: the same cases timed sepbench's way in N fresh processes, alternating two kinds of
+process: "bare" imports only what builds and times a layer; "stack" first imports sepbench.runner (and
+with it pandas and scipy), as `sepbench run`, pytest and now the asv suite do. Per case and kind: the
+min, median and max over processes.
+Both parts go to one CSV. The script prints; it judges nothing.
 """
 
 from __future__ import annotations
@@ -21,43 +24,63 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
-import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import CASES, GRID
-from sepbench.timer import calibrate, time_block, warm_up
-from sepbench.workload import Workload, backend_flags
-
-CPU = sorted(k for k in CASES if k[0] == "cpu")
+ROOT = Path(__file__).resolve().parents[1]
+GRID_FILE = ROOT / "benchmarks" / "grid.toml"
 ROUNDS, SINGLES = 15, 5
+KINDS = ("bare", "stack")
 
 
 def _nothing() -> None:
     pass
 
 
-def blocked_medians() -> dict[str, float]:
-    """One process: sepbench's blocked median of every CPU case (what part 2 runs per process)."""
-    torch.set_num_threads(GRID.measure.threads or 1)
-    works = {k: Workload(CASES[k]) for k in CPU}
+def _cpu_cases() -> dict[tuple, object]:
+    """The grid's CPU cases by (device, mode, c_in, variant), as the asv suite names them."""
+    from sepbench.spec import load_grid
+
+    grid = load_grid(GRID_FILE)
+    return {(c.device, c.mode, c.c_in, c.variant): c for c in grid.expand()[0]
+            if c.device == "cpu" and c.groups in (1, grid.spec.grid.groups[0])}
+
+
+def child(kind: str) -> dict[str, float]:
+    """One fresh process: sepbench's blocked median of every CPU case."""
+    if kind == "stack":
+        import sepbench.runner  # noqa: F401  (the state it leaves is the point)
+    import torch
+
+    from sepbench.spec import load_grid
+    from sepbench.timer import calibrate, time_block, warm_up
+    from sepbench.workload import Workload
+
+    measure = load_grid(GRID_FILE).measure
+    torch.set_num_threads(measure.threads or 1)
+    cases = _cpu_cases()
+    works = {k: Workload(c) for k, c in sorted(cases.items())}
     for w in works.values():
-        warm_up(w.step, _nothing, GRID.measure.warmup_time)
-    numbers = {k: calibrate(w.step, _nothing, GRID.measure.block_time) for k, w in works.items()}
-    times: dict = {k: [] for k in CPU}
-    for _ in range(GRID.measure.min_rounds):
+        warm_up(w.step, _nothing, measure.warmup_time)
+    numbers = {k: calibrate(w.step, _nothing, measure.block_time) for k, w in works.items()}
+    times: dict = {k: [] for k in works}
+    for _ in range(measure.min_rounds):
         for k, w in works.items():
             times[k].append(time_block(w.step, _nothing, numbers[k]))
     return {"|".join(map(str, k)): statistics.median(v) for k, v in times.items()}
 
 
 def ablation() -> list[dict]:
-    torch.set_num_threads(GRID.measure.threads or 1)
+    import torch
+
+    from sepbench.spec import load_grid
+    from sepbench.timer import calibrate, time_block, warm_up
+    from sepbench.workload import Workload, backend_flags
+
+    threads = load_grid(GRID_FILE).measure.threads or 1
+    torch.set_num_threads(threads)
     rows = []
-    for key in CPU:
-        case, work = CASES[key], Workload(CASES[key])
+    for key, case in sorted(_cpu_cases().items()):
+        work = Workload(case)
         warm_up(work.step, _nothing, 0.2)
-        number = calibrate(work.step, _nothing, GRID.measure.block_time)
+        number = calibrate(work.step, _nothing, 0.01)
         blocks, singles, after_setup = [], [], []
         for _ in range(ROUNDS):
             blocks.append(time_block(work.step, _nothing, number))
@@ -66,48 +89,53 @@ def ablation() -> list[dict]:
                 work.step()
                 singles.append(time.perf_counter() - t)
             for _ in range(SINGLES):  # the old adapter's setup, then its teardown, around every timed call
-                if torch.get_num_threads() != (GRID.measure.threads or 1):
-                    torch.set_num_threads(GRID.measure.threads or 1)
+                if torch.get_num_threads() != threads:
+                    torch.set_num_threads(threads)
                 flags = backend_flags(case)
                 flags.__enter__()
                 t = time.perf_counter()
                 work.step()
                 after_setup.append(time.perf_counter() - t)
                 flags.__exit__(None, None, None)
-        block = statistics.median(blocks)
-        rows.append({"part": "ablation", "device": key[0], "mode": key[1], "c_in": key[2], "variant": key[3],
-                     "block_s": block, "single_s": statistics.median(singles),
+        rows.append({"part": "ablation", "mode": key[1], "c_in": key[2], "variant": key[3],
+                     "block_s": statistics.median(blocks), "single_s": statistics.median(singles),
                      "single_after_setup_s": statistics.median(after_setup)})
+        r = rows[-1]
+        print(f"ablation {key[1]:9s} c{key[2]:<4d} {key[3]:20s} block {r['block_s'] * 1e6:8.1f} µs   "
+              f"single/block {r['single_s'] / r['block_s']:.3f}   "
+              f"single-after-setup/block {r['single_after_setup_s'] / r['block_s']:.3f}", flush=True)
     return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--processes", type=int, default=8)
-    parser.add_argument("--out", type=Path, default=Path("results/crosscheck/process-spread.csv"))
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--processes", type=int, default=8, help="fresh processes of each kind")
+    parser.add_argument("--out", type=Path, default=ROOT / "results/crosscheck/process-spread.csv")
+    parser.add_argument("--child", choices=KINDS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(blocked_medians()))
+        print(json.dumps(child(args.child)))
         return
+    import pandas as pd
+
     rows = ablation()
-    for r in rows:
-        print(f"ablation {r['mode']:9s} c{r['c_in']:<4d} {r['variant']:20s} block {r['block_s'] * 1e6:8.1f} µs   "
-              f"single/block {r['single_s'] / r['block_s']:.3f}   "
-              f"single-after-setup/block {r['single_after_setup_s'] / r['block_s']:.3f}")
-    per_process = []
+    readings: dict[str, list[dict]] = {kind: [] for kind in KINDS}
     for i in range(args.processes):
-        out = subprocess.run([sys.executable, __file__, "--child"], check=True, capture_output=True, text=True)
-        per_process.append(json.loads(out.stdout.strip().splitlines()[-1]))
-        print(f"process {i + 1}/{args.processes} done", file=sys.stderr)
-    for key in CPU:
-        values = [p["|".join(map(str, key))] for p in per_process]
-        med = statistics.median(values)
-        rows.append({"part": "spread", "device": key[0], "mode": key[1], "c_in": key[2], "variant": key[3],
-                     "processes": len(values), "min_s": min(values), "median_s": med, "max_s": max(values),
-                     "per_process_s": json.dumps(values)})
-        print(f"spread   {key[1]:9s} c{key[2]:<4d} {key[3]:20s} median {med * 1e6:8.1f} µs   "
-              f"min/median {min(values) / med:.3f}   max/median {max(values) / med:.3f}")
+        for kind in KINDS:  # alternating, so drift reaches both kinds alike
+            done = subprocess.run([sys.executable, __file__, "--child", kind], check=True, capture_output=True,
+                                  text=True)
+            readings[kind].append(json.loads(done.stdout.strip().splitlines()[-1]))
+        print(f"processes {i + 1}/{args.processes} of each kind done", file=sys.stderr, flush=True)
+    for key in sorted(readings["bare"][0]):
+        _, mode, c_in, variant = key.split("|")
+        for kind in KINDS:
+            values = [p[key] for p in readings[kind]]
+            med = statistics.median(values)
+            rows.append({"part": f"spread-{kind}", "mode": mode, "c_in": int(c_in), "variant": variant,
+                         "processes": len(values), "min_s": min(values), "median_s": med, "max_s": max(values),
+                         "per_process_s": json.dumps(values)})
+            print(f"spread {kind:5s} {mode:9s} c{c_in:<4s} {variant:20s} median {med * 1e6:8.1f} µs   "
+                  f"min/median {min(values) / med:.3f}   max/median {max(values) / med:.3f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_csv(args.out, index=False)
     print(f"→ {args.out}")

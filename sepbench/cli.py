@@ -273,12 +273,15 @@ def env(device: str, threads: int | None, no_peaks: bool) -> None:
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), help="Override the grid's device axis.")
 @THREADS
 @click.option("--limit", type=click.IntRange(min=1), help="Check only the first N cases.")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write one row per case (case id, the medians in seconds, the ratios) to this CSV file.")
 def timercheck(preset: str, grid_file: Path | None, device: str | None, threads: int | None,
-               limit: int | None) -> None:
+               limit: int | None, csv_path: Path | None) -> None:
     """Check sepbench's timer against torch.utils.benchmark.Timer (and CUDA events on a GPU),
     case by case, alternating the methods. Agreement is the ratio of medians."""
     import statistics
 
+    import pandas as pd
     import torch
 
     from sepbench.tables import fmt_time
@@ -297,12 +300,15 @@ def timercheck(preset: str, grid_file: Path | None, device: str | None, threads:
     for col in ("case", "variant", "sepbench median", "Timer median", "sepbench / Timer", "CUDA events",
                 "sepbench / events"):
         table.add_column(col, justify="left" if col in ("case", "variant") else "right")
-    ratios, event_ratios = [], []
+    ratios, event_ratios, rows = [], [], []
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=err) as bar:
         task = bar.add_task("timing", total=len(cases))
         for case in cases:
             a = check_case(case, threads, grid.measure)
+            rows.append({"case_id": case.id, "geometry": case.geometry(), "variant": case.label(), "threads": threads,
+                         "sepbench_s": a.sepbench_s, "timer_s": a.timer_s, "events_s": a.events_s,
+                         "sepbench_over_timer": a.ratio_timer, "sepbench_over_events": a.ratio_events})
             ratios.append(a.ratio_timer)
             if a.ratio_events:
                 event_ratios.append(a.ratio_events)
@@ -316,41 +322,56 @@ def timercheck(preset: str, grid_file: Path | None, device: str | None, threads:
     if event_ratios:
         summary += f"; sepbench/CUDA-events: {statistics.median(event_ratios):.3f}"
     out.print(summary, highlight=False)
+    if csv_path:
+        try:
+            pd.DataFrame(rows).to_csv(csv_path, index=False)
+        except OSError as exc:
+            raise SepbenchError(f"cannot write {csv_path}: {exc.strerror}") from None
 
 
 @cli.command(name="crosscheck")
 @click.option("--results", "results", multiple=True, type=click.Path(path_type=Path), required=True,
-              help="sepbench results file or directory (repeatable).")
-@click.option("--asv", "asv_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("results/asv"),
-              show_default=True)
+              help="A comparison folder from `nox -s crosscheck` (sepbench runs, asv/, pytest-benchmark/), or "
+                   "sepbench results files (repeatable).")
+@click.option("--asv", "asv_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="asv results, one file per pass. Default: asv/ in the first --results folder.")
 @click.option("--pytest-benchmark", "pb_dir", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("results/pytest-benchmark"), show_default=True)
+              help="pytest-benchmark saves, one per pass. Default: pytest-benchmark/ in the first --results folder.")
 @click.option("--tolerance", type=float, default=0.10, show_default=True, help="Allowed relative difference.")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the table (medians in seconds, ratios) to this CSV file.")
-def crosscheck_(results: tuple[Path, ...], asv_dir: Path, pb_dir: Path, tolerance: float,
+def crosscheck_(results: tuple[Path, ...], asv_dir: Path | None, pb_dir: Path | None, tolerance: float,
                 csv_path: Path | None) -> None:
-    """Do `sepbench run`, asv and pytest-benchmark agree on the same cases? Each harness is read as a
-    median over its runs, rounds or saves. Exit 1 if any ratio lies outside 1 ± tolerance."""
+    """Do `sepbench run`, asv and pytest-benchmark agree on the same cases? Pass k of each harness is
+    held against sepbench's pass k; the agreement is the median of those ratios over the passes.
+    Exit 1 if any lies outside 1 ± tolerance."""
     from sepbench.crosscheck import crosscheck
     from sepbench.tables import fmt_time
 
+    folder = results[0] if results[0].is_dir() else results[0].parent
+    asv_dir, pb_dir = asv_dir or folder / "asv", pb_dir or folder / "pytest-benchmark"
+    for name, path in (("asv", asv_dir), ("pytest-benchmark", pb_dir)):
+        if not path.is_dir():
+            raise SepbenchError(f"no {name} results folder at {path}")
     table = crosscheck(list(results), asv_dir, pb_dir)
     if csv_path:
         try:
             table.to_csv(csv_path, index=False)
         except OSError as exc:
             raise SepbenchError(f"cannot write {csv_path}: {exc.strerror}") from None
-    view = Table(title="median step time by harness", title_justify="left", header_style="bold", pad_edge=False)
+    view = Table(title=f"median step time by harness, and each harness / sepbench paired by pass "
+                       f"({int(table['passes'].min())} passes): median [lowest–highest]",
+                 title_justify="left", header_style="bold", pad_edge=False)
     for col in ("device", "mode", "c_in", "variant", "sepbench run", "asv", "pytest-benchmark", "asv / sepbench",
                 "pytest-benchmark / sepbench"):
         view.add_column(col, justify="left" if col in ("device", "mode", "variant") else "right")
-    ratios = table[["asv / sepbench", "pytest-benchmark / sepbench"]]
     for _, row in table.iterrows():
+        cells = [f"{row[f'{h} / sepbench']:.3f} [{row[f'{h} / sepbench low']:.2f}–{row[f'{h} / sepbench high']:.2f}]"
+                 for h in ("asv", "pytest-benchmark")]
         view.add_row(row["device"], row["mode"], str(row["c_in"]), row["variant"], fmt_time(row["sepbench"]),
-                     fmt_time(row["asv"]), fmt_time(row["pytest_benchmark"]), f"{row['asv / sepbench']:.3f}",
-                     f"{row['pytest-benchmark / sepbench']:.3f}")
+                     fmt_time(row["asv"]), fmt_time(row["pytest_benchmark"]), *cells)
     out.print(view)
+    ratios = table[["asv / sepbench", "pytest-benchmark / sepbench"]]
     outside = int(((ratios - 1).abs() > tolerance).to_numpy().sum())
     out.print(f"{len(table)} cases; ratios {ratios.min().min():.3f}–{ratios.max().max():.3f}; "
               f"{outside} outside ±{tolerance:.0%}", highlight=False)

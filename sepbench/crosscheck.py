@@ -4,11 +4,14 @@ from its results JSON) and by pytest-benchmark (read from its saved JSON), side 
 Cases are joined on (device, mode, c_in, variant): asv's parameters and pytest-benchmark's
 `extra_info` carry exactly these Case fields.
 
-On a noisy machine one process's reading of a case moves by 20 % or more from the next process's,
-so each harness is read as a median over several processes: every sepbench run given, every
-pytest-benchmark save under the folder given, and asv's samples from all its rounds (appended with
-`asv run --append-samples`). `nox -s crosscheck` alternates the three harnesses so that drift over
-the comparison reaches all of them alike.
+Paired by pass, like everything sepbench compares. This machine drifts by 1.5–2× over minutes, and
+one process's reading of a case can sit 20–80 % from the next process's, so medians of harnesses run
+at different times disagree by chance. `nox -s crosscheck` therefore runs the harnesses in passes,
+back to back (a sepbench run, an asv round, a pytest-benchmark save, then again), and keeps each
+pass's files: sepbench runs (`*.jsonl`), asv results (`asv/*.json`, one per pass) and pytest-benchmark
+saves (`pytest-benchmark/**.json`). Pass k of each harness is the k-th by its own start time. Each
+harness is held against sepbench within a pass, and the agreement is the median of those per-pass
+ratios: drift between passes cancels, and one pass's unlucky process does not decide.
 """
 
 from __future__ import annotations
@@ -25,39 +28,54 @@ from sepbench.store import load
 
 KEY = ["device", "mode", "c_in", "variant"]
 ASV_BENCHMARK = "bench_layers.TimeLayer.time_step"
+HARNESSES = ("asv", "pytest_benchmark")
 
 
-def sepbench_medians(paths: list[Path]) -> pd.DataFrame:
+def sepbench_passes(paths: list[Path]) -> pd.DataFrame:
+    """Per run (pass) and case, `sepbench run`'s median; passes numbered by the runs' start times."""
     df, _ = load(paths)
     if df.empty:
         raise SepbenchError(f"no sepbench results in {', '.join(map(str, paths))}")
     ok = df[(df["status"] == "ok") & (df["batch"] == 1)]
-    return ok.groupby(KEY, as_index=False)["timing_median_s"].median().rename(columns={"timing_median_s": "sepbench"})
+    table = ok[["run_started", "run_id", *KEY, "timing_median_s"]].rename(columns={"timing_median_s": "sepbench"})
+    return _number(table, "run_started", "run_id").drop(columns=["run_started", "run_id"])
 
 
-def asv_medians(results_dir: Path, benchmark: str = ASV_BENCHMARK) -> pd.DataFrame:
-    """Medians from the asv results file that ran `benchmark` last (any machine directory). "Last" is
-    read from the results themselves (`started_at`), not from file times, which a clone resets."""
-    latest: tuple[float, dict] | None = None
-    for path in Path(results_dir).rglob("*.json"):
+def _number(table: pd.DataFrame, *order: str) -> pd.DataFrame:
+    """Add `pass`: 1 for the earliest start, 2 for the next, …"""
+    starts = table[list(order)].drop_duplicates().sort_values(list(order))
+    starts["pass"] = range(1, len(starts) + 1)
+    return table.merge(starts, on=list(order))
+
+
+def _asv_file(path: Path, benchmark: str) -> tuple[float, list[dict]] | None:
+    data = json.loads(path.read_text())
+    for name, columns in data.get("results", {}).items():
+        if not name.endswith(benchmark):
+            continue
+        named = dict(zip(data["result_columns"], columns, strict=False))
+        rows = []
+        for combo, value in zip(itertools.product(*named["params"]), named["result"], strict=True):
+            if value is None or (isinstance(value, float) and value != value):
+                continue  # skipped (no GPU, invalid combination) or failed
+            rows.append({**dict(zip(KEY, (ast.literal_eval(p) for p in combo), strict=True)), "asv": value})
+        return float(named.get("started_at") or 0), rows
+    return None
+
+
+def asv_passes(results_dir: Path, benchmark: str = ASV_BENCHMARK) -> pd.DataFrame:
+    """Per asv results file under `results_dir` (one per pass) and case, asv's median; passes numbered by
+    the results' own `started_at`, never by file times (a clone resets those)."""
+    rows = []
+    for path in sorted(Path(results_dir).rglob("*.json")):
         if path.name in ("machine.json", "benchmarks.json"):
             continue
-        data = json.loads(path.read_text())
-        for name, columns in data.get("results", {}).items():
-            if name.endswith(benchmark):
-                named = dict(zip(data["result_columns"], columns, strict=False))
-                started = named.get("started_at") or 0
-                if latest is None or started > latest[0]:
-                    latest = (started, named)
-    if latest is None:
+        found = _asv_file(path, benchmark)
+        if found:
+            rows += [{**row, "started": found[0]} for row in found[1]]
+    if not rows:
         raise SepbenchError(f"no asv results for {benchmark} under {results_dir}")
-    values, params = latest[1]["result"], latest[1]["params"]
-    rows = []
-    for combo, value in zip(itertools.product(*params), values, strict=True):
-        if value is None or (isinstance(value, float) and value != value):
-            continue  # skipped (no GPU, invalid combination) or failed
-        rows.append({**dict(zip(KEY, (ast.literal_eval(p) for p in combo), strict=True)), "asv": value})
-    return pd.DataFrame(rows, columns=[*KEY, "asv"])
+    return _number(pd.DataFrame(rows), "started").drop(columns=["started"])
 
 
 def latest_pytest_benchmark_save(storage: Path) -> tuple[dict, int]:
@@ -69,24 +87,39 @@ def latest_pytest_benchmark_save(storage: Path) -> tuple[dict, int]:
     return max(saves, key=lambda d: d.get("datetime", "")), len(saves)
 
 
-def pytest_benchmark_medians(storage: Path) -> pd.DataFrame:
-    """Per case, the median over every pytest-benchmark save under `storage` of that save's median
-    (each save is one process). Point it at the saves of one comparison."""
-    if not any(Path(storage).rglob("*.json")):
+def pytest_benchmark_passes(storage: Path) -> pd.DataFrame:
+    """Per pytest-benchmark save under `storage` (one per pass) and case, its median; passes numbered
+    by the saves' own `datetime`."""
+    rows = [{**{k: b["extra_info"][k] for k in KEY}, "pytest_benchmark": b["stats"]["median"],
+             "started": data.get("datetime", "")}
+            for data in (json.loads(p.read_text()) for p in Path(storage).rglob("*.json"))
+            for b in data.get("benchmarks", []) if all(k in b.get("extra_info", {}) for k in KEY)]
+    if not rows:
         raise SepbenchError(f"no pytest-benchmark results under {storage}")
-    rows = [{**{k: b["extra_info"][k] for k in KEY}, "pytest_benchmark": b["stats"]["median"]}
-            for p in Path(storage).rglob("*.json") for b in json.loads(p.read_text()).get("benchmarks", [])
-            if all(k in b.get("extra_info", {}) for k in KEY)]
-    table = pd.DataFrame(rows, columns=[*KEY, "pytest_benchmark"])
-    return table.groupby(KEY, as_index=False)["pytest_benchmark"].median()
+    return _number(pd.DataFrame(rows), "started").drop(columns=["started"])
 
 
 def crosscheck(sepbench_paths: list[Path], asv_dir: Path, pytest_benchmark_dir: Path) -> pd.DataFrame:
-    """One row per case present in all three, with the harness / sepbench ratios."""
-    table = sepbench_medians(sepbench_paths).merge(asv_medians(asv_dir), on=KEY).merge(
-        pytest_benchmark_medians(pytest_benchmark_dir), on=KEY)
-    if table.empty:
+    """One row per case present in all three: each harness's median over its passes, and per harness
+    the median over passes of its per-pass ratio to sepbench (with the lowest and highest)."""
+    passes = sepbench_passes(sepbench_paths)
+    for harness, table in (("asv", asv_passes(asv_dir)),
+                           ("pytest_benchmark", pytest_benchmark_passes(pytest_benchmark_dir))):
+        counts = (passes["pass"].max(), table["pass"].max())
+        if counts[0] != counts[1]:
+            raise SepbenchError(f"{counts[1]} {harness.replace('_', '-')} passes against {counts[0]} sepbench runs: "
+                                "a crosscheck pairs them pass by pass, so give each harness the same number")
+        passes = passes.merge(table, on=[*KEY, "pass"])
+    if passes.empty:
         raise SepbenchError("the three harnesses have no case in common; time the same grid with each")
-    table["asv / sepbench"] = table["asv"] / table["sepbench"]
-    table["pytest-benchmark / sepbench"] = table["pytest_benchmark"] / table["sepbench"]
-    return table.sort_values(KEY).reset_index(drop=True)
+    for harness in HARNESSES:
+        passes[f"{harness}_ratio"] = passes[harness] / passes["sepbench"]
+    agg: dict[str, tuple[str, str]] = {"passes": ("pass", "nunique"), "sepbench": ("sepbench", "median")}
+    for harness in HARNESSES:
+        agg[harness] = (harness, "median")
+        agg[f"{harness} / sepbench"] = (f"{harness}_ratio", "median")
+        agg[f"{harness} / sepbench low"] = (f"{harness}_ratio", "min")
+        agg[f"{harness} / sepbench high"] = (f"{harness}_ratio", "max")
+    table = passes.groupby(KEY, as_index=False).agg(**agg)
+    return table.rename(columns=lambda c: c.replace("pytest_benchmark /", "pytest-benchmark /"))\
+        .sort_values(KEY).reset_index(drop=True)
