@@ -16,13 +16,6 @@ from pathlib import Path
 
 import torch
 
-# Imported for the state it leaves, not for a name: `sepbench run` has imported its whole measuring
-# stack (pandas, scipy) before it builds a layer, and so has pytest. A layer's speed can depend on where
-# its buffers land on the heap, which those imports shape: spatially_separable, training, 128 channels
-# ran 2.7 ms in processes that had imported them and 2.9–4.1 ms in processes that had not (see
-# benchmarks/process_spread.py). asv's process imports the same before building, so all harnesses time
-# layers in processes alike.
-import sepbench.runner  # noqa: F401
 from sepbench.spec import Case, load_grid
 from sepbench.workload import Workload, backend_flags
 

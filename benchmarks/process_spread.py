@@ -1,5 +1,5 @@
-"""How far one process's reading of a case lies from the next process's, what the process's imports do to
-it, and what asv's old per-call setup did to a step: the measurements behind the README's account of
+"""How far one process's reading of a case lies from the next process's, what the allocator's policy does
+to it, and what asv's old per-call setup did to a step: the measurements behind the README's account of
 the asv crosscheck.
 
     python benchmarks/process_spread.py [--processes 8] [--out results/crosscheck/process-spread.csv]
@@ -8,9 +8,9 @@ Part 1, ablation (one process): per CPU case of benchmarks/grid.toml, interleave
 of sepbench's 10 ms blocks, of single steps timed back to back, and of single steps each timed right
 after a setup/teardown pair like the old asv adapter's (thread check, backend flags).
 Part 2, spread: the same cases timed sepbench's way in N fresh processes, alternating two kinds of
-process: "bare" imports only what builds and times a layer; "stack" first imports sepbench.runner (and
-with it pandas and scipy), as `sepbench run`, pytest and now the asv suite do. Per case and kind: the
-min, median and max over processes.
+process: "glibc-defaults" (SEPBENCH_HEAP=default: glibc adapts its thresholds to the process's
+history) and "steady-heap" (sepbench's fixed thresholds, `workload.steady_heap`). Per case and kind:
+the min, median and max over processes of the blocked median, and the page faults per step.
 Both parts go to one CSV. The script prints; it judges nothing.
 """
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -27,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 GRID_FILE = ROOT / "benchmarks" / "grid.toml"
 ROUNDS, SINGLES = 15, 5
-KINDS = ("bare", "stack")
+KINDS = ("glibc-defaults", "steady-heap")
 
 
 def _nothing() -> None:
@@ -43,10 +44,11 @@ def _cpu_cases() -> dict[tuple, object]:
             if c.device == "cpu" and c.groups in (1, grid.spec.grid.groups[0])}
 
 
-def child(kind: str) -> dict[str, float]:
-    """One fresh process: sepbench's blocked median of every CPU case."""
-    if kind == "stack":
-        import sepbench.runner  # noqa: F401  (the state it leaves is the point)
+def child() -> dict[str, list[float]]:
+    """One fresh process: per CPU case, sepbench's blocked median and the minor page faults per step.
+    The kind of process is set by the parent through SEPBENCH_HEAP."""
+    import resource
+
     import torch
 
     from sepbench.spec import load_grid
@@ -61,10 +63,14 @@ def child(kind: str) -> dict[str, float]:
         warm_up(w.step, _nothing, measure.warmup_time)
     numbers = {k: calibrate(w.step, _nothing, measure.block_time) for k, w in works.items()}
     times: dict = {k: [] for k in works}
+    faults: dict = dict.fromkeys(works, 0)
     for _ in range(measure.min_rounds):
         for k, w in works.items():
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             times[k].append(time_block(w.step, _nothing, numbers[k]))
-    return {"|".join(map(str, k)): statistics.median(v) for k, v in times.items()}
+            faults[k] += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    steps = measure.min_rounds
+    return {"|".join(map(str, k)): [statistics.median(v), faults[k] / (steps * numbers[k])] for k, v in times.items()}
 
 
 def ablation() -> list[dict]:
@@ -111,10 +117,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--processes", type=int, default=8, help="fresh processes of each kind")
     parser.add_argument("--out", type=Path, default=ROOT / "results/crosscheck/process-spread.csv")
-    parser.add_argument("--child", choices=KINDS, help=argparse.SUPPRESS)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.child)))
+        print(json.dumps(child()))
         return
     import pandas as pd
 
@@ -122,20 +128,24 @@ def main() -> None:
     readings: dict[str, list[dict]] = {kind: [] for kind in KINDS}
     for i in range(args.processes):
         for kind in KINDS:  # alternating, so drift reaches both kinds alike
-            done = subprocess.run([sys.executable, __file__, "--child", kind], check=True, capture_output=True,
-                                  text=True)
+            env = {**os.environ, "SEPBENCH_HEAP": "default" if kind == "glibc-defaults" else "steady"}
+            done = subprocess.run([sys.executable, __file__, "--child"], check=True, capture_output=True, text=True,
+                                  env=env)
             readings[kind].append(json.loads(done.stdout.strip().splitlines()[-1]))
         print(f"processes {i + 1}/{args.processes} of each kind done", file=sys.stderr, flush=True)
-    for key in sorted(readings["bare"][0]):
+    for key in sorted(readings[KINDS[0]][0]):
         _, mode, c_in, variant = key.split("|")
         for kind in KINDS:
-            values = [p[key] for p in readings[kind]]
+            values = [p[key][0] for p in readings[kind]]
+            faults = [p[key][1] for p in readings[kind]]
             med = statistics.median(values)
             rows.append({"part": f"spread-{kind}", "mode": mode, "c_in": int(c_in), "variant": variant,
                          "processes": len(values), "min_s": min(values), "median_s": med, "max_s": max(values),
-                         "per_process_s": json.dumps(values)})
-            print(f"spread {kind:5s} {mode:9s} c{c_in:<4s} {variant:20s} median {med * 1e6:8.1f} µs   "
-                  f"min/median {min(values) / med:.3f}   max/median {max(values) / med:.3f}")
+                         "max_faults_per_step": max(faults), "per_process_s": json.dumps(values),
+                         "per_process_faults_per_step": json.dumps(faults)})
+            print(f"spread {kind:14s} {mode:9s} c{c_in:<4s} {variant:20s} median {med * 1e6:8.1f} µs   "
+                  f"min/median {min(values) / med:.3f}   max/median {max(values) / med:.3f}   "
+                  f"faults/step ≤ {max(faults):.1f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_csv(args.out, index=False)
     print(f"→ {args.out}")

@@ -12,6 +12,7 @@ import psutil
 import torch
 
 import sepbench
+from sepbench.workload import steady_heap
 
 
 def _cpu_model() -> str:
@@ -72,6 +73,7 @@ def fingerprint(device: str, threads: int) -> dict:
         "cores_physical": psutil.cpu_count(logical=False),
         "cores_logical": psutil.cpu_count(logical=True),
         "threads": threads,
+        "heap": steady_heap(),  # the allocator policy every measuring process of sepbench runs under
         "memory_bytes": psutil.virtual_memory().total,
         "torch": torch.__version__,
         "torch_git": torch.version.git_version,

@@ -1,0 +1,154 @@
+"""The README's headline figures, re-derived from the committed results files with plain pandas (not
+sepbench's analysis code): a figure that drifts from its file, or a file that goes missing, fails here.
+
+    python tests/test_readme_figures.py     # prints the derived tables, to paste when results change
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from conftest import RESULTS, committed
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+VARIANTS = ["depthwise_separable", "grouped", "pointwise", "spatially_separable", "inverted_residual"]
+CHANNELS = [32, 64, 128, 256]
+# The default preset at 1 thread under torch 2.13.0, three runs; and the two runs at 2 threads.
+ONE_THREAD = ["default-cpu-vm-torch2.13.0+cpu-20261123T050308Z.jsonl",
+              "default-cpu-vm-torch2.13.0+cpu-20261123T061926Z.jsonl",
+              "default-cpu-vm-torch2.13.0+cpu-20261123T062609Z.jsonl"]
+TWO_THREADS = ["default-cpu-vm-torch2.13.0+cpu-20261123T004437Z.jsonl",
+               "default-cpu-vm-torch2.13.0+cpu-20261123T014825Z.jsonl"]
+
+
+def records(name: str) -> pd.DataFrame:
+    """One results file as a flat table, read with json and pandas only."""
+    (path,) = committed(name)
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    header, cases = lines[0], [r for r in lines[1:] if r["kind"] == "case"]
+    rows = [{**r["case"], "status": r["status"], "median_s": (r.get("timing") or {}).get("median_s"),
+             "unstable": (r.get("timing") or {}).get("unstable"),
+             "realized": (r.get("realized") or {}).get("speedup"),
+             "low": (r.get("realized") or {}).get("low"), "high": (r.get("realized") or {}).get("high"),
+             "theory": r["theory"]["speedup"], "threads": header["environment"]["threads"]} for r in cases]
+    return pd.DataFrame(rows)
+
+
+def cpu_table() -> str:
+    """Median realized speedup over the three sizes (inference), per run; the table gives the median
+    of the three runs and, in brackets, the lowest and highest run."""
+    per_run = []
+    for name in ONE_THREAD:
+        df = records(name)
+        ok = df[(df["mode"] == "inference") & df["realized"].notna()]
+        per_run.append(ok.groupby(["variant", "c_in"])["realized"].median())
+    runs = pd.concat(per_run, axis=1)
+    theory = records(ONE_THREAD[0]).query("mode == 'inference'").groupby("variant")["theory"].agg(["min", "max"])
+    lines = ["| variant | theory × | " + " | ".join(f"C={c}" for c in CHANNELS) + " |",
+             "|---|---|" + "---|" * len(CHANNELS)]
+    for v in VARIANTS:
+        lo, hi = theory.loc[v, "min"], theory.loc[v, "max"]
+        th = f"{lo:.2f}–{hi:.2f}×" if round(lo, 2) != round(hi, 2) else f"{lo:g}×"
+        cells = [f"{runs.loc[(v, c)].median():.2f}× [{runs.loc[(v, c)].min():.2f}–{runs.loc[(v, c)].max():.2f}]"
+                 for c in CHANNELS]
+        lines.append(f"| {v} | {th} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def two_thread_dws32() -> list[str]:
+    """depthwise_separable 32→32, inference, at 2 threads: the median over sizes in each run."""
+    out = []
+    for name in TWO_THREADS:
+        df = records(name)
+        part = df[(df["variant"] == "depthwise_separable") & (df["c_in"] == 32) & (df["mode"] == "inference")]
+        out.append(f"{part['realized'].median():.2f}×")
+    return out
+
+
+def unstable_counts(names: list[str]) -> list[str]:
+    return [f"{int(records(n)['unstable'].fillna(False).sum())}" for n in names]
+
+
+def gpu_tf32_table() -> str:
+    df = records(committed("gpu-cuda-h100-*.jsonl")[0].name)
+    part = df[(df["variant"] == "depthwise_separable") & (df["dtype"] == "float32") & (df["mode"] == "inference")
+              & (df["memory_format"] == "contiguous") & (df["cudnn_benchmark"] == True)]  # noqa: E712
+    lines = ["| channels | TF32 off | TF32 on |", "|---|---|---|"]
+    for c in sorted(part["c_in"].unique()):
+        cells = []
+        for tf32 in (False, True):
+            r = part[(part["c_in"] == c) & (part["tf32"] == tf32)].iloc[0]
+            cells.append(f"{r['realized']:.2f}× [{r['low']:.2f}–{r['high']:.2f}]")
+        lines.append(f"| {c} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def cudnn_benchmark_off() -> dict[tuple[str, int, bool], float]:
+    """Standard conv, fp32 contiguous, batch 32: time with cudnn.benchmark off / on."""
+    df = records(committed("gpu-cuda-h100-*.jsonl")[0].name)
+    st = df[(df["variant"] == "standard") & (df["dtype"] == "float32") & (df["memory_format"] == "contiguous")
+            & (df["status"] == "ok")]
+    piv = st.pivot_table(index=["mode", "c_in", "tf32"], columns="cudnn_benchmark", values="median_s")
+    return {k: piv.loc[k, False] / piv.loc[k, True] for k in piv.index}
+
+
+def test_the_cpu_headline_table_is_the_committed_runs() -> None:
+    assert cpu_table() in README
+
+
+def test_the_two_thread_figures_and_unstable_counts_are_the_committed_runs() -> None:
+    for figure in two_thread_dws32():
+        assert figure in README
+    text = re.sub(r"\s+", " ", README)
+    one, two = unstable_counts(ONE_THREAD), unstable_counts(TWO_THREADS)
+    assert f"{', '.join(one)} of 216 cases at 1 thread" in text
+    assert f"{' and '.join(two)} of 216 at 2 threads" in text
+
+
+def test_the_one_thread_efficiency_and_extremes_are_the_committed_runs() -> None:
+    text = re.sub(r"\s+", " ", README)
+    eff = {m: [] for m in ("inference", "train")}
+    small, large = [], []
+    for name in ONE_THREAD:
+        df = records(name)
+        rated = df[df["realized"].notna()].assign(eff=lambda d: d["realized"] / d["theory"])
+        for mode in eff:
+            eff[mode].append(round(100 * rated[rated["mode"] == mode]["eff"].median()))
+        dws = df[(df["variant"] == "depthwise_separable") & (df["mode"] == "inference")]
+        small.append(dws[(dws["c_in"] == 32) & (dws["size"] == 14)]["realized"].iloc[0])
+        large.append(dws[(dws["c_in"] == 256) & (dws["size"] == 56)]["realized"].iloc[0])
+    assert (f"{min(eff['inference'])}–{max(eff['inference'])} % for inference and "
+            f"{min(eff['train'])}–{max(eff['train'])} % for training") in text
+    assert f"({min(small):.2f}–{max(small):.2f}× at 1 thread)" in text
+    assert f"It reaches {min(large):.2f}–{max(large):.2f}× at 256 channels and 56²" in text
+
+
+def test_the_gpu_tf32_table_is_the_committed_run() -> None:
+    lines = [line.strip() for line in README.splitlines()]  # the table sits indented in a list item
+    rows = gpu_tf32_table().splitlines()
+    start = lines.index(rows[0])
+    assert lines[start:start + len(rows)] == rows
+
+
+def test_the_cudnn_benchmark_figures_are_the_committed_run() -> None:
+    off = cudnn_benchmark_off()
+    text = re.sub(r"\s+", " ", README)
+    assert f"{off[('inference', 32, True)]:.2f}× for inference and {off[('train', 32, True)]:.2f}× for training" in text
+    others = [r for k, r in off.items() if not (k[1] == 32 and k[2])]
+    assert f"by at most {100 * max(abs(r - 1) for r in others):.1f} %" in text
+
+
+def test_every_results_file_the_readme_names_is_committed() -> None:
+    names = set(re.findall(r"results/([\w.+/-]+\.(?:jsonl|csv))", README))
+    assert names
+    for name in names:
+        assert (RESULTS / name).is_file(), f"README names results/{name}, which is not committed"
+
+
+if __name__ == "__main__":
+    print(cpu_table(), two_thread_dws32(), unstable_counts(ONE_THREAD), unstable_counts(TWO_THREADS),
+          gpu_tf32_table(), {k: round(v, 3) for k, v in cudnn_benchmark_off().items()}, sep="\n\n")
