@@ -27,12 +27,13 @@ def steady_heap() -> str:
 
     By default glibc adapts them to the process's history: a process that has freed a large block
     keeps a layer's per-step buffers (activations, oneDNN scratchpads) on the heap, while another
-    returns them to the OS after every step and faults them in again on the next. Measured here: the
-    same grouped 128-channel training step ran 1.1 ms with 5 page faults a step in one fresh process
-    and 2.4 ms with 458 in the next. With fixed thresholds (blocks under 32 MiB from the heap, freed
-    memory kept up to 512 MiB) every process, and every harness, measures the layer in the same
-    state. Elsewhere than glibc nothing is changed; SEPBENCH_HEAP=default keeps glibc's own
-    behaviour, to measure what the policy changes (benchmarks/process_spread.py does)."""
+    returns them to the OS after every step and faults them in again on the next: six fresh processes
+    ran one grouped 128-channel training step in 1.10–2.03 ms with 3–279 page faults a step
+    (results/crosscheck/process-spread.csv). With fixed thresholds (blocks under 32 MiB from the
+    heap, freed memory kept up to 512 MiB) they ran it in 1.08–1.30 ms with none: every process, and
+    every harness, measures the layer in the same state. Elsewhere than glibc nothing is changed;
+    SEPBENCH_HEAP=default keeps glibc's own behaviour, to measure what the policy changes
+    (benchmarks/process_spread.py does)."""
     global _heap_policy
     if _heap_policy is None and os.environ.get("SEPBENCH_HEAP") == "default":
         _heap_policy = "allocator defaults (SEPBENCH_HEAP=default)"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from conftest import RESULTS, committed
+from conftest import RESULTS, committed, sepbench
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 VARIANTS = ["depthwise_separable", "grouped", "pointwise", "spatially_separable", "inverted_residual"]
@@ -142,8 +142,41 @@ def test_the_cudnn_benchmark_figures_are_the_committed_run() -> None:
     assert f"by at most {100 * max(abs(r - 1) for r in others):.1f} %" in text
 
 
+def test_the_crosscheck_rows_are_the_committed_comparisons() -> None:
+    rows = [line for line in README.splitlines() if line.startswith("| `2026")]
+    assert len(rows) == 3
+    for row in rows:
+        folder = row.split("`")[1]
+        (csv,) = committed(f"crosscheck/{folder}/crosscheck.csv")
+        table = pd.read_csv(csv)
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        for harness, within in (("asv", cells[2]), ("pytest-benchmark", cells[4])):
+            ratio = table[f"{harness} / sepbench"]
+            assert within == f"{int(((ratio - 1).abs() <= 0.10).sum())} of {len(table)}", (folder, harness)
+        ratio = table["asv / sepbench"]
+        assert cells[3] == f"{ratio.min():.2f}–{ratio.max():.2f}", folder
+
+
+def test_the_printed_excerpt_is_what_show_prints_from_the_committed_smoke_run() -> None:
+    (smoke,) = committed("smoke-cpu-vm-torch2.13.0+cpu-20261123T120618Z.jsonl")
+    shown = sepbench("show", smoke)
+    assert shown.returncode == 0, shown.stderr
+    printed = {line.rstrip() for line in shown.stdout.splitlines()}
+    block = README.split("## What a run prints", 1)[1].split("```")[1]
+    rows = [line.rstrip() for line in block.splitlines() if line.startswith("│")]
+    assert len(rows) >= 9 and all(row in printed for row in rows)
+
+
+def test_the_cpu_timer_agreement_is_the_committed_timercheck() -> None:
+    (csv,) = committed("timercheck/smoke-cpu-vm-torch2.13.0+cpu-20261123T120456Z.csv")
+    ratio = pd.read_csv(csv)["sepbench_over_timer"]
+    text = re.sub(r"\s+", " ", README)
+    assert f"{ratio.median():.3f} over {len(ratio)} cases ({ratio.min():.2f}–{ratio.max():.2f})" in text
+
+
 def test_every_results_file_the_readme_names_is_committed() -> None:
-    names = set(re.findall(r"results/([\w.+/-]+\.(?:jsonl|csv))", README))
+    examples = {"a.jsonl", "b.jsonl"}  # the report command's usage example
+    names = set(re.findall(r"results/([\w.+/-]+\.(?:jsonl|csv))", README)) - examples
     assert names
     for name in names:
         assert (RESULTS / name).is_file(), f"README names results/{name}, which is not committed"
