@@ -157,6 +157,29 @@ def test_the_crosscheck_rows_are_the_committed_comparisons() -> None:
         assert cells[3] == f"{ratio.min():.2f}–{ratio.max():.2f}", folder
 
 
+def test_the_gpu_batch_one_and_network_figures_are_the_committed_runs() -> None:
+    text = re.sub(r"\s+", " ", README)
+    d = records(committed("default-cuda-h100-*.jsonl")[0].name)
+    std = d[(d["variant"] == "standard") & (d["mode"] == "inference") & (d["status"] == "ok")]["median_s"] * 1e6
+    assert f"takes {std.min():.0f}–{std.max():.0f} µs at every width" in text
+    dws = d[(d["variant"] == "depthwise_separable") & (d["mode"] == "inference")]
+    small, above = dws[dws["c_in"] == 32]["realized"], dws[dws["c_in"] > 32]["realized"]
+    assert f"reads {small.median():.2f}× at 32 channels and {above.min():.2f}–{above.max():.2f}× above" in text
+    net = records(committed("networks-cuda-h100-*.jsonl")[0].name)
+    v1 = net[net["variant"] == "mobilenet_v1"]
+    assert f"({v1['realized'].min():.2f}–{v1['realized'].max():.2f}×," in text
+    assert f"{v1['theory'].min():.1f}–{v1['theory'].max():.1f}× fewer FLOPs" in text
+    g = records(committed("gpu-cuda-h100-*.jsonl")[0].name)
+    same = (g["dtype"] == "float32") & (g["memory_format"] == "contiguous") & (g["cudnn_benchmark"] == True)  # noqa: E712
+    st = g[same & (g["variant"] == "standard") & (g["mode"] == "inference")]
+    gain = st.pivot_table(index="c_in", columns="tf32", values="median_s")
+    gain = gain[False] / gain[True]
+    low, high = (f"{gain.iloc[i]:.1f}× ({gain.index[i]} channels)" for i in (0, -1))
+    assert f"up {low} to {high}" in text
+    train = g[same & (g["variant"] == "depthwise_separable") & (g["mode"] == "train")]["realized"]
+    assert f"realize {train.min():.2f}–{train.max():.2f}×" in text
+
+
 def test_the_printed_excerpt_is_what_show_prints_from_the_committed_smoke_run() -> None:
     (smoke,) = committed("smoke-cpu-vm-torch2.13.0+cpu-20261123T120618Z.jsonl")
     shown = sepbench("show", smoke)
