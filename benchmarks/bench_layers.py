@@ -23,7 +23,7 @@ class TimeLayer(LayerBenchmark):
     sample_time = _M.block_time
     warmup_time = 0.25  # the first call builds the Workload; asv's warm-up absorbs it
     repeat = (_M.min_rounds, 2 * _M.min_rounds, 1.0)  # samples per round: (min, max, seconds)
-    rounds = 2  # asv's default; `nox -s crosscheck` runs one round a pass and appends the samples
+    rounds = 2  # asv's default; `nox -s crosscheck` runs one round a pass and keeps each pass's file
 
     def time_step(self, device: str, mode: str, c_in: int, variant: str) -> None:
         prepared(device, mode, c_in, variant).step()
