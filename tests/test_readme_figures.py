@@ -144,7 +144,7 @@ def test_the_cudnn_benchmark_figures_are_the_committed_run() -> None:
 
 def test_the_crosscheck_rows_are_the_committed_comparisons() -> None:
     rows = [line for line in README.splitlines() if line.startswith("| `2026")]
-    assert len(rows) == 3
+    assert len(rows) >= 3
     for row in rows:
         folder = row.split("`")[1]
         (csv,) = committed(f"crosscheck/{folder}/crosscheck.csv")
