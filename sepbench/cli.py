@@ -59,13 +59,22 @@ def _fail(message: str) -> NoReturn:
 
 
 def _check_threads(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
-    """Intra-op threads beyond the cores this process may use only measure the scheduler."""
-    from sepbench.timer import available_cores
+    from sepbench.timer import check_threads
 
-    cores = available_cores()
-    if value is not None and not 1 <= value <= cores:
-        raise click.BadParameter(f"{value} threads, but this machine gives sepbench {cores} cores; use 1–{cores}")
+    if value is not None:
+        try:
+            check_threads(value)
+        except SepbenchError as exc:
+            raise click.BadParameter(str(exc)) from None
     return value
+
+
+def _write_csv(table: object, path: Path) -> None:
+    """A command's table as CSV, where --csv asks for it; a path that cannot be written is one line."""
+    try:
+        table.to_csv(path, index=False)  # type: ignore[attr-defined]
+    except OSError as exc:
+        raise SepbenchError(f"cannot write {path}: {exc.strerror}") from None
 
 
 THREADS = click.option("--threads", type=int, callback=_check_threads, metavar="N",
@@ -323,10 +332,7 @@ def timercheck(preset: str, grid_file: Path | None, device: str | None, threads:
         summary += f"; sepbench/CUDA-events: {statistics.median(event_ratios):.3f}"
     out.print(summary, highlight=False)
     if csv_path:
-        try:
-            pd.DataFrame(rows).to_csv(csv_path, index=False)
-        except OSError as exc:
-            raise SepbenchError(f"cannot write {csv_path}: {exc.strerror}") from None
+        _write_csv(pd.DataFrame(rows), csv_path)
 
 
 @cli.command(name="crosscheck")
@@ -355,10 +361,7 @@ def crosscheck_(results: tuple[Path, ...], asv_dir: Path | None, pb_dir: Path | 
             raise SepbenchError(f"no {name} results folder at {path}")
     table = crosscheck(list(results), asv_dir, pb_dir)
     if csv_path:
-        try:
-            table.to_csv(csv_path, index=False)
-        except OSError as exc:
-            raise SepbenchError(f"cannot write {csv_path}: {exc.strerror}") from None
+        _write_csv(table, csv_path)
     view = Table(title=f"median step time by harness, and each harness / sepbench paired by pass "
                        f"({int(table['passes'].min())} passes): median [lowest–highest]",
                  title_justify="left", header_style="bold", pad_edge=False)

@@ -36,7 +36,7 @@ from sepbench.store import (
     now,
     read_run,
 )
-from sepbench.timer import Timing, available_cores, intra_op_threads, measure_stable, synchronizer
+from sepbench.timer import Timing, check_threads, intra_op_threads, measure_stable, synchronizer
 from sepbench.workload import Workload, backend_flags, require_device
 
 
@@ -90,12 +90,10 @@ def _fits(case: Case, capacity: int) -> bool:
 def plan(grid: Grid, shard_spec: tuple[int, int] | None = None) -> Plan:
     cases, dropped = grid.expand()
     capacity = {d: device_memory(d) for d in {c.device for c in cases}}
-    too_large = {c.id for c in cases if not _fits(c, capacity[c.device])}
-    for device, size in capacity.items():
-        n = sum(c.device == device and c.id in too_large for c in cases)
-        if n:
-            where = "this GPU" if device == "cuda" else "this machine"
-            dropped[f"tensors larger than {where}'s {size / 2**30:,.1f} GiB of memory"] += n
+    too_large = {c.id: c.device for c in cases if not _fits(c, capacity[c.device])}
+    for device, n in Counter(too_large.values()).items():
+        where = "this GPU" if device == "cuda" else "this machine"
+        dropped[f"tensors larger than {where}'s {capacity[device] / 2**30:,.1f} GiB of memory"] += n
     # A group whose baseline cannot run has nothing to be compared with: it goes as a whole.
     cases = [c for c in cases if c.id not in too_large and c.baseline().id not in too_large]
     groups = group_cases(cases)
@@ -149,10 +147,7 @@ class Runner:
         self.grid, self.out_dir, self.resume, self.shard_spec = grid, Path(out_dir), resume, shard_spec
         self.settings = grid.measure
         self.threads = self.settings.threads or torch.get_num_threads()
-        cores = available_cores()
-        if self.threads > cores:
-            raise SepbenchError(f"threads = {self.threads}, but this machine gives sepbench {cores} cores; "
-                                f"use 1–{cores}")
+        check_threads(self.threads)
         self.progress: Progress = progress or _Silent()
         self.plan = plan(grid, shard_spec)
         for device in self.plan.devices:

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from sepbench.errors import SepbenchError
+
 Fn = Callable[[], object]
 
 
@@ -59,6 +61,14 @@ def synchronizer(device: str) -> Callable[[], None]:
 def available_cores() -> int:
     """The cores this process may run on (its affinity mask, not the machine's count)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def check_threads(n: int) -> None:
+    """Refuse an intra-op thread count outside 1 and the available cores: more threads than cores
+    only measure the scheduler."""
+    cores = available_cores()
+    if not 1 <= n <= cores:
+        raise SepbenchError(f"{n} threads, but this machine gives sepbench {cores} cores; use 1–{cores}")
 
 
 @contextmanager
