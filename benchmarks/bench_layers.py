@@ -4,9 +4,14 @@ Thin adapters: every layer, cost and timing comes from the sepbench package."""
 from __future__ import annotations
 
 from benchmarks.common import GRID, LayerBenchmark, block_edge_clock, case_for, prepared
-from sepbench.compare import realized_speedup
 from sepbench.theory import case_cost, compare
-from sepbench.timer import measure_interleaved, synchronizer
+
+try:
+    from sepbench.measure.timer import measure_interleaved, synchronizer
+    from sepbench.speedup import realized_speedup
+except ImportError:  # commits before the measure/ and report/ layout, for `asv run` over history
+    from sepbench.compare import realized_speedup  # type: ignore[no-redef]
+    from sepbench.timer import measure_interleaved, synchronizer  # type: ignore[no-redef]
 
 _M = GRID.measure
 

@@ -50,9 +50,9 @@ def child() -> dict[str, list[float]]:
 
     import torch
 
-    from sepbench.spec import load_grid
-    from sepbench.timer import calibrate, time_block, warm_up
-    from sepbench.workload import Workload
+    from sepbench.grid import load_grid
+    from sepbench.measure.timer import calibrate, time_block, warm_up
+    from sepbench.measure.workload import Workload
 
     measure = load_grid(GRID_FILE).measure
     torch.set_num_threads(measure.threads or 1)
@@ -75,9 +75,9 @@ def child() -> dict[str, list[float]]:
 def ablation() -> list[dict]:
     import torch
 
-    from sepbench.spec import load_grid
-    from sepbench.timer import calibrate, time_block, warm_up
-    from sepbench.workload import Workload, backend_flags
+    from sepbench.grid import load_grid
+    from sepbench.measure.timer import calibrate, time_block, warm_up
+    from sepbench.measure.workload import Workload, backend_flags
 
     threads = load_grid(GRID_FILE).measure.threads or 1
     torch.set_num_threads(threads)

@@ -44,7 +44,7 @@ def main() -> int:
     parser.add_argument("--records", type=int, default=5000)
     parser.add_argument("--target", type=float, default=30.0, help="seconds")
     args = parser.parse_args()
-    from sepbench.report import build
+    from sepbench.report.page import build
 
     sources = sorted((ROOT / "results").glob("*.jsonl"))
     with tempfile.TemporaryDirectory() as tmp:

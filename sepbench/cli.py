@@ -25,25 +25,11 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from rich.table import Table
 
 from sepbench import __version__
+from sepbench.case import ACTS, DTYPES, MODES, PADDINGS, VARIANTS, Case, check
 from sepbench.errors import SepbenchError
-from sepbench.spec import (
-    ACTS,
-    DTYPES,
-    MODES,
-    PADDINGS,
-    VARIANTS,
-    Case,
-    check,
-    group_cases,
-    load_grid,
-    load_preset,
-    parse_axis,
-    parse_shard,
-    preset_names,
-)
+from sepbench.grid import group_cases, load_grid, load_preset, parse_axis, parse_shard, preset_names
 
 # Piped or logged output keeps the tables' full width instead of rich's 80-column fallback.
 _WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 200
@@ -59,7 +45,7 @@ def _fail(message: str) -> NoReturn:
 
 
 def _check_threads(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
-    from sepbench.timer import check_threads
+    from sepbench.measure.timer import check_threads
 
     if value is not None:
         try:
@@ -117,10 +103,11 @@ def cli() -> None:
 @click.option("--no-memory", is_flag=True, help="Skip the per-case peak memory probes.")
 @click.option("--axis", "axes", multiple=True, metavar="KEY=V1,V2",
               help="Replace one grid axis, e.g. --axis c_in=32,64 --axis mode=train (repeatable).")
+@click.option("--dry-run", is_flag=True, help="Print what the run (or shard) would measure, and measure nothing.")
 def run(preset: str | None, grid_file: Path | None, device: str | None, out_dir: Path, resume: bool,
-        shard_text: str | None, threads: int | None, no_memory: bool, axes: tuple[str, ...]) -> None:
+        shard_text: str | None, threads: int | None, no_memory: bool, axes: tuple[str, ...], dry_run: bool) -> None:
     """Measure a grid: theory and measurement side by side, one results file per run."""
-    from sepbench.runner import Runner
+    from sepbench.measure.runner import Runner
     from sepbench.store import ensure_writable, load, read_run
 
     if preset and grid_file:
@@ -141,6 +128,12 @@ def run(preset: str | None, grid_file: Path | None, device: str | None, out_dir:
         reasons = "; ".join(f"{n}× {why}" for why, n in runner.plan.dropped.most_common())
         err.print(f"dropped {sum(runner.plan.dropped.values())} invalid combinations ({reasons})", markup=False,
                   soft_wrap=True)
+    if dry_run:
+        cases = runner.plan.cases
+        shard_note = f" (shard {shard_text})" if shard_text else ""
+        out.print(f"{grid.name}{shard_note}: {len(cases)} cases in {len(runner.plan.groups)} groups on "
+                  f"{', '.join(runner.plan.devices) or 'no device'}", highlight=False)
+        return
     ensure_writable(out_dir)
     if not resume:
         err.print("measuring this machine's peaks (the roofline's ceilings)…", style="dim")
@@ -162,7 +155,7 @@ def run(preset: str | None, grid_file: Path | None, device: str | None, out_dir:
                       "plus --resume", markup=False, soft_wrap=True)
             sys.exit(EXIT_INTERRUPTED)
     df, _ = load([outcome.path])
-    from sepbench.tables import print_results
+    from sepbench.report.tables import print_results
 
     print_results(df, out)
     elapsed = time.perf_counter() - started
@@ -197,7 +190,7 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 def cost(variant: str, c_out: int | None, layers: bool, **knobs: object) -> None:
     """Exact cost of one case without running it: shapes, params, MACs, FLOPs (both conventions),
     bytes, intensity and memory, against the baseline. VARIANT `all` compares every layer variant."""
-    from sepbench.tables import comparison_table, layers_table
+    from sepbench.report.tables import comparison_table, layers_table
     from sepbench.theory import case_cost
 
     knobs["c_out"] = knobs["c_in"] if c_out is None else c_out
@@ -228,24 +221,18 @@ def cost(variant: str, c_out: int | None, layers: bool, **knobs: object) -> None
 @cli.command(name="list")
 def list_() -> None:
     """Variants and presets."""
-    variants = Table(title="variants", title_justify="left", header_style="bold", pad_edge=False)
-    for col in ("name", "family", "baseline", "what it is"):
-        variants.add_column(col)
-    for v in VARIANTS.values():
-        variants.add_row(v.name, v.family, v.baseline, v.summary)
-    out.print(variants)
-    presets = Table(title="presets (cases / groups per device)", title_justify="left", header_style="bold",
-                    pad_edge=False)
-    for col in ("name", "cpu", "cuda", "what it is"):
-        presets.add_column(col)
+    from sepbench.report.tables import presets_table, variants_table
+
+    out.print(variants_table(list(VARIANTS.values())))
+    rows = []
     for name in preset_names():
         grid = load_preset(name)
         counts = []
         for device in ("cpu", "cuda"):
             cases, _ = grid.with_device(device).expand()
             counts.append(f"{len(cases)} / {len(group_cases(cases))}")
-        presets.add_row(name, *counts, grid.spec.description)
-    out.print(presets)
+        rows.append((name, counts, grid.spec.description))
+    out.print(presets_table(rows))
 
 
 @cli.command()
@@ -256,24 +243,14 @@ def env(device: str, threads: int | None, no_peaks: bool) -> None:
     """Environment fingerprint and this machine's measured peaks (the roofline's ceilings)."""
     import torch
 
-    from sepbench.environment import fingerprint
-    from sepbench.peaks import measure_peaks
-    from sepbench.tables import fmt_count
-    from sepbench.workload import require_device
+    from sepbench.measure.environment import fingerprint
+    from sepbench.measure.peaks import measure_peaks
+    from sepbench.measure.workload import require_device
+    from sepbench.report.tables import environment_table
 
     require_device(device)
     threads = threads or torch.get_num_threads()
-    table = Table(show_header=False, pad_edge=False, box=None)
-    for key, value in fingerprint(device, threads).items():
-        table.add_row(key, str(value))
-    if not no_peaks:
-        peaks = measure_peaks(device, threads)
-        for dtype, flops in peaks.flops.items():
-            table.add_row(f"peak FLOP/s {dtype}", f"{fmt_count(flops)}FLOP/s")
-        table.add_row("peak bandwidth", f"{peaks.bandwidth / 1e9:.1f} GB/s")
-        table.add_row("ridge point (float32)", f"{peaks.flops['float32'] / peaks.bandwidth:.1f} FLOP/byte")
-        table.add_row("peaks method", peaks.method)
-    out.print(table)
+    out.print(environment_table(fingerprint(device, threads), None if no_peaks else measure_peaks(device, threads)))
 
 
 @cli.command()
@@ -288,14 +265,12 @@ def timercheck(preset: str, grid_file: Path | None, device: str | None, threads:
                limit: int | None, csv_path: Path | None) -> None:
     """Check sepbench's timer against torch.utils.benchmark.Timer (and CUDA events on a GPU),
     case by case, alternating the methods. Agreement is the ratio of medians."""
-    import statistics
-
     import pandas as pd
     import torch
 
-    from sepbench.tables import fmt_time
-    from sepbench.timercheck import check_case
-    from sepbench.workload import require_device
+    from sepbench.measure.timercheck import check_case
+    from sepbench.measure.workload import require_device
+    from sepbench.report.tables import timercheck_summary, timercheck_table
 
     grid = load_grid(grid_file) if grid_file else load_preset(preset)
     if device:
@@ -304,12 +279,7 @@ def timercheck(preset: str, grid_file: Path | None, device: str | None, threads:
     for d in {c.device for c in cases}:
         require_device(d)
     threads = threads or grid.measure.threads or torch.get_num_threads()
-    table = Table(title=f"timer agreement, {threads} threads", title_justify="left", header_style="bold",
-                  pad_edge=False)
-    for col in ("case", "variant", "sepbench median", "Timer median", "sepbench / Timer", "CUDA events",
-                "sepbench / events"):
-        table.add_column(col, justify="left" if col in ("case", "variant") else "right")
-    ratios, event_ratios, rows = [], [], []
+    rows = []
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=err) as bar:
         task = bar.add_task("timing", total=len(cases))
@@ -318,21 +288,12 @@ def timercheck(preset: str, grid_file: Path | None, device: str | None, threads:
             rows.append({"case_id": case.id, "geometry": case.geometry(), "variant": case.label(), "threads": threads,
                          "sepbench_s": a.sepbench_s, "timer_s": a.timer_s, "events_s": a.events_s,
                          "sepbench_over_timer": a.ratio_timer, "sepbench_over_events": a.ratio_events})
-            ratios.append(a.ratio_timer)
-            if a.ratio_events:
-                event_ratios.append(a.ratio_events)
-            table.add_row(case.geometry(), case.label(), fmt_time(a.sepbench_s), fmt_time(a.timer_s),
-                          f"{a.ratio_timer:.3f}", fmt_time(a.events_s) if a.events_s else "–",
-                          f"{a.ratio_events:.3f}" if a.ratio_events else "–")
             bar.advance(task)
-    out.print(table)
-    summary = (f"median sepbench/Timer ratio over {len(ratios)} cases: {statistics.median(ratios):.3f} "
-               f"(range {min(ratios):.3f}–{max(ratios):.3f})")
-    if event_ratios:
-        summary += f"; sepbench/CUDA-events: {statistics.median(event_ratios):.3f}"
-    out.print(summary, highlight=False)
+    table = pd.DataFrame(rows)
+    out.print(timercheck_table(table, threads))
+    out.print(timercheck_summary(table), highlight=False)
     if csv_path:
-        _write_csv(pd.DataFrame(rows), csv_path)
+        _write_csv(table, csv_path)
 
 
 @cli.command(name="crosscheck")
@@ -352,7 +313,7 @@ def crosscheck_(results: tuple[Path, ...], asv_dir: Path | None, pb_dir: Path | 
     held against sepbench's pass k; the agreement is the median of those ratios over the passes.
     Exit 1 if any lies outside 1 ± tolerance."""
     from sepbench.crosscheck import crosscheck
-    from sepbench.tables import fmt_time
+    from sepbench.report.tables import crosscheck_table
 
     folder = results[0] if results[0].is_dir() else results[0].parent
     asv_dir, pb_dir = asv_dir or folder / "asv", pb_dir or folder / "pytest-benchmark"
@@ -362,17 +323,7 @@ def crosscheck_(results: tuple[Path, ...], asv_dir: Path | None, pb_dir: Path | 
     table = crosscheck(list(results), asv_dir, pb_dir)
     if csv_path:
         _write_csv(table, csv_path)
-    view = Table(title=f"median step time by harness, and each harness / sepbench paired by pass "
-                       f"({int(table['passes'].min())} passes): median [lowest–highest]",
-                 title_justify="left", header_style="bold", pad_edge=False)
-    for col in ("device", "mode", "c_in", "variant", "sepbench run", "asv", "pytest-benchmark", "asv / sepbench",
-                "pytest-benchmark / sepbench"):
-        view.add_column(col, justify="left" if col in ("device", "mode", "variant") else "right")
-    for _, row in table.iterrows():
-        cells = [f"{row[f'{h} / sepbench']:.3f} [{row[f'{h} / sepbench low']:.2f}–{row[f'{h} / sepbench high']:.2f}]"
-                 for h in ("asv", "pytest-benchmark")]
-        view.add_row(row["device"], row["mode"], str(row["c_in"]), row["variant"], fmt_time(row["sepbench"]),
-                     fmt_time(row["asv"]), fmt_time(row["pytest_benchmark"]), *cells)
+    view = crosscheck_table(table)
     out.print(view)
     ratios = table[["asv / sepbench", "pytest-benchmark / sepbench"]]
     outside = int(((ratios - 1).abs() > tolerance).to_numpy().sum())
@@ -387,8 +338,8 @@ def crosscheck_(results: tuple[Path, ...], asv_dir: Path | None, pb_dir: Path | 
 def show(results: tuple[Path, ...]) -> None:
     """Merge results files (or directories of them) and print the table. Damaged lines are named
     with path:line; everything else still shows, and the exit code is then 2."""
+    from sepbench.report.tables import print_results
     from sepbench.store import load
-    from sepbench.tables import print_results
 
     df, problems = load(list(results) or [Path("results")])
     if len(df):
@@ -416,7 +367,7 @@ def show(results: tuple[Path, ...]) -> None:
 def report(results: tuple[Path, ...], out_dir: Path, pb_dir: Path | None, asv_url: str | None) -> None:
     """Build the HTML report from results files or directories (default: results/): theory and
     measurement side by side, roofline, memory, and regressions across PyTorch versions."""
-    from sepbench.report import build
+    from sepbench.report.page import build
 
     results = results or (Path("results"),)
     if pb_dir is None:

@@ -21,95 +21,21 @@ import re
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from sepbench.errors import SepbenchError
-from sepbench.memory import MemoryFigures
-from sepbench.spec import Case
-
-SCHEMA_VERSION = 1
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-
-class RunHeader(_Strict):
-    kind: Literal["run"] = "run"
-    schema_version: Literal[1] = SCHEMA_VERSION
-    run_id: str
-    grid_name: str
-    grid_digest: str
-    grid: dict[str, Any]
-    shard: str | None = None
-    started: str
-    environment: dict[str, Any]
-    peaks: dict[str, dict[str, Any]]  # device → Peaks.as_dict()
-
-
-class TheoryFigures(_Strict):
-    out_shape: list[int]
-    params: int
-    params_no_bias: int
-    macs: int  # forward
-    flops_2mac: int  # forward, 2 · MACs
-    flops_exact: int  # forward, exact convention
-    flops_step: int  # what one timed step costs (2mac; 3 × forward for a training step)
-    bytes_step: int  # minimum traffic of one timed step
-    intensity: float  # flops_step / bytes_step
-    weight_bytes: int
-    input_bytes: int
-    activation_bytes: int
-    memory_bytes: int
-    speedup: float  # FLOP ratio baseline / variant
-    param_ratio: float
-    memory_ratio: float
-    roofline_s: float
-    roofline_speedup: float  # ratio of roofline lower bounds, baseline / variant
-    ceiling: str | None = None  # the measured compute ceiling the bound used (None in older records)
-
-
-class TimingFigures(_Strict):
-    median_s: PositiveFloat
-    q1_s: PositiveFloat
-    q3_s: PositiveFloat
-    times_s: list[PositiveFloat] = Field(min_length=1)  # per-iteration seconds of each block, in round order
-    number: int
-    warmup_calls: int
-    threads: int
-    remeasured: bool
-    unstable: bool
-
-
-class RealizedFigures(_Strict):
-    speedup: PositiveFloat  # median time baseline / variant, from the same interleaved rounds
-    low: PositiveFloat | None
-    high: PositiveFloat | None
-    efficiency: PositiveFloat  # realized / theoretical speedup
-
-
-class CaseRecord(_Strict):
-    kind: Literal["case"] = "case"
-    run_id: str
-    case_id: str
-    group_id: str
-    case: Case
-    status: Literal["ok", "skipped"]
-    reason: str | None = None
-    backend: str = ""
-    theory: TheoryFigures
-    timing: TimingFigures | None = None
-    realized: RealizedFigures | None = None
-    memory: MemoryFigures | None = None
-    finished: str
-
-
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
+from sepbench.records import (
+    SCHEMA_VERSION,
+    CaseRecord,
+    MemoryFigures,
+    RealizedFigures,
+    RunHeader,
+    TheoryFigures,
+    TimingFigures,
+)
 
 # --------------------------------------------------------------------------------------------
 # Writing
@@ -351,7 +277,7 @@ def _flatten(run: RunFile, record: CaseRecord) -> dict[str, Any]:
         "finished": record.finished,
         **record.case.as_dict(),
     }
-    for key in ("machine", "torch", "cpu", "gpu", "threads", "sepbench_commit", "onednn", "cudnn"):
+    for key in ("machine", "torch", "cpu", "gpu", "threads", "sepbench_commit", "onednn", "cudnn", "heap"):
         row[f"env_{key}"] = env.get(key)
     row["run_started"] = run.header.started if run.header else None
     row["run_grid"] = run.header.grid_name if run.header else None

@@ -26,8 +26,8 @@ from functools import lru_cache, singledispatch
 import torch
 from torch import nn
 
+from sepbench.case import Case, conv_out
 from sepbench.errors import SepbenchError
-from sepbench.spec import Case, conv_out
 from sepbench.zoo import InvertedResidual, SqueezeExcite, build, input_shape
 
 ELEMENT_SIZE = {"float32": 4, "bfloat16": 2, "float16": 2}

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from sepbench.spec import SE_REDUCTION, VARIANTS, Case, check, same_padding
+from sepbench.case import SE_REDUCTION, VARIANTS, Case, check, same_padding
 
 
 class SqueezeExcite(nn.Module):
@@ -33,7 +33,8 @@ class SqueezeExcite(nn.Module):
 
 
 class InvertedResidual(nn.Module):
-    """MobileNetV2 block: the body, plus the input when stride is 1 and channels match."""
+    """A residual block: the body, plus the input when `residual` (MobileNetV2: stride 1 and equal
+    channels; Xception's middle flow: always)."""
 
     def __init__(self, body: nn.Sequential, residual: bool) -> None:
         super().__init__()
@@ -142,6 +143,75 @@ def mobilenet_v1(alpha: float = 1.0, fullconv: bool = False, num_classes: int = 
     return nn.Sequential(OrderedDict(layers))
 
 
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """MobileNetV2's channel rounding (the reference implementation's `_make_divisible`): to the
+    nearest multiple of `divisor`, never below it and never more than 10 % below `value`."""
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * value else rounded
+
+
+# MobileNetV2 (Sandler et al. 2018), Table 2: expansion t, output channels c, repeats n, first stride s.
+MOBILENET_V2_BLOCKS = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
+                       (6, 160, 3, 2), (6, 320, 1, 1)]
+MOBILENET_V2_LAST = 1280  # the last 1×1 conv; the paper widens it for α > 1 only
+
+
+def mobilenet_v2(alpha: float = 1.0, fullconv: bool = False, num_classes: int = 1000) -> nn.Sequential:
+    """MobileNetV2 at width α. `fullconv` swaps each block's depthwise 3×3 + linear 1×1 projection for one
+    standard 3×3 conv from the expanded width to the block's output (still linear, still residual)."""
+    c_in = make_divisible(32 * alpha)
+    layers = _stage("stem", 3, c_in, (3, 3), 2, 1, (1, 1), 1, False, "bn-relu6")
+    i = 0
+    for t, c, n, s in MOBILENET_V2_BLOCKS:
+        c_out = make_divisible(c * alpha)
+        for j in range(n):
+            i += 1
+            stride, hidden = (s if j == 0 else 1), c_in * t
+            body = _stage("expand", c_in, hidden, (1, 1), 1, 1, (0, 0), 1, False, "bn-relu6") if t != 1 else []
+            if fullconv:
+                body += _stage("conv", hidden, c_out, (3, 3), stride, 1, (1, 1), 1, False, "bn-relu6")[:2]
+            else:
+                body += _stage("dw", hidden, hidden, (3, 3), stride, 1, (1, 1), hidden, False, "bn-relu6")
+                body += _stage("project", hidden, c_out, (1, 1), 1, 1, (0, 0), 1, False, "bn-relu6")[:2]
+            layers.append((f"b{i}", InvertedResidual(nn.Sequential(OrderedDict(body)), stride == 1 and c_in == c_out)))
+            c_in = c_out
+    last = make_divisible(MOBILENET_V2_LAST * max(1.0, alpha))
+    layers += _stage("last", c_in, last, (1, 1), 1, 1, (0, 0), 1, False, "bn-relu6")
+    layers += [("pool", nn.AdaptiveAvgPool2d(1)), ("flatten", nn.Flatten()), ("fc", nn.Linear(last, num_classes))]
+    return nn.Sequential(OrderedDict(layers))
+
+
+XCEPTION_WIDTH = 728  # Xception's middle flow (Chollet 2017, Fig. 5): 728 channels at 1/16 of the input
+XCEPTION_STRIDE = 16
+
+
+def xception_width(alpha: float) -> int:
+    return max(1, round(XCEPTION_WIDTH * alpha))
+
+
+def xception_map(resolution: int) -> int:
+    """The middle flow's map side for an input of side ρ: four stride-2 stages, rounded up (299 → 19)."""
+    return -(-resolution // XCEPTION_STRIDE)
+
+
+def xception_block(alpha: float = 1.0, fullconv: bool = False) -> nn.Module:
+    """One middle-flow block of Xception: [ReLU → separable 3×3 conv → BN] × 3, plus the input.
+
+    A separable conv is Keras's SeparableConv2D: depthwise 3×3 then pointwise 1×1, nothing between,
+    no bias. `fullconv` swaps each for one standard 3×3 conv."""
+    c = xception_width(alpha)
+    body: list[tuple[str, nn.Module]] = []
+    for i in range(1, 4):
+        body.append((f"relu{i}", nn.ReLU(inplace=i > 1)))  # the first must leave the residual input alone
+        if fullconv:
+            body += _stage(f"conv{i}", c, c, (3, 3), 1, 1, (1, 1), 1, False, "none")
+        else:
+            body += _stage(f"dw{i}", c, c, (3, 3), 1, 1, (1, 1), c, False, "none")
+            body += _stage(f"pw{i}", c, c, (1, 1), 1, 1, (0, 0), 1, False, "none")
+        body.append((f"bn{i}", nn.BatchNorm2d(c)))
+    return InvertedResidual(nn.Sequential(OrderedDict(body)), residual=True)
+
+
 _LAYERS: dict[str, Callable[[Case], list | nn.Module]] = {
     "standard": _standard,
     "grouped": lambda c: _standard(c, groups=c.groups),
@@ -154,6 +224,10 @@ _LAYERS: dict[str, Callable[[Case], list | nn.Module]] = {
     "inverted_residual": _inverted_residual,
     "mobilenet_v1": lambda c: mobilenet_v1(c.alpha),
     "mobilenet_v1_fullconv": lambda c: mobilenet_v1(c.alpha, fullconv=True),
+    "mobilenet_v2": lambda c: mobilenet_v2(c.alpha),
+    "mobilenet_v2_fullconv": lambda c: mobilenet_v2(c.alpha, fullconv=True),
+    "xception_block": lambda c: xception_block(c.alpha),
+    "xception_block_fullconv": lambda c: xception_block(c.alpha, fullconv=True),
 }
 assert _LAYERS.keys() == VARIANTS.keys(), "every catalogued variant needs a builder"
 
@@ -167,4 +241,9 @@ def build(case: Case, device: torch.device | str | None = None) -> nn.Module:
 
 
 def input_shape(case: Case) -> tuple[int, int, int, int]:
+    """N×C×H×W of the case's input. A network reads an RGB image of side ρ = size; Xception's
+    middle-flow block reads the map that image becomes there."""
+    if case.variant.startswith("xception_block"):
+        side = xception_map(case.size)
+        return (case.batch, xception_width(case.alpha), side, side)
     return (case.batch, case.c_in, case.size, case.size)

@@ -8,11 +8,12 @@ import pytest
 import torch
 
 from conftest import requires_cuda
-from sepbench.runner import Runner
-from sepbench.spec import Case, MeasureSettings, parse_grid
+from sepbench.case import Case
+from sepbench.grid import MeasureSettings, parse_grid
+from sepbench.measure.runner import Runner
+from sepbench.measure.timercheck import check_case
+from sepbench.measure.workload import Workload, backend_flags
 from sepbench.store import read_run
-from sepbench.timercheck import check_case
-from sepbench.workload import Workload, backend_flags
 
 pytestmark = [pytest.mark.cuda, requires_cuda]
 

@@ -114,6 +114,11 @@ def _grid(root: Path, name: str, text: str | bytes) -> str:
     return str(path)
 
 
+_VALUES = ", ".join(map(str, range(1, 301)))
+HUGE_GRID = ("[grid]\nc_in = [" + _VALUES + "]\nsize = [" + _VALUES
+             + "]\nkernel = [1, 3, 5, 7, 9]\nbatch = [1, 2, 4, 8]\ndtype = [\"float32\", \"bfloat16\"]\n"
+             "mode = [\"inference\", \"train\"]\n")  # 1.44·10⁷ combinations
+
 # Each scenario: (id, args builder). Paths are made inside the fixture's folder.
 Scenario = tuple[str, Callable[[Path], list[str]]]
 SCENARIOS: list[Scenario] = [
@@ -180,11 +185,9 @@ SCENARIOS: list[Scenario] = [
     ("grid-unknown-key", lambda r: ["run", "--grid", _grid(r, "k", "[grid]\nchannels = [8]\n")]),
     ("grid-wrong-type", lambda r: ["run", "--grid", _grid(r, "w", '[grid]\nc_in = "eight"\n')]),
     ("grid-empty-axis", lambda r: ["run", "--grid", _grid(r, "e", "[grid]\nvariants = []\n")]),
-    ("grid-eighteen-million", lambda r: ["run", "--shard", "1/1000", "--grid", _grid(r, "huge", "[grid]\nc_in = ["
-                                         + ", ".join(map(str, range(1, 301))) + "]\nsize = ["
-                                         + ", ".join(map(str, range(1, 301))) + "]\nkernel = [1, 3, 5, 7, 9]\n"
-                                         "batch = [1, 2, 4, 8]\ndtype = [\"float32\", \"bfloat16\"]\n"
-                                         "mode = [\"inference\", \"train\"]\n")]),
+    ("grid-eighteen-million", lambda r: ["run", "--grid", _grid(r, "huge", HUGE_GRID)]),
+    ("grid-eighteen-million-sharded", lambda r: ["run", "--dry-run", "--shard", "7/1000", "--grid",
+                                                 _grid(r, "huge", HUGE_GRID)]),
     # env, timercheck, list
     ("env-threads-huge", lambda r: ["env", "--threads", "100000", "--no-peaks"]),
     ("env-cuda-without-gpu", lambda r: ["env", "--device", "cuda", "--no-peaks"]),
@@ -207,9 +210,11 @@ SCENARIOS: list[Scenario] = [
 ]
 
 
-def test_the_table_is_large_enough() -> None:
+def test_the_table_is_large_enough_and_the_readme_counts_it() -> None:
     assert len(SCENARIOS) >= 60
     assert len({name for name, _ in SCENARIOS}) == len(SCENARIOS)
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert f"holds that to {len(SCENARIOS)} hostile inputs" in readme
 
 
 @pytest.fixture(scope="module")
@@ -242,7 +247,15 @@ def test_hostile_input_ends_cleanly(name: str, outcomes: dict[str, Outcome], wor
 
 def test_a_grid_too_large_is_refused_before_it_is_expanded(outcomes: dict[str, Outcome]) -> None:
     o = outcomes["grid-eighteen-million"]
-    assert o.code == 2 and "axis combinations" in o.stderr and o.seconds < 15
+    assert o.code == 2 and "axis combinations" in o.stderr and "--shard" in o.stderr and o.seconds < 15
+
+
+def test_a_shard_of_a_huge_grid_costs_its_own_size(outcomes: dict[str, Outcome]) -> None:
+    """1/1000 of 1.44·10⁷ combinations is planned in seconds: the other 999 slices are never built."""
+    o = outcomes["grid-eighteen-million-sharded"]
+    assert o.code == 0 and "(shard 7/1000)" in o.stdout and o.seconds < 15, o.stderr
+    cases = int(o.stdout.split(": ")[1].split(" cases")[0])
+    assert 0 < cases < 30_000
 
 
 def test_the_valid_scenarios_write_or_print_results(outcomes: dict[str, Outcome], world: Path) -> None:

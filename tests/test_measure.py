@@ -12,12 +12,13 @@ import pytest
 import torch
 from torch.utils.benchmark import Timer
 
-from sepbench.compare import realized_speedup
-from sepbench.memory import ProbeFailed, _interrupts_held, cpu_peak
-from sepbench.spec import Case, MeasureSettings
+from sepbench.case import Case
+from sepbench.grid import MeasureSettings
+from sepbench.measure.memory import ProbeFailed, _interrupts_held, cpu_peak
+from sepbench.measure.timer import intra_op_threads, measure_interleaved, measure_stable, synchronizer
+from sepbench.measure.workload import Workload
+from sepbench.speedup import realized_speedup
 from sepbench.theory import case_cost
-from sepbench.timer import intra_op_threads, measure_interleaved, measure_stable, synchronizer
-from sepbench.workload import Workload
 
 
 def _ours(step, threads: int) -> float:
@@ -79,7 +80,7 @@ class FakeClock:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.now = 0.0
-        monkeypatch.setattr("sepbench.timer.time.perf_counter", lambda: self.now)
+        monkeypatch.setattr("sepbench.measure.timer.time.perf_counter", lambda: self.now)
 
     def fn(self, durations: list[float]):
         cycle = itertools.cycle(durations)

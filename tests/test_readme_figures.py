@@ -10,6 +10,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from conftest import RESULTS, committed, sepbench
@@ -208,3 +209,78 @@ def test_every_results_file_the_readme_names_is_committed() -> None:
 if __name__ == "__main__":
     print(cpu_table(), two_thread_dws32(), unstable_counts(ONE_THREAD), unstable_counts(TWO_THREADS),
           gpu_tf32_table(), {k: round(v, 3) for k, v in cudnn_benchmark_off().items()}, sep="\n\n")
+
+
+# The cross-version paragraph: 2.12.0 against 2.13.0, default preset at 1 thread, each run a unit.
+OLDER = ["default-cpu-vm-torch2.12.0+cu130-20261123T045948Z.jsonl",
+         "default-cpu-vm-torch2.12.0+cu130-20261123T061600Z.jsonl",
+         "default-cpu-vm-torch2.12.0+cu130-20261123T062255Z.jsonl"]
+NEWER = [*ONE_THREAD, "crosscheck/grid-cpu-vm-torch2.13.0+cpu-20261123T015155Z.jsonl"]
+PRIOR_DF, FDR = 4.0, 0.05
+
+
+def _case_key(df: pd.DataFrame) -> pd.Series:
+    return df[["variant", "c_in", "c_out", "size", "kernel", "groups", "expansion", "mode"]].astype(str).agg("|".join,
+                                                                                                          axis=1)
+
+
+def cross_version() -> tuple[pd.DataFrame, float, float]:
+    """Per case: the ratio of geometric-mean run medians, newer / older, with the README's noise model
+    written out again in numpy: within-version variance pooled over cases and shrunk towards the pooled
+    value with 4 prior degrees of freedom, a t interval, Benjamini–Hochberg q-values by hand."""
+    from scipy import stats
+
+    runs = []
+    for version, names in (("old", OLDER), ("new", NEWER)):
+        for name in names:
+            df = records(name)
+            df = df[(df["status"] == "ok") & df["median_s"].notna()]
+            runs.append(pd.DataFrame({"key": _case_key(df), "version": version, "log_t": np.log(df["median_s"]),
+                                      "variant": df["variant"], "c_in": df["c_in"], "size": df["size"],
+                                      "mode": df["mode"]}))
+    rm = pd.concat(runs)
+    rm = rm[rm["key"].isin(rm[rm["version"] == "old"]["key"])]
+    g = rm.groupby(["key", "version"])["log_t"]
+    stats_by = g.agg(["mean", "size"]).unstack("version")
+    ss = ((rm["log_t"] - g.transform("mean")) ** 2).groupby(rm["key"]).sum()
+    dof_case = stats_by["size"].sum(axis=1) - 2
+    pooled = ss.sum() / dof_case.sum()
+    prior = min(PRIOR_DF, dof_case.sum())
+    var = (prior * pooled + ss) / (prior + dof_case)
+    dof = prior + dof_case
+    se = np.sqrt(var * (1 / stats_by["size"]["old"] + 1 / stats_by["size"]["new"]))
+    d = stats_by["mean"]["new"] - stats_by["mean"]["old"]
+    half = stats.t.ppf(0.975, dof) * se
+    p = 2 * stats.t.sf(np.abs(d) / se, dof)
+    order = np.argsort(p)
+    m = len(p)
+    ranked = p[order] * m / np.arange(1, m + 1)
+    q = np.empty(m)
+    q[order] = np.minimum(1, np.minimum.accumulate(ranked[::-1])[::-1])
+    first = rm.drop_duplicates("key").set_index("key")
+    table = pd.DataFrame({"ratio": np.exp(d), "low": np.exp(d - half), "high": np.exp(d + half), "q": q,
+                          "se": se, "dof": dof}).join(first[["variant", "c_in", "size", "mode"]])
+    resolvable = float(np.median(np.exp(stats.t.ppf(1 - FDR / (2 * m), dof) * se)))
+    return table, float(np.sqrt(pooled)), resolvable
+
+
+def test_the_cross_version_paragraph_is_the_committed_runs() -> None:
+    from scipy import stats
+
+    table, log_sd, resolvable = cross_version()
+    text = re.sub(r"\s+", " ", README.split("What the committed results say across versions", 1)[1][:2500])
+    assert len(table) == 216
+    assert f"over {len(table)} cases the median time ratio 2.13 / 2.12 is {table['ratio'].median():.2f}" in text
+    assert (table["q"] < FDR).sum() == 0 and "**no case is flagged**" in text
+    beyond = int(((table["low"] > 1) | (table["high"] < 1)).sum())
+    assert f"{beyond} cases have a 95 % interval that excludes 1 on its own, where {round(0.05 * 216)}" in text
+    top = table.loc[np.log(table["ratio"]).abs().idxmax()]
+    assert (top["variant"], top["c_in"], top["size"], top["mode"]) == ("depthwise", 256, 14, "inference")
+    assert f"{top['ratio']:.2f}× [{top['low']:.2f}–{top['high']:.2f}] (q = {top['q']:.2f})" in text
+    dw = table[(table["variant"] == "depthwise") & (table["c_in"] == 32) & (table["size"] == 28)
+               & (table["mode"] == "inference")].iloc[0]
+    assert f"{dw['ratio']:.2f}× [{dw['low']:.2f}–{dw['high']:.2f}] with the repeats" in text
+    assert f"about {100 * log_sd:.0f} % (log SD)" in text
+    assert f"must reach about {resolvable:.1f}×" in text
+    ten = float(np.exp(stats.t.ppf(1 - FDR / (2 * 216), 18 + PRIOR_DF) * log_sd * np.sqrt(2 / 10)))
+    assert f"10 runs each would bring it to about {ten:.2f}×" in text

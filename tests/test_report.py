@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from conftest import RESULTS, committed, sepbench
-from sepbench import analysis, featuremaps, versions
-from sepbench.report import SECTIONS
+from sepbench.report import analysis, featuremaps, versions
+from sepbench.report.page import SECTIONS
 from sepbench.store import load
 
 # One run each of the default preset under two PyTorch versions, 1 thread, back to back.
@@ -29,7 +29,8 @@ def _runs(medians: dict[tuple[str, int], list[float]]) -> pd.DataFrame:
     for (torch_version, run), values in medians.items():
         for case, t in enumerate(values):
             rows.append({"env_machine": "m", "device": "cpu", "threads": 1, "env_torch": torch_version,
-                         "env_sepbench_commit": "c", "run_id": f"{torch_version}-{run}", "run_started": f"{run}",
+                         "env_sepbench_commit": "c", "env_heap": "h", "run_id": f"{torch_version}-{run}",
+                         "run_started": f"{run}",
                          "case_id": f"case{case}", "label": "depthwise", "geometry": f"g{case}", "variant": "depthwise",
                          "status": "ok", "timing_median_s": t, "timing_q1_s": t * 0.99, "timing_q3_s": t * 1.01})
     return pd.DataFrame(rows)
@@ -169,7 +170,7 @@ def _page_images(out: Path) -> dict[str, bytes]:
 
 
 def test_interrupted_build_keeps_the_previous_report_and_rebuilds_identically(tmp_path: Path, monkeypatch) -> None:
-    from sepbench import report
+    from sepbench.report import page as report
 
     first = report.build(NETWORKS, tmp_path)
     page = first.index.read_text()
@@ -236,3 +237,54 @@ def test_a_kill_at_any_moment_of_a_build_leaves_the_previous_report_whole(tmp_pa
             time.sleep(0.1)
         alive = [w.pid for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
         assert not alive, f"drawing workers outlived a build killed at {fraction:.0%}: {alive}"
+
+
+def test_the_overview_agrees_with_an_independent_computation_on_synthetic_results(tmp_path: Path) -> None:
+    """The committed smoke run with every measured figure replaced by seeded random values; the page's
+    overview rows are then recomputed here from the JSON lines with numpy alone."""
+    import json
+
+    (smoke,) = committed("smoke-cpu-vm-torch2.13.0+cpu-20261123T120618Z.jsonl")
+    rng = np.random.default_rng(7)
+    lines = [json.loads(line) for line in smoke.read_text().splitlines()]
+    for r in lines[1:]:
+        if r.get("timing"):
+            t = float(rng.uniform(1e-4, 1e-2))
+            r["timing"].update(median_s=t, q1_s=t * 0.98, q3_s=t * 1.02, times_s=[t], unstable=bool(rng.random() < 0.3))
+        if r.get("realized"):
+            s = float(rng.lognormal(0, 0.6))
+            r["realized"].update(speedup=s, low=s * 0.9, high=s * 1.1, efficiency=s / r["theory"]["speedup"])
+        if r.get("memory"):
+            r["memory"]["cpu_rss_rise_bytes"] = int(rng.integers(1, 50) * 2**20)
+    data = tmp_path / "synthetic"
+    data.mkdir()
+    (data / "synthetic.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    built = sepbench("report", data, "--out", tmp_path / "out")
+    assert built.returncode == 0, built.stderr
+    html = (tmp_path / "out" / "index.html").read_text()
+
+    cases = [r for r in lines[1:] if r["status"] == "ok"]
+    memory = {(r["case"]["mode"], r["group_id"]): r["memory"]["cpu_rss_rise_bytes"] for r in cases
+              if r["case_id"] == r["group_id"]}
+    expected = {}
+    for mode in ("inference", "train"):
+        for label in sorted({r["case"]["variant"] for r in cases if r.get("realized")}):
+            part = [r for r in cases
+                    if r.get("realized") and r["case"]["mode"] == mode and r["case"]["variant"] == label]
+            if not part:
+                continue
+            gm = lambda xs: float(np.exp(np.mean(np.log(xs))))  # noqa: E731
+            theory, realized = gm([r["theory"]["speedup"] for r in part]), gm([r["realized"]["speedup"] for r in part])
+            saving = gm([memory[(mode, r["group_id"])] / r["memory"]["cpu_rss_rise_bytes"] for r in part])
+            expected[(mode, label)] = [str(len(part)), f"{theory:.2f}×", f"{realized:.2f}×", f"{realized / theory:.0%}",
+                                       str(sum(r["realized"]["speedup"] < 1 for r in part)),
+                                       str(sum(r["timing"]["unstable"] for r in part) or ""), f"{saving:.2f}×"]
+    assert len(expected) >= 4
+    overview = html.split('<section id="overview">', 1)[1].split("</section>", 1)[0]
+    cell = r"<td[^>]*>([^<]*)</td>"
+    found = {}
+    for row in re.findall(r"<tr>(<td class=\"l\">.*?)</tr>", overview, flags=re.S):
+        cells = re.findall(cell, row)
+        # mode, variant, cases, theory, roofline, realized, interval, efficiency, slower, unstable, memory ×2
+        found[(cells[0], cells[1].split("(")[0])] = [cells[i] for i in (2, 3, 5, 7, 8, 9, 11)]
+    assert found == expected

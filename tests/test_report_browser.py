@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import RESULTS, committed
-from sepbench.report import SECTIONS, build
+from sepbench.report.page import SECTIONS, build
 
 ROOT = Path(__file__).resolve().parent.parent
 SUBSET = committed("default-cpu-vm-torch2.12.0+cu130-20261123T045948Z.jsonl",

@@ -14,8 +14,8 @@ import pytest
 
 from conftest import requires_cuda, sepbench, tiny_grid
 from sepbench.errors import SepbenchError
-from sepbench.runner import Runner, plan
-from sepbench.spec import load_grid
+from sepbench.grid import load_grid
+from sepbench.measure.runner import Runner, plan
 from sepbench.store import load, read_run
 
 
@@ -168,9 +168,9 @@ def test_an_absurd_batch_is_recorded_as_skipped_and_the_run_goes_on(tmp_path: Pa
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """What the plan's memory bound admits can still fail to allocate (memory shared with others): the
     build's out-of-memory is caught. The bound is lifted here so that the build is what refuses."""
-    from sepbench.spec import parse_grid
+    from sepbench.grid import parse_grid
 
-    monkeypatch.setattr("sepbench.runner.device_memory", lambda device: 2**60)
+    monkeypatch.setattr("sepbench.measure.runner.device_memory", lambda device: 2**60)
 
     grid = parse_grid(
         f"""
@@ -194,8 +194,8 @@ def test_an_absurd_batch_is_recorded_as_skipped_and_the_run_goes_on(tmp_path: Pa
 
 
 def test_a_case_larger_than_the_machine_is_dropped_with_the_memory_named(tmp_path: Path) -> None:
-    from sepbench.runner import device_memory, plan
-    from sepbench.spec import parse_grid
+    from sepbench.grid import parse_grid
+    from sepbench.measure.runner import device_memory, plan
 
     grid = parse_grid('[grid]\nvariants = ["depthwise"]\nc_in = [8]\nsize = [1024]\nbatch = [100000, 1]\n', "big", "t")
     planned = plan(grid)

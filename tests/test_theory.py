@@ -11,9 +11,10 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from sepbench.spec import VARIANTS, Case, load_preset, preset_names
+from sepbench.case import VARIANTS, Case
+from sepbench.grid import load_preset, preset_names
 from sepbench.theory import case_cost, compare, module_cost
-from sepbench.zoo import build, input_shape, mobilenet_v1
+from sepbench.zoo import build, input_shape, mobilenet_v1, mobilenet_v2
 
 
 def _geometries(preset: str) -> list[Case]:
@@ -76,7 +77,8 @@ def test_training_step_flops_are_three_forwards_and_flop_counter_agrees_up_to_it
 
 @pytest.mark.parametrize(("alpha", "rho"), [(1.0, 224), (0.5, 160), (0.25, 128)])
 def test_networks_match_flop_counter_and_numel(alpha: float, rho: int) -> None:
-    for variant in ("mobilenet_v1", "mobilenet_v1_fullconv"):
+    for variant in ("mobilenet_v1", "mobilenet_v1_fullconv", "mobilenet_v2", "mobilenet_v2_fullconv", "xception_block",
+                    "xception_block_fullconv"):
         case = Case(variant, alpha=alpha, size=rho)
         flops, params, shape = _counted(case)
         cost = case_cost(case)
@@ -89,6 +91,45 @@ def test_mobilenet_v1_matches_the_paper() -> None:
     assert round(cost.macs / 1e6) == 569
     conv_and_fc = sum(lc.params for lc in cost.layers if lc.kind in ("Conv2d", "Linear"))
     assert round(conv_and_fc / 1e6, 1) == 4.2
+
+
+def _conv_and_fc_params(cost: object) -> int:
+    return sum(lc.params for lc in cost.layers if lc.kind in ("Conv2d", "Linear"))  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("alpha", "rho", "macs_m", "params_m"), [
+    (1.0, 224, 300, 3.47), (1.0, 192, 221, 3.47), (1.0, 160, 154, 3.47), (1.0, 128, 99, 3.47), (1.4, 224, 582, 6.06),
+])
+def test_mobilenet_v2_matches_the_reference_checkpoints(alpha: float, rho: int, macs_m: int, params_m: float) -> None:
+    """The authors' released models (tensorflow/models, research/slim/nets/mobilenet/README.md): MACs in
+    millions, truncated, and conv + FC parameters in millions (theirs have 1001 classes: +1 281 weights)."""
+    cost = module_cost(mobilenet_v2(alpha).to("meta"), (1, 3, rho, rho))
+    assert int(cost.macs / 1e6) == macs_m
+    assert round((_conv_and_fc_params(cost) + 1 + int(1280 * max(1, alpha))) / 1e6, 2) == params_m
+
+
+def test_mobilenet_v2_against_the_paper() -> None:
+    """Sandler et al. 2018, Table 4 gives 300 M MAdds / 3.4 M params at α=1 and 585 M / 6.9 M at α=1.4,
+    without saying how it counts. MAdds agree within 1 %; the params agree at α=1 (3.47 M, which the
+    table truncates) but not at 1.4: the released 1.4 model has 6.06 M, as does this one (test above)."""
+    one, wide = (module_cost(mobilenet_v2(a).to("meta"), (1, 3, 224, 224)) for a in (1.0, 1.4))
+    assert abs(one.macs / 300e6 - 1) < 0.01 and abs(wide.macs / 585e6 - 1) < 0.01
+    assert int(_conv_and_fc_params(one) / 1e5) / 10 == 3.4
+    assert abs(_conv_and_fc_params(wide) / 6.9e6 - 1) > 0.1
+
+
+def test_hand_worked_xception_block() -> None:
+    """Chollet 2017, middle flow at ρ=299: 19×19×728; three separable convs (depthwise 3×3 + pointwise 1×1)."""
+    case = Case("xception_block", size=299)
+    assert input_shape(case) == (1, 728, 19, 19)
+    pixels = 19 * 19
+    cost = case_cost(case)
+    assert cost.macs == 3 * (728 * 9 + 728 * 728) * pixels
+    assert _conv_and_fc_params(cost) == 3 * (728 * 9 + 728 * 728)
+    assert cost.out_shape == (1, 728, 19, 19)
+    twin = case_cost(case.baseline())
+    assert twin.macs == 3 * 728 * 728 * 9 * pixels
+    assert twin.flops_2mac / cost.flops_2mac == pytest.approx(1 / (1 / 728 + 1 / 9))  # the textbook ratio
 
 
 def test_hand_worked_standard_conv_in_both_conventions() -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from sepbench.case import VARIANTS, Case, check
 from sepbench.errors import SepbenchError
-from sepbench.spec import VARIANTS, Case, check
 from sepbench.zoo import InvertedResidual, SqueezeExcite, build, input_shape
 
 LAYER_VARIANTS = [v for v, spec in VARIANTS.items() if spec.family == "layer"]
@@ -31,7 +31,7 @@ def test_every_variant_produces_the_standard_conv_output_shape(variant: str, geo
     assert build(case)(x).shape == expected
 
 
-@pytest.mark.parametrize("variant", ["mobilenet_v1", "mobilenet_v1_fullconv"])
+@pytest.mark.parametrize("variant", ["mobilenet_v1", "mobilenet_v1_fullconv", "mobilenet_v2", "mobilenet_v2_fullconv"])
 def test_networks_classify(variant: str) -> None:
     net = build(Case(variant, alpha=0.25, size=64, batch=2)).eval()
     with torch.no_grad():
@@ -46,6 +46,33 @@ def test_fullconv_twin_replaces_each_depthwise_pointwise_pair_by_one_3x3_conv() 
     assert len(separable) == 1 + 2 * 13 and len(twin) == 1 + 13
     assert all(c.groups == 1 and c.kernel_size == (3, 3) for c in twin)
     assert [c.out_channels for c in twin[1:]] == [c.out_channels for c in separable[2::2]]
+
+
+def test_mobilenet_v2_twin_replaces_each_depthwise_and_projection_by_one_3x3_conv() -> None:
+    def convs(variant: str, part: str) -> list[torch.nn.Conv2d]:
+        net = build(Case(variant, alpha=0.5, size=64))
+        return [m for name, m in net.named_modules() if name.endswith(f".{part}")]
+
+    depthwise, projections, twins = convs("mobilenet_v2", "dw"), convs("mobilenet_v2", "project"), \
+        convs("mobilenet_v2_fullconv", "conv")
+    assert len(depthwise) == len(projections) == len(twins) == 17  # Table 2: 1+2+3+4+3+3+1 bottlenecks
+    assert all(d.groups == d.in_channels for d in depthwise) and all(c.groups == 1 for c in twins)
+    for d, p, c in zip(depthwise, projections, twins, strict=True):
+        assert (c.in_channels, c.out_channels, c.kernel_size, c.stride) == (d.in_channels, p.out_channels, (3, 3),
+                                                                            d.stride)
+
+
+def test_xception_block_adds_its_untouched_input() -> None:
+    """The first ReLU must not be in place: it would overwrite the input the residual adds back."""
+    block = build(Case("xception_block", alpha=0.05, size=64)).eval()
+    x = torch.randn(input_shape(Case("xception_block", alpha=0.05, size=64)))
+    with torch.no_grad():
+        expected = x + block.body(x.clone())
+        assert torch.equal(block(x), expected)
+    kinds = [type(m).__name__ for m in block.body]
+    assert kinds == ["ReLU", "Conv2d", "Conv2d", "BatchNorm2d"] * 3
+    twin = build(Case("xception_block_fullconv", alpha=0.05, size=64))
+    assert [type(m).__name__ for m in twin.body] == ["ReLU", "Conv2d", "BatchNorm2d"] * 3
 
 
 def test_depthwise_separable_is_depthwise_then_pointwise() -> None:
@@ -77,7 +104,7 @@ def test_se_and_inverted_residual_blocks() -> None:
         (Case("nonsense"), r"unknown variant 'nonsense'; valid variants: standard, grouped, depthwise"),
         (Case("standard", dtype="float16"), r"float16 is measured on CUDA only"),
         (Case("pointwise", kernel=3, padding="valid"), r"pointwise \(1×1\) cannot match a 3×3 padding='valid'"),
-        (Case("mobilenet_v1", alpha=1.5), r"alpha must lie in \(0, 1\]"),
+        (Case("mobilenet_v1", alpha=2.5), r"alpha must lie in \(0, 2\]"),
         (Case("mobilenet_v1", size=16), r"resolution 16 is below MobileNet's total stride 32"),
     ],
 )

@@ -16,11 +16,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from sepbench.environment import fingerprint
-from sepbench.spec import Case, load_grid
+from sepbench.case import Case
+from sepbench.grid import load_grid
+from sepbench.measure.environment import fingerprint
+from sepbench.measure.timer import calibrate, intra_op_threads, synchronizer, warm_up
+from sepbench.measure.workload import Workload, backend_flags
 from sepbench.theory import case_cost, compare
-from sepbench.timer import calibrate, intra_op_threads, synchronizer, warm_up
-from sepbench.workload import Workload, backend_flags
 
 GRID = load_grid(Path(__file__).parents[1] / "grid.toml")
 CASES = sorted(GRID.expand()[0], key=lambda c: (c.group_id, c.variant != "standard", c.id))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from sepbench import zoo
-from sepbench.spec import Case
+from sepbench.case import Case
 
 SIZE = 96
 C_IN = 3

@@ -22,7 +22,11 @@ import pandas as pd
 from packaging.version import InvalidVersion, Version
 from scipy import stats
 
-GROUP = ["env_machine", "device", "threads"]
+# Runs are compared only within one machine, device, thread count and heap policy: the allocator
+# policy moves some training steps by 1.1–1.8× (results/crosscheck/process-spread.csv), as much as a
+# version change would, so runs under two policies are never set against each other.
+GROUP = ["env_machine", "device", "threads", "env_heap"]
+KEYS = ["machine", "device", "threads", "heap"]  # the same, as the comparison's columns
 PRIOR_DF = 4.0
 CONFIDENCE = 0.95
 FDR = 0.05
@@ -80,7 +84,7 @@ def _compare_pair(part: pd.DataFrame, per_case: pd.DataFrame, pooled: float, poo
     both = a.merge(b, left_index=True, right_index=True, suffixes=("_old", "_new")).join(per_case[["ss", "df"]])
     d = both["mean_new"] - both["mean_old"]
     res = pd.DataFrame({
-        "machine": key[0], "device": key[1], "threads": key[2], "older": older, "newer": newer,
+        **dict(zip(KEYS, key, strict=True)), "older": older, "newer": newer,
         "case_id": both.index, "label": both["label_old"].to_numpy(), "geometry": both["geometry_old"].to_numpy(),
         "runs_old": both["n_old"].to_numpy(), "runs_new": both["n_new"].to_numpy(),
         "old_s": np.exp(both["mean_old"]).to_numpy(), "new_s": np.exp(both["mean_new"]).to_numpy(),
@@ -108,7 +112,7 @@ def _compare_pair(part: pd.DataFrame, per_case: pd.DataFrame, pooled: float, poo
 def summarize(cmp: pd.DataFrame) -> pd.DataFrame:
     """One row per compared pair of versions: how many cases, flags, and how many cases' own
     interval excludes 1 before the correction for many cases (against how many would by chance)."""
-    pair = ["machine", "device", "threads", "older", "newer"]
+    pair = [*KEYS, "older", "newer"]
     return cmp.assign(beyond=(cmp["low"] > 1) | (cmp["high"] < 1)).groupby(pair, as_index=False).agg(
         runs_old=("runs_old", "max"), runs_new=("runs_new", "max"), cases=("case_id", "size"),
         median_ratio=("ratio", "median"), regressions=("verdict", lambda v: int((v == "regression").sum())),
@@ -146,7 +150,7 @@ def _numbered_runs(rm: pd.DataFrame) -> pd.DataFrame:
 def trend(df: pd.DataFrame, cases: pd.DataFrame) -> pd.DataFrame:
     """Run-by-run medians (with IQR) of the compared cases given (rows of `compare_versions`), on
     their own machine, device and thread count, with the run numbers of `runs`."""
-    keys = cases[["machine", "device", "threads", "case_id"]].drop_duplicates()
+    keys = cases[[*KEYS, "case_id"]].drop_duplicates()
     keys.columns = [*GROUP, "case_id"]
     rm = run_medians(df)
     numbered = _numbered_runs(rm)[[*GROUP, "run_id", "run"]]

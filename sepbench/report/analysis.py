@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 # The measured peak rise per device, and the record field that names how it was measured.
+HEAP_DEFAULTS = "allocator defaults"
 MEASURED_MEMORY = {"cpu": ("memory_cpu_rss_rise_bytes", "memory_cpu_method"),
                    "cuda": ("memory_cuda_alloc_peak_bytes", "memory_cuda_alloc_method")}
 
@@ -24,6 +25,9 @@ def prepare(df: pd.DataFrame) -> pd.DataFrame:
     df["env"] = (df["env_machine"] + " · " + df["device"] + " · torch " + df["env_torch"] + " · "
                  + df["threads"].astype(str) + " thr")
     df["is_baseline"] = df["case_id"] == df["group_id"]
+    # Runs from before the allocator policy was recorded ran under the allocator's own defaults.
+    heap = df["env_heap"] if "env_heap" in df else pd.Series(None, index=df.index, dtype=object)
+    df["env_heap"] = heap.where(~heap.fillna(HEAP_DEFAULTS).str.startswith(HEAP_DEFAULTS), HEAP_DEFAULTS)
     df["measured_memory_bytes"] = np.nan
     df["measured_memory_method"] = None
     for device, (column, method) in MEASURED_MEMORY.items():

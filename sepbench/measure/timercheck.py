@@ -11,9 +11,10 @@ from dataclasses import dataclass
 import torch
 from torch.utils.benchmark import Timer
 
-from sepbench.spec import Case, MeasureSettings
-from sepbench.timer import calibrate, intra_op_threads, measure_interleaved, synchronizer, warm_up
-from sepbench.workload import Workload, backend_flags
+from sepbench.case import Case
+from sepbench.grid import MeasureSettings
+from sepbench.measure.timer import calibrate, intra_op_threads, measure_interleaved, synchronizer, warm_up
+from sepbench.measure.workload import Workload, backend_flags
 
 REPEATS = 5
 MIN_RUN_TIME = 0.2  # both methods get at least Timer's default run time

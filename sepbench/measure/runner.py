@@ -18,26 +18,18 @@ from typing import Protocol
 import psutil
 import torch
 
-from sepbench import memory, theory
-from sepbench.compare import realized_speedup
-from sepbench.environment import fingerprint
+from sepbench import theory
+from sepbench.case import Case, tensor_elements
 from sepbench.errors import SepbenchError
-from sepbench.peaks import Peaks, measure_peaks
-from sepbench.spec import Case, Grid, group_cases, shard, tensor_elements
-from sepbench.store import (
-    CaseRecord,
-    RealizedFigures,
-    ResultsFile,
-    RunHeader,
-    TheoryFigures,
-    TimingFigures,
-    ensure_writable,
-    find_resumable,
-    now,
-    read_run,
-)
-from sepbench.timer import Timing, check_threads, intra_op_threads, measure_stable, synchronizer
-from sepbench.workload import Workload, backend_flags, require_device
+from sepbench.grid import Grid, group_cases
+from sepbench.measure import memory
+from sepbench.measure.environment import fingerprint
+from sepbench.measure.peaks import Peaks, measure_peaks
+from sepbench.measure.timer import Timing, check_threads, intra_op_threads, measure_stable, synchronizer
+from sepbench.measure.workload import Workload, backend_flags, require_device
+from sepbench.records import CaseRecord, MemoryFigures, RealizedFigures, RunHeader, TheoryFigures, TimingFigures, now
+from sepbench.speedup import realized_speedup
+from sepbench.store import ResultsFile, ensure_writable, find_resumable, read_run
 
 
 class Progress(Protocol):
@@ -88,7 +80,7 @@ def _fits(case: Case, capacity: int) -> bool:
 
 
 def plan(grid: Grid, shard_spec: tuple[int, int] | None = None) -> Plan:
-    cases, dropped = grid.expand()
+    cases, dropped = grid.expand(shard_spec)
     capacity = {d: device_memory(d) for d in {c.device for c in cases}}
     too_large = {c.id: c.device for c in cases if not _fits(c, capacity[c.device])}
     for device, n in Counter(too_large.values()).items():
@@ -97,8 +89,6 @@ def plan(grid: Grid, shard_spec: tuple[int, int] | None = None) -> Plan:
     # A group whose baseline cannot run has nothing to be compared with: it goes as a whole.
     cases = [c for c in cases if c.id not in too_large and c.baseline().id not in too_large]
     groups = group_cases(cases)
-    if shard_spec:
-        groups = shard(groups, *shard_spec)
     devices = sorted({c.device for g in groups for c in g})
     return Plan(groups, dropped, devices)
 
@@ -134,11 +124,11 @@ def _is_oom(exc: BaseException) -> bool:
             or "can't allocate memory" in text)
 
 
-def _measure_memory(case: Case, work: Workload, threads: int) -> memory.MemoryFigures:
+def _measure_memory(case: Case, work: Workload, threads: int) -> MemoryFigures:
     try:
         return memory.cuda_peak(work.step) if case.device == "cuda" else memory.cpu_peak(case, threads)
     except (memory.ProbeFailed, RuntimeError, MemoryError) as exc:
-        return memory.MemoryFigures(error=str(exc).splitlines()[0][:300])
+        return MemoryFigures(error=str(exc).splitlines()[0][:300])
 
 
 class Runner:

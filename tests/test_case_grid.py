@@ -1,13 +1,14 @@
-"""Grids: expansion, dropped combinations, presets, shards, grid-file validation."""
+"""Grids: expansion, dropped combinations, presetss, grid-file validation."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import asdict
 
 import pytest
 
 from sepbench.errors import SepbenchError
-from sepbench.spec import group_cases, load_preset, parse_grid, parse_shard, preset_names, shard
+from sepbench.grid import group_cases, load_preset, parse_grid, parse_shard, preset_names
 
 
 def test_invalid_combinations_are_dropped_and_counted_by_reason() -> None:
@@ -36,9 +37,12 @@ def test_presets_exist_and_smoke_covers_every_layer_variant() -> None:
     smoke, _ = load_preset("smoke").expand()
     assert len({c.variant for c in smoke}) == 9
     networks, _ = load_preset("networks").expand()
-    assert {(c.alpha, c.size) for c in networks} == {(a, r) for a in (1.0, 0.75, 0.5, 0.25)
+    assert {(c.alpha, c.size) for c in networks} == {(a, r) for a in (1.4, 1.0, 0.75, 0.5, 0.25)
                                                       for r in (224, 192, 160, 128)}
-    assert {c.variant for c in networks} == {"mobilenet_v1", "mobilenet_v1_fullconv"}
+    nets = ("mobilenet_v1", "mobilenet_v2", "xception_block")
+    assert {c.variant for c in networks} == {f"{net}{twin}" for net in nets
+                                             for twin in ("", "_fullconv")}
+    assert len(networks) == 3 * 2 * 5 * 4
 
 
 def test_cuda_axes_only_multiply_cuda_cases() -> None:
@@ -49,15 +53,25 @@ def test_cuda_axes_only_multiply_cuda_cases() -> None:
     assert {c.tf32 for c in cuda if c.dtype == "float32"} == {True, False}
 
 
-def test_shards_are_disjoint_deterministic_and_cover_the_grid() -> None:
-    groups = group_cases(load_preset("default").expand()[0])
-    parts = [shard(groups, k, 3) for k in (1, 2, 3)]
+@pytest.mark.parametrize("preset", ["default", "networks", "gpu"])
+def test_shards_are_disjoint_deterministic_balanced_and_cover_the_grid(preset: str) -> None:
+    grid = load_preset(preset).with_device("cuda")
+    whole = grid.expand()[0]
+    parts = [group_cases(grid.expand((k, 3))[0]) for k in (1, 2, 3)]
     ids = [c.id for part in parts for g in part for c in g]
-    assert sorted(ids) == sorted(c.id for g in groups for c in g)
+    assert sorted(ids) == sorted(c.id for c in whole)
     assert len(ids) == len(set(ids))
-    assert [c.id for g in shard(groups, 2, 3) for c in g] == [c.id for g in parts[1] for c in g]
-    for part in parts:  # each group keeps its baseline
-        assert all(g[0].variant == "standard" for g in part)
+    assert [c.id for g in group_cases(grid.expand((2, 3))[0]) for c in g] == [c.id for g in parts[1] for c in g]
+    # Geometries (everything a group shares but the per-variant knobs) are dealt round-robin.
+    per_variant = ("variant", "groups", "expansion", "alpha", "cudnn_benchmark", "tf32")
+    geometries = [{tuple(v for k, v in asdict(g[0]).items() if k not in per_variant) for g in part} for part in parts]
+    assert max(map(len, geometries)) - min(map(len, geometries)) <= 1
+    assert not set.intersection(*geometries)
+    whole_groups = {g[0].group_id: [c.id for c in g] for g in group_cases(whole)}
+    for part in parts:  # a group is never split, and keeps its baseline
+        for g in part:
+            assert [c.id for c in g] == whole_groups[g[0].group_id]
+            assert g[0].variant == g[0].baseline().variant
 
 
 @pytest.mark.parametrize(("text", "message"), [("2/1", "1 ≤ K ≤ N"), ("0/3", "1 ≤ K ≤ N"), ("x", "K/N")])
@@ -91,7 +105,7 @@ def test_digest_tracks_what_is_measured() -> None:
 
 
 def test_axes_from_the_command_line_are_typed_and_validated_like_a_grid_file() -> None:
-    from sepbench.spec import parse_axis
+    from sepbench.grid import parse_axis
 
     grid = load_preset("smoke").with_axes(dict([parse_axis("c_in=16, 24"), parse_axis("mode=train")]))
     cases, _ = grid.expand()

@@ -12,7 +12,7 @@ import psutil
 import torch
 
 import sepbench
-from sepbench.workload import steady_heap
+from sepbench.measure.workload import steady_heap
 
 
 def _cpu_model() -> str:

@@ -22,11 +22,12 @@ from pathlib import Path
 import jinja2
 import pandas as pd
 
-from sepbench import __version__, analysis, plots, versions
+from sepbench import __version__
 from sepbench.crosscheck import latest_pytest_benchmark_save
 from sepbench.errors import SepbenchError
+from sepbench.report import analysis, plots, versions
+from sepbench.report.tables import UNSTABLE_MARK, fmt_bytes, fmt_count, fmt_time, missing
 from sepbench.store import ensure_writable, load
-from sepbench.tables import UNSTABLE_MARK, fmt_bytes, fmt_count, fmt_time, missing
 
 # Section ids, in page order: the browser test checks each is there.
 SECTIONS = ["overview", "grids", "theory-vs-realized", "roofline", "memory", "versions", "networks",
@@ -216,14 +217,14 @@ def build(paths: list[Path], out: Path, *, pytest_benchmark: Path | None = None,
     step(f"drawing {len(jobs)} figures")
     figures = _draw(jobs)
     step("computing feature maps")
-    from sepbench import featuremaps  # torch, imported only after the drawing processes have forked
+    from sepbench.report import featuremaps  # torch, imported only after the drawing processes have forked
 
     maps = featuremaps.stage_outputs()
     feature_plot = f"{folder}/feature-maps.png"
     figures.append(plots.feature_maps(maps, img / "feature-maps.png"))
 
     step("rendering")
-    env = jinja2.Environment(loader=jinja2.PackageLoader("sepbench", "templates"), autoescape=True,
+    env = jinja2.Environment(loader=jinja2.PackageLoader("sepbench.report", "templates"), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters.update(ratio=_ratio, interval=_interval, percent=_percent, time=fmt_time, bytes=fmt_bytes,
                        count=fmt_count)
@@ -234,7 +235,7 @@ def build(paths: list[Path], out: Path, *, pytest_benchmark: Path | None = None,
         roofline=roofline, roofline_share=roofline_share, share=share, memory=memory,
         memory_methods=memory_methods, nvml=_nvml(df),
         cmp=cmp, version_summary=versions.summarize(cmp) if len(cmp) else cmp, version_runs=versions.runs(
-            df[df.set_index(versions.GROUP).index.isin(cmp.set_index(["machine", "device", "threads"]).index)])
+            df[df.set_index(versions.GROUP).index.isin(cmp.set_index(versions.KEYS).index)])
         if len(cmp) else cmp,
         top=flagged.head(TOP), flagged=flagged, version_plot=version_plot, trend_plot=trend_plot,
         fdr=versions.FDR, prior_df=versions.PRIOR_DF, confidence=versions.CONFIDENCE, net=net, networks=networks,

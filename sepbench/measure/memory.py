@@ -23,33 +23,16 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
 import psutil
-from pydantic import ConfigDict
 
-from sepbench.spec import Case
+from sepbench.case import Case
+from sepbench.records import MemoryFigures
 
 PROBE_STEPS = 3
 PROBE_TIMEOUT_S = 600.0
-
-
-@dataclass(frozen=True)
-class MemoryFigures:
-    """Each figure beside its method; `error` says why there are none (the case still counts)."""
-
-    __pydantic_config__ = ConfigDict(extra="forbid")  # stored as is in results records
-
-    cpu_rss_rise_bytes: int | None = None
-    cpu_method: str | None = None
-    cuda_alloc_peak_bytes: int | None = None
-    cuda_alloc_method: str | None = None
-    nvml_device_used_bytes: int | None = None
-    nvml_process_bytes: int | None = None
-    nvml_method: str | None = None
-    error: str | None = None
 
 
 def _hwm_bytes() -> int | None:
@@ -82,7 +65,7 @@ def _cpu_child(case: Case, threads: int, conn: Connection) -> None:
     try:
         import torch
 
-        from sepbench.workload import Workload
+        from sepbench.measure.workload import Workload
 
         torch.set_num_threads(threads)
         work = Workload(case)
@@ -118,7 +101,7 @@ def _probe_context() -> Any:
         if "forkserver" in mp.get_all_start_methods():
             _context = mp.get_context("forkserver")
             # The CLI too: children then import nothing from disk (the entry script re-imports it).
-            _context.set_forkserver_preload(["torch", "sepbench.workload", "sepbench.cli"])
+            _context.set_forkserver_preload(["torch", "sepbench.measure.workload", "sepbench.cli"])
             _start_forkserver_deaf_to_ctrl_c()
         else:
             _context = mp.get_context("spawn")

@@ -11,8 +11,8 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 import torch
 from torch import nn
 
+from sepbench.case import Case
 from sepbench.errors import SepbenchError
-from sepbench.spec import Case
 from sepbench.zoo import build, input_shape
 
 # glibc's mallopt(3) parameters, and the values every measuring process uses.

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from sepbench.spec import Case
+from sepbench.case import Case
 from sepbench.theory import Cost
 
 UNSTABLE_MARK = "⚠"
@@ -159,3 +159,83 @@ def comparison_table(rows: list[tuple[Case, Cost, Cost]], mode: str, title: str)
             _ratio(base.flops(mode) / cost.flops(mode)), f"{cost.params / base.params:.3f}",
         )
     return table
+
+
+def _table(title: str | None, columns: list[str], left: tuple[str, ...]) -> Table:
+    table = Table(title=title, title_justify="left", header_style="bold", pad_edge=False)
+    for col in columns:
+        table.add_column(escape(col), justify="left" if col in left else "right")
+    return table
+
+
+def variants_table(variants: list) -> Table:
+    """The variant catalogue: name, family, baseline and what each is."""
+    table = _table("variants", ["name", "family", "baseline", "what it is"],
+                   left=("name", "family", "baseline", "what it is"))
+    for v in variants:
+        table.add_row(v.name, v.family, v.baseline, v.summary)
+    return table
+
+
+def presets_table(rows: list[tuple[str, list[str], str]]) -> Table:
+    """Presets with their case and group counts per device."""
+    table = _table("presets (cases / groups per device)", ["name", "cpu", "cuda", "what it is"],
+                   left=("name", "cpu", "cuda", "what it is"))
+    for name, counts, description in rows:
+        table.add_row(name, *counts, description)
+    return table
+
+
+def environment_table(fingerprint: dict, peaks: object | None) -> Table:
+    """The fingerprint, key by key, then the measured ceilings when there are any."""
+    table = Table(show_header=False, pad_edge=False, box=None)
+    for key, value in fingerprint.items():
+        table.add_row(key, str(value))
+    if peaks is not None:
+        for dtype, flops in peaks.flops.items():  # type: ignore[attr-defined]
+            table.add_row(f"peak FLOP/s {dtype}", f"{fmt_count(flops)}FLOP/s")
+        table.add_row("peak bandwidth", f"{peaks.bandwidth / 1e9:.1f} GB/s")  # type: ignore[attr-defined]
+        table.add_row("ridge point (float32)",
+                      f"{peaks.flops['float32'] / peaks.bandwidth:.1f} FLOP/byte")  # type: ignore[attr-defined]
+        table.add_row("peaks method", peaks.method)  # type: ignore[attr-defined]
+    return table
+
+
+def _maybe(x: float | None, fmt: str) -> str:
+    return "–" if missing(x) else format(x, fmt)
+
+
+def timercheck_table(rows: pd.DataFrame, threads: int) -> Table:
+    """One row per checked case: both medians and their ratio (CUDA events beside them on a GPU)."""
+    table = _table(f"timer agreement, {threads} threads",
+                   ["case", "variant", "sepbench median", "Timer median", "sepbench / Timer", "CUDA events",
+                    "sepbench / events"], left=("case", "variant"))
+    for _, r in rows.iterrows():
+        table.add_row(r["geometry"], r["variant"], fmt_time(r["sepbench_s"]), fmt_time(r["timer_s"]),
+                      f"{r['sepbench_over_timer']:.3f}", "–" if missing(r["events_s"]) else fmt_time(r["events_s"]),
+                      _maybe(r["sepbench_over_events"], ".3f"))
+    return table
+
+
+def timercheck_summary(rows: pd.DataFrame) -> str:
+    ratios = rows["sepbench_over_timer"]
+    text = (f"median sepbench/Timer ratio over {len(ratios)} cases: {ratios.median():.3f} "
+            f"(range {ratios.min():.3f}–{ratios.max():.3f})")
+    events = rows["sepbench_over_events"].dropna()
+    if len(events):
+        text += f"; sepbench/CUDA-events: {events.median():.3f}"
+    return text
+
+
+def crosscheck_table(table: pd.DataFrame) -> Table:
+    """Median step time by harness, and each harness over sepbench paired by pass."""
+    view = _table(f"median step time by harness, and each harness / sepbench paired by pass "
+                  f"({int(table['passes'].min())} passes): median [lowest–highest]",
+                  ["device", "mode", "c_in", "variant", "sepbench run", "asv", "pytest-benchmark", "asv / sepbench",
+                   "pytest-benchmark / sepbench"], left=("device", "mode", "variant"))
+    for _, row in table.iterrows():
+        cells = [f"{row[f'{h} / sepbench']:.3f} [{row[f'{h} / sepbench low']:.2f}–{row[f'{h} / sepbench high']:.2f}]"
+                 for h in ("asv", "pytest-benchmark")]
+        view.add_row(row["device"], row["mode"], str(row["c_in"]), row["variant"], fmt_time(row["sepbench"]),
+                     fmt_time(row["asv"]), fmt_time(row["pytest_benchmark"]), *cells)
+    return view

@@ -7,8 +7,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from sepbench.timer import calibrate, synchronizer, time_block, warm_up
-from sepbench.workload import cuda_math_flags
+from sepbench.measure.timer import calibrate, synchronizer, time_block, warm_up
+from sepbench.measure.workload import cuda_math_flags
 
 
 @dataclass(frozen=True)

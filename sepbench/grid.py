@@ -1,0 +1,296 @@
+"""What to measure, many at a time: grid axes crossed into cases, measurement settings, presets, shards.
+
+A grid file is TOML: `[grid]` axes and `[measure]` settings. Every case a grid yields has passed
+`case.check`, so nothing downstream sees an impossible case.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import stat
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, model_validator
+
+from sepbench.case import VARIANTS, Case, check
+from sepbench.errors import SepbenchError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+Dtype = Literal["float32", "bfloat16", "float16"]
+
+
+class GridAxes(BaseModel):
+    """Each key is a list of values; the grid is their cross product. Unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    variants: list[str] = Field(default_factory=lambda: ["standard", "depthwise_separable"], min_length=1)
+    c_in: list[PositiveInt] = [32]
+    c_out: list[PositiveInt] | None = None  # None: c_out = c_in, paired rather than crossed
+    size: list[PositiveInt] = [56]
+    kernel: list[PositiveInt] = [3]
+    stride: list[PositiveInt] = [1]
+    dilation: list[PositiveInt] = [1]
+    padding: list[Literal["same", "valid"]] = ["same"]
+    bias: list[bool] = [False]
+    act: list[Literal["none", "bn-relu", "bn-relu6"]] = ["none"]
+    groups: list[PositiveInt] = [4]
+    expansion: list[PositiveInt] = [6]
+    alpha: list[PositiveFloat] = [1.0]
+    batch: list[PositiveInt] = [1]
+    dtype: list[Dtype] = ["float32"]
+    device: list[Literal["cpu", "cuda"]] = ["cpu"]
+    mode: list[Literal["inference", "train"]] = ["inference"]
+    memory_format: list[Literal["contiguous", "channels_last"]] = ["contiguous"]
+    cudnn_benchmark: list[bool] = [True]
+    tf32: list[bool] = [True]
+
+
+class MeasureSettings(BaseModel):
+    """How hard to look at each case. Defaults suit a 2-core CPU; GPU presets may tighten them. Every
+    number is finite and bounded, so no setting can make a run hang on one case."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    min_run_time: float = Field(0.2, gt=0, le=3600)  # seconds of timed blocks per variant and group
+    min_rounds: int = Field(10, ge=1, le=100_000)  # interleaved rounds (one block per variant each)
+    max_rounds: int = Field(200, ge=1, le=100_000)
+    block_time: float = Field(0.01, gt=0, le=10)  # target seconds per block, so timer overhead is negligible
+    warmup_time: float = Field(0.05, gt=0, le=600)
+    unstable_threshold: float = Field(0.10, gt=0, le=100)  # IQR / median above this is re-measured, then flagged
+    threads: int | None = Field(None, ge=1, le=4096)  # intra-op threads; None: torch.get_num_threads()
+    memory: bool = True  # measure peak memory per case (fresh child process on CPU)
+
+    @model_validator(mode="after")
+    def _rounds_in_order(self) -> MeasureSettings:
+        if self.min_rounds > self.max_rounds:
+            raise ValueError(f"min_rounds ({self.min_rounds}) exceeds max_rounds ({self.max_rounds})")
+        return self
+
+    def interleaved(self, **override: float) -> dict[str, float]:
+        """The keyword arguments of `timer.measure_interleaved`, with any of them overridden."""
+        timing = {"min_run_time", "min_rounds", "max_rounds", "block_time", "warmup_time"}
+        return self.model_dump(include=timing) | override
+
+
+class GridFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    description: str = ""
+    grid: GridAxes = Field(default_factory=GridAxes)
+    measure: MeasureSettings = Field(default_factory=MeasureSettings)
+
+
+@dataclass(frozen=True)
+class Grid:
+    name: str
+    spec: GridFile
+
+    @property
+    def measure(self) -> MeasureSettings:
+        return self.spec.measure
+
+    def with_device(self, device: str) -> Grid:
+        return self.with_axes({"device": [device]})
+
+    def with_axes(self, overrides: dict[str, list], source: str = "--axis") -> Grid:
+        """The grid with some axes replaced, validated like a grid file (unknown keys refused)."""
+        data = self.spec.model_dump(mode="json")
+        data["grid"].update(overrides)
+        try:
+            spec = GridFile.model_validate(data)
+        except ValidationError as exc:
+            raise SepbenchError(_format_validation(source, exc)) from None
+        _check_variant_names(spec, source)
+        return Grid(self.name, spec)
+
+    def digest(self) -> str:
+        """Hash of what the grid measures, so --resume only continues the same grid."""
+        blob = json.dumps(self.spec.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def expand(self, shard_spec: tuple[int, int] | None = None) -> tuple[list[Case], Counter[str]]:
+        """Cross the axes into valid cases (baselines added) and count what was dropped, and why;
+        with a shard K/N, only that slice of the grid's geometries."""
+        return expand(self.spec.grid, shard_spec)
+
+
+def _format_validation(source: str, err: ValidationError) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"])
+    msg = f"unknown key {loc!r}" if first["type"] == "extra_forbidden" else f"{loc}: {first['msg']}"
+    more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
+    return f"{source}: {msg}{more}"
+
+
+def parse_grid(text: str, name: str, source: str) -> Grid:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SepbenchError(f"{source}: not valid TOML: {exc}") from None
+    try:
+        spec = GridFile.model_validate(data)
+    except ValidationError as exc:
+        raise SepbenchError(_format_validation(source, exc)) from None
+    _check_variant_names(spec, source)
+    return Grid(name, spec)
+
+
+def _check_variant_names(spec: GridFile, source: str) -> None:
+    unknown = [v for v in spec.grid.variants if v not in VARIANTS]
+    if unknown:
+        raise SepbenchError(f"{source}: unknown variant {unknown[0]!r}; valid variants: {', '.join(VARIANTS)}")
+
+
+def parse_axis(text: str) -> tuple[str, list[str]]:
+    """'c_in=32,64' → ('c_in', ['32', '64']); values are typed by the grid schema."""
+    key, sep, values = text.partition("=")
+    if not sep or not key.strip() or not values.strip():
+        raise SepbenchError(f"--axis must look like KEY=V1,V2 (e.g. c_in=32,64), got {text!r}")
+    return key.strip(), [v.strip() for v in values.split(",") if v.strip()]
+
+
+MAX_GRID_BYTES = 1 << 20
+
+
+def load_grid(path: str | Path) -> Grid:
+    """A grid file: a regular file (a FIFO or a device would block or never end), at most 1 MiB, UTF-8."""
+    path = Path(path)
+    try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise SepbenchError(f"grid file {path} is not a regular file")
+        if info.st_size > MAX_GRID_BYTES:
+            raise SepbenchError(f"grid file {path} is {info.st_size:,} bytes; a grid file is at most "
+                                f"{MAX_GRID_BYTES:,}")
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise SepbenchError(f"cannot read grid file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise SepbenchError(f"grid file {path} is not UTF-8 text (byte {exc.start})") from None
+    return parse_grid(text, path.stem, str(path))
+
+
+def preset_names() -> list[str]:
+    return sorted(p.name.removesuffix(".toml") for p in resources.files("sepbench.presets").iterdir()
+                  if p.name.endswith(".toml"))
+
+
+def load_preset(name: str) -> Grid:
+    if name not in preset_names():
+        raise SepbenchError(f"unknown preset {name!r}; valid presets: {', '.join(preset_names())}")
+    text = resources.files("sepbench.presets").joinpath(f"{name}.toml").read_text()
+    return parse_grid(text, name, f"preset {name}")
+
+
+MAX_COMBINATIONS = 1_000_000
+
+
+def combinations(axes: GridAxes) -> int:
+    """How many axis combinations the grid crosses (before invalid ones are dropped)."""
+    pairs = len(axes.c_in) if axes.c_out is None else len(axes.c_in) * len(axes.c_out)
+    lengths = [len(v) for k, v in axes.model_dump().items() if isinstance(v, list) and k not in ("c_in", "c_out")]
+    return pairs * math.prod(lengths)
+
+
+def _unique(values: list) -> list:
+    return list(dict.fromkeys(values))
+
+
+def _geometries(axes: GridAxes, family: str) -> tuple[int, Iterator[dict]]:
+    """The distinct geometries one family of variants crosses, and how many. A network ignores the layer
+    knobs (channels, kernel, stride, …), so its geometries are only size × batch × dtype × device × mode ×
+    layout; every case of a group shares its group's geometry, so a shard of geometries never splits a group."""
+    common = {k: _unique(getattr(axes, k)) for k in ("size", "batch", "dtype", "device", "mode", "memory_format")}
+    if family == "network":
+        lists = common
+    else:
+        channel_pairs = (
+            [(c, c) for c in _unique(axes.c_in)] if axes.c_out is None
+            else list(itertools.product(_unique(axes.c_in), _unique(axes.c_out)))
+        )
+        layer = {k: _unique(getattr(axes, k)) for k in ("kernel", "stride", "dilation", "padding", "bias", "act")}
+        lists = {"channels": channel_pairs, **layer, **common}
+    count = math.prod(len(v) for v in lists.values())
+    keys = list(lists)
+    return count, (dict(zip(keys, values, strict=True)) for values in itertools.product(*lists.values()))
+
+
+def expand(axes: GridAxes, shard_spec: tuple[int, int] | None = None) -> tuple[list[Case], Counter[str]]:
+    """Cross the axes into valid cases (baselines added) and count what was dropped, and why.
+
+    With a shard K/N only the geometries K, K+N, K+2N, … (in a fixed order) are crossed with the
+    variants, so a slice of a huge grid costs its own size, not the whole grid's."""
+    k, n = shard_spec or (1, 1)
+    total = combinations(axes)
+    if math.ceil(total / n) > MAX_COMBINATIONS:
+        per = f" ({math.ceil(total / n):,} per shard of {n})" if n > 1 else ""
+        raise SepbenchError(f"the grid crosses {total:,} axis combinations{per}, more than the {MAX_COMBINATIONS:,} "
+                            "sepbench expands in one run; split it with --shard K/N or into several grid files")
+    cases: dict[str, Case] = {}
+    seen: set[str] = set()
+    dropped: Counter[str] = Counter()
+    per_variant = list(itertools.product(*(_unique(getattr(axes, a)) for a in
+                                           ("groups", "expansion", "alpha", "cudnn_benchmark", "tf32"))))
+    offset = 0  # geometries are numbered across both families, layers first
+    for family in ("layer", "network"):
+        variants = [v for v in _unique(axes.variants) if VARIANTS[v].family == family]
+        count, geometries = _geometries(axes, family)
+        if not variants:
+            continue
+        first = (k - 1 - offset) % n
+        offset += count
+        for geometry in itertools.islice(geometries, first, None, n):
+            c_in, c_out = geometry.pop("channels", (3, 1000))
+            for variant in variants:
+                for g, t, a, cb, tf in per_variant:
+                    case = Case(variant, c_in=c_in, c_out=c_out, groups=g, expansion=t, alpha=a,
+                                cudnn_benchmark=cb, tf32=tf, **geometry)
+                    if case.id in seen:
+                        continue
+                    seen.add(case.id)
+                    try:
+                        check(case)
+                    except SepbenchError as exc:
+                        dropped[str(exc).split(";")[0]] += 1
+                        continue
+                    cases.setdefault(case.id, case)
+                    base = case.baseline()
+                    cases.setdefault(base.id, base)
+    return list(cases.values()), dropped
+
+
+def group_cases(cases: list[Case]) -> list[list[Case]]:
+    """Cases grouped by geometry, baseline first, in a deterministic order (sorted by group id)."""
+    groups: dict[str, list[Case]] = {}
+    for case in cases:
+        groups.setdefault(case.group_id, []).append(case)
+    ordered = []
+    for gid in sorted(groups):
+        members = sorted(groups[gid], key=lambda c: (c.variant != c.baseline().variant, c.id))
+        ordered.append(members)
+    return ordered
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'K/N' → (K, N), 1 ≤ K ≤ N."""
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise SepbenchError(f"--shard must look like K/N (e.g. 2/4), got {text!r}") from None
+    if not 1 <= k <= n:
+        raise SepbenchError(f"--shard K/N needs 1 ≤ K ≤ N, got {text!r}")
+    return k, n
