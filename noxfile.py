@@ -3,6 +3,7 @@
     nox                                   tests + lint (the default sessions)
     nox -s bench                          pytest-benchmark suite, `sepbench run --preset default`, the report
     nox -s "bench_torch(torch='2.12.0')"  the same against another PyTorch (downloads it; explicit only)
+    nox -s "ab(torch='2.12.0')"           that PyTorch against the default one, paired block by block (sepbench ab)
     nox -s asv -- HEAD~1..HEAD            asv run over a commit range, then asv publish
     nox -s crosscheck                     the same grid through sepbench, asv and pytest-benchmark
     nox -s report                         the HTML report from results/ into results/report/
@@ -77,6 +78,25 @@ def bench_torch(session: nox.Session, torch: str) -> None:
     tracking. It downloads that release (on x86-64 Linux a CUDA build with several GB of libraries)."""
     _install(session, torch)
     _bench(session)
+
+
+AB_DEFAULT_VENV = Path(".nox/ab-default")  # torch==TORCH, the B side of every `ab` session
+
+
+@nox.session(default=False)
+@nox.parametrize("torch", OTHER_TORCH)
+def ab(session: nox.Session, torch: str) -> None:
+    """`sepbench ab` of another PyTorch release (A, this session's venv; downloads it) against TORCH (B,
+    a venv of its own, built once): blocks of the two interleaved in random order, one worker per
+    interpreter. Arguments after `--` go to `sepbench ab` (default: the default preset, 1 thread, 20 min)."""
+    _install(session, torch, extras=None)
+    other = AB_DEFAULT_VENV / "bin" / "python"
+    if not other.exists():
+        session.run_install("python", "-m", "venv", str(AB_DEFAULT_VENV))
+    session.run_install(str(other), "-m", "pip", "install", "-q", f"torch=={TORCH}", "-e", ".", external=True)
+    args = session.posargs or ["--preset", "default", "--threads", "1", "--budget", "20"]
+    session.run("sepbench", "ab", "--python", session.virtualenv.location + "/bin/python", "--python", str(other),
+                "--out", "results/ab", *args)
 
 
 @nox.session(default=False)

@@ -1,4 +1,4 @@
-"""`sepbench` command line: run, cost, list, env, show, timercheck, crosscheck, report.
+"""`sepbench` command line: run, ab, cost, list, env, show, timercheck, crosscheck, report.
 
 Bad input of any kind ends with one line on stderr and exit code 2, never a traceback. An
 interrupted run (Ctrl-C, SIGTERM) keeps every finished case and says how to resume.
@@ -6,12 +6,13 @@ interrupted run (Ctrl-C, SIGTERM) keeps every finished case and says how to resu
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import sys
 import time
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 from rich.console import Console
@@ -30,6 +31,9 @@ from sepbench import __version__
 from sepbench.case import ACTS, DTYPES, MODES, PADDINGS, VARIANTS, Case, check
 from sepbench.errors import SepbenchError
 from sepbench.grid import group_cases, load_grid, load_preset, parse_axis, parse_shard, preset_names
+
+if TYPE_CHECKING:
+    from sepbench.ab.driver import Comparison
 
 # Piped or logged output keeps the tables' full width instead of rich's 80-column fallback.
 _WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 200
@@ -294,6 +298,105 @@ def timercheck(preset: str, grid_file: Path | None, device: str | None, threads:
     out.print(timercheck_summary(table), highlight=False)
     if csv_path:
         _write_csv(table, csv_path)
+
+
+@cli.command()
+@click.option("--python", "pythons", multiple=True, required=True, metavar="PATH",
+              help="An interpreter (or venv folder) with its own torch and sepbench: give A, then B. With --aa, one.")
+@click.option("--preset", help="A named grid (see `sepbench list`). Default: default.")
+@click.option("--grid", "grid_file", type=click.Path(dir_okay=False, path_type=Path), help="A TOML grid file.")
+@click.option("--axis", "axes", multiple=True, metavar="KEY=V1,V2", help="Replace one grid axis (repeatable).")
+@click.option("--threads", type=int, default=1, show_default=True, callback=_check_threads, metavar="N",
+              help="Intra-op threads of each worker; both are pinned to the same N cores.")
+@click.option("--budget", type=click.FloatRange(min=0.1, max=24 * 60), default=20.0, show_default=True,
+              metavar="MIN", help="Wall time for the whole comparison, in minutes, spread over the cases.")
+@click.option("--target", type=click.FloatRange(min=0.01, max=50), default=1.0, show_default=True, metavar="PCT",
+              help="A case stops once its 95 % interval lies within ±PCT % (or its share of the budget is spent).")
+@click.option("--block-ms", type=click.FloatRange(min=1, max=1000), default=40.0, show_default=True,
+              help="Milliseconds per timed block.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("results/ab"),
+              show_default=True, help="Directory for the comparison file.")
+@click.option("--resume", is_flag=True,
+              help="Finish the newest interrupted comparison of the same grid and interpreters.")
+@click.option("--aa", is_flag=True, help="Calibration: one interpreter against itself, to count false positives.")
+@click.option("--inject", type=click.FloatRange(min=0, max=100), default=0.0, metavar="PCT",
+              help="Calibration, with --aa only: B's blocks are stretched by PCT % of their own time, to measure "
+                   "what fraction of a known slowdown is found.")
+@click.option("--seed", type=int, help="Seed of the block order (default: drawn, and recorded).")
+def ab(pythons: tuple[str, ...], preset: str | None, grid_file: Path | None, axes: tuple[str, ...], threads: int,
+       budget: float, target: float, block_ms: float, out_dir: Path, resume: bool, aa: bool, inject: float,
+       seed: int | None) -> None:
+    """Compare two PyTorch installs case by case: one worker per interpreter, blocks alternated in random order,
+    the paired ratio B / A per case with its 95 % interval, flags at a 5 % false discovery rate."""
+    from sepbench.ab.driver import Comparison, Settings, interpreter
+    from sepbench.ab.stats import case_table, summarize
+    from sepbench.report.tables import ab_table
+    from sepbench.store import ensure_writable, read_ab
+
+    if preset and grid_file:
+        raise SepbenchError("give --preset or --grid, not both")
+    if inject and not aa:
+        raise SepbenchError("--inject is a calibration of one interpreter against itself: give it with --aa")
+    if len(pythons) > 2:
+        raise SepbenchError(f"--python is given {len(pythons)} times; give A and B (or one with --aa)")
+    if len(pythons) == 1 and not aa:
+        raise SepbenchError("give two interpreters, --python A --python B (or one with --aa)")
+    sides = [interpreter(p) for p in pythons]
+    a, b = sides[0], sides[-1]
+    if aa and a.prefix != b.prefix:
+        raise SepbenchError("--aa compares one interpreter with itself; give one --python")
+    if not aa and a.prefix == b.prefix:
+        raise SepbenchError(f"--python {a.given} and --python {b.given} are the same install ({a.prefix}); "
+                            "to compare it with itself, pass --aa")
+    grid = load_grid(grid_file) if grid_file else load_preset(preset or "default")
+    if axes:
+        grid = grid.with_axes(dict(parse_axis(x) for x in axes))
+    ensure_writable(out_dir)
+    settings = Settings(block_time=block_ms / 1000, target=math.log1p(target / 100), threads=threads)
+    comparison = Comparison(grid, a, b, out_dir, aa=aa, inject=inject / 100, budget_s=budget * 60,
+                            settings=settings, seed=seed, resume=resume)
+    try:
+        _ab_measure(comparison)
+    finally:
+        comparison.close()
+    ab_file = read_ab(comparison.path)  # type: ignore[arg-type]
+    table = case_table(ab_file.records)
+    out.print(ab_table(table, ab_file.header))
+    s = summarize(table)
+    out.print(f"{s['compared']} of {s['cases']} cases compared; {s['flagged']} flagged at a 5 % false discovery rate "
+              f"({s['b_slower']} B slower, {s['b_faster']} B faster); median ratio B/A {s['median_ratio']:.4f}, "
+              f"median minimum detectable change {100 * s['median_mdc']:.2f} % → {comparison.path}", highlight=False)
+
+
+def _ab_measure(comparison: Comparison) -> None:
+    """Open (one line on any refusal), then measure under a progress bar that counts the flags so far."""
+    from sepbench.ab.stats import case_table
+
+    comparison.open()
+    done: list = []
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err) as bar:
+        task = bar.add_task("measuring", total=len(comparison.cases),
+                            completed=comparison.done)
+
+        def on_case(record: object) -> None:
+            done.append(record)
+            table = case_table(done)
+            flagged = int(table["verdict"].isin(["B slower", "B faster"]).sum())
+            bar.update(task, completed=comparison.done, description=f"{flagged} flagged so far")
+
+        try:
+            comparison.run(on_case)
+        except KeyboardInterrupt:
+            bar.stop()
+            err.print(f"interrupted: {comparison.done} finished cases are saved in {comparison.path}; continue "
+                      "with the same command plus --resume", markup=False, soft_wrap=True)
+            comparison.close()
+            sys.exit(EXIT_INTERRUPTED)
+        except SepbenchError as exc:
+            raise SepbenchError(f"{exc}; {comparison.done} finished cases are saved in {comparison.path}, "
+                                "continue with --resume") from None
 
 
 @cli.command(name="crosscheck")

@@ -110,3 +110,50 @@ class CaseRecord(_Strict):
 
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# --------------------------------------------------------------------------------------------
+# `sepbench ab`: one file per comparison, a header then one record per case.
+
+
+class ABSide(_Strict):
+    python: str  # the interpreter as given
+    prefix: str  # its sys.prefix: what tells two installs apart
+    environment: dict[str, Any]
+
+
+class ABHeader(_Strict):
+    kind: Literal["ab"] = "ab"
+    schema_version: Literal[1] = SCHEMA_VERSION
+    ab_id: str
+    grid_name: str
+    grid_digest: str
+    grid: dict[str, Any]
+    started: str
+    a: ABSide
+    b: ABSide
+    aa: bool  # the same interpreter on both sides: a false-positive calibration
+    inject: float = Field(ge=0, le=1)  # B's blocks stretched by this fraction: a power calibration; 0 otherwise
+    seed: int
+    budget_s: float
+    block_time: float
+    threads: int
+    cores: list[int] | None
+
+
+class ABCaseRecord(_Strict):
+    kind: Literal["ab_case"] = "ab_case"
+    ab_id: str
+    case_id: str
+    case: Case
+    status: Literal["ok", "missing_a", "missing_b", "refused"]  # missing_x: only that side could not run it
+    reason: str | None = None
+    a_s: list[PositiveFloat] = []  # seconds per call of A's block in each round
+    b_s: list[PositiveFloat] = []
+    order: str = ""  # per round, which side went first: "A" or "B"
+    number_a: int | None = None
+    number_b: int | None = None
+    backend_a: str | None = None
+    backend_b: str | None = None
+    seconds: float = 0.0  # wall time the case took, preparing included
+    finished: str

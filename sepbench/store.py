@@ -29,6 +29,8 @@ from pydantic import BaseModel, ValidationError
 from sepbench.errors import SepbenchError
 from sepbench.records import (
     SCHEMA_VERSION,
+    ABCaseRecord,
+    ABHeader,
     CaseRecord,
     MemoryFigures,
     RealizedFigures,
@@ -62,14 +64,18 @@ class ResultsFile:
         self.path = path
         self._lock_fd: int | None = None
 
+    record_kind = "case"  # a file holding no record of this kind is empty
+
     @classmethod
-    def create(cls, out_dir: Path, header: RunHeader) -> ResultsFile:
+    def create(cls, out_dir: Path, header: BaseModel, stem: str | None = None) -> ResultsFile:
+        """A new file named after the run (or `stem`) and the time, holding `header`."""
         out_dir = ensure_writable(Path(out_dir))
-        env = header.environment
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        shard = f"-shard{header.shard.replace('/', 'of')}" if header.shard else ""
-        name = f"{header.grid_name}{shard}-{env['device']}-{env['machine']}-torch{env['torch']}-{stamp}.jsonl"
-        path = out_dir / _slug(name)
+        if stem is None:
+            env, shard = header.environment, header.shard  # type: ignore[attr-defined]
+            shard = f"-shard{shard.replace('/', 'of')}" if shard else ""
+            stem = f"{header.grid_name}{shard}-{env['device']}-{env['machine']}-torch{env['torch']}"  # type: ignore[attr-defined]
+        path = out_dir / _slug(f"{stem}-{stamp}.jsonl")
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             os.close(fd)
@@ -127,7 +133,7 @@ class ResultsFile:
             lines = [line for line in self.path.read_bytes().split(b"\n") if line.strip()]
         except OSError:
             return False
-        if any(b'"kind":"case"' in line for line in lines):
+        if any(f'"kind":"{self.record_kind}"'.encode() in line for line in lines):
             return False
         self.unlock()
         self.path.unlink(missing_ok=True)
@@ -239,9 +245,20 @@ def read_run(path: Path) -> RunFile:
     return run
 
 
-def results_files(paths: list[Path]) -> tuple[list[Path], list[Problem]]:
+def _is_ab_file(path: Path) -> bool:
+    """Whether the file's first line is an A/B comparison's header (read by `read_ab`, not `read_run`)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(256)
+    except OSError:
+        return False
+    return head.startswith(b'{"kind":"ab"')
+
+
+def results_files(paths: list[Path], kind: str = "run") -> tuple[list[Path], list[Problem]]:
     """Files given, plus every *.jsonl under the directories given; a directory or file that cannot
-    be read is a Problem, never a silent gap. Only regular files are read."""
+    be read is a Problem, never a silent gap. Only regular files are read. `kind` "run" gives the
+    run files (A/B comparison files found in a directory are left to `kind="ab"`), "ab" the others."""
     found: list[Path] = []
     problems: list[Problem] = []
 
@@ -261,11 +278,59 @@ def results_files(paths: list[Path]) -> tuple[list[Path], list[Problem]]:
             raise SepbenchError(f"no such results file or directory: {p}")
     regular = []
     for f in found:
-        if f.is_file():
-            regular.append(f)
-        else:
+        if not f.is_file():
             problems.append(Problem(f, 0, "not a regular file, not read"))
+        elif _is_ab_file(f) == (kind == "ab"):
+            regular.append(f)
     return regular, problems
+
+
+@dataclass
+class ABFile:
+    path: Path
+    header: ABHeader | None
+    records: list[ABCaseRecord]
+    problems: list[Problem]
+
+
+def read_ab(path: Path) -> ABFile:
+    """Every valid line of one A/B comparison file; a Problem for each line that is not, and for a
+    second record of a case already read (the first is kept)."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise SepbenchError(f"cannot read comparison file {path}: {exc.strerror}") from None
+    ab = ABFile(path, None, [], [])
+    seen: set[str] = set()
+    lines = raw.split(b"\n")
+    torn = lines[-1] != b""
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        if torn and number == len(lines):
+            ab.problems.append(Problem(path, number, "torn last line (interrupted write), ignored", True))
+            continue
+        try:
+            data = json.loads(line)
+            kind = data.get("kind") if isinstance(data, dict) else None
+            if kind == "ab" and ab.header is None:
+                ab.header = ABHeader.model_validate(data)
+            elif kind == "ab_case" and ab.header is not None:
+                record = ABCaseRecord.model_validate(data)
+                if record.ab_id != ab.header.ab_id:
+                    raise ValueError(f"record of comparison {record.ab_id}, but the header is {ab.header.ab_id}")
+                if record.case_id in seen:
+                    raise ValueError(f"a second record of case {record.case_id}, ignored")
+                seen.add(record.case_id)
+                ab.records.append(record)
+            else:
+                raise ValueError(f"unexpected line of kind {kind!r} in a comparison file")
+        except (ValueError, ValidationError, RecursionError) as exc:
+            ab.problems.append(Problem(path, number, _reason(exc)))
+    if ab.header is None:
+        raise SepbenchError(f"{path} is not a sepbench ab comparison file (no header line)")
+    return ab
 
 
 def _flatten(run: RunFile, record: CaseRecord) -> dict[str, Any]:

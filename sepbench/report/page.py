@@ -23,11 +23,12 @@ import jinja2
 import pandas as pd
 
 from sepbench import __version__
+from sepbench.ab import stats as ab_stats
 from sepbench.crosscheck import latest_pytest_benchmark_save
 from sepbench.errors import SepbenchError
 from sepbench.report import analysis, plots, versions
 from sepbench.report.tables import UNSTABLE_MARK, fmt_bytes, fmt_count, fmt_time, missing
-from sepbench.store import ensure_writable, load
+from sepbench.store import ensure_writable, load, read_ab, results_files
 
 # Section ids, in page order: the browser test checks each is there.
 SECTIONS = ["overview", "grids", "theory-vs-realized", "roofline", "memory", "versions", "networks",
@@ -58,6 +59,10 @@ def _interval(low: float | None, high: float | None) -> str:
 
 def _percent(x: float | None) -> str:
     return "–" if missing(x) else f"{x:.0%}"
+
+
+def _percent2(x: float | None) -> str:
+    return "–" if missing(x) else f"{100 * x:.2f} %"
 
 
 def _text(value: object) -> str:
@@ -109,6 +114,27 @@ def _pytest_benchmark(storage: Path | None) -> dict | None:
             "machine": f"{info.get('node', '?')} · {info.get('cpu', {}).get('brand_raw', '?')} · "
                        f"Python {info.get('python_version', '?')}",
             "rows": rows}
+
+
+def _ab_comparisons(paths: list[Path]) -> list[dict]:
+    """Every `sepbench ab` comparison file under the paths: its sides, settings, per-case table and
+    summary; real comparisons first, then the A/A and injected calibrations."""
+    files, _ = results_files(paths, kind="ab")
+    found = []
+    for path in files:
+        ab = read_ab(path)
+        if ab.header is None or not ab.records:
+            continue
+        h = ab.header
+        table = ab_stats.case_table(ab.records)
+        kind = ("A/A + injected " + f"{100 * h.inject:g} %") if h.inject else ("A/A" if h.aa else "A/B")
+        a, b = h.a.environment, h.b.environment
+        title = f"{kind}: torch {b['torch']} (B) / {a['torch']} (A), {a['machine']} · {a['device']} · {h.threads} thr"
+        found.append({"kind": kind, "title": title, "header": h, "file": path.name, "table": table,
+                      "summary": ab_stats.summarize(table), "flagged": table[table["verdict"].isin(
+                          ["B slower", "B faster"])].sort_values("q").head(TOP),
+                      "lacking": table[table["status"] != "ok"], "calibration": h.aa})
+    return sorted(found, key=lambda c: (c["calibration"], c["header"].started))
 
 
 def _die_with_parent() -> None:
@@ -211,6 +237,10 @@ def build(paths: list[Path], out: Path, *, pytest_benchmark: Path | None = None,
     trend_plot = figure("trends", plots.trends, versions.trend(df, (flagged if len(flagged) else cmp).head(12))) \
         if not cmp.empty else None
 
+    comparisons = _ab_comparisons(paths)
+    for i, c in enumerate(comparisons):
+        c["plot"] = figure(f"ab-{i}", plots.ab_ratios, c["table"], c["title"])
+
     net = analysis.networks(df)
     networks = figure("networks", plots.networks, net) if len(net) else None
 
@@ -226,14 +256,15 @@ def build(paths: list[Path], out: Path, *, pytest_benchmark: Path | None = None,
     step("rendering")
     env = jinja2.Environment(loader=jinja2.PackageLoader("sepbench.report", "templates"), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(ratio=_ratio, interval=_interval, percent=_percent, time=fmt_time, bytes=fmt_bytes,
-                       count=fmt_count)
+    env.filters.update(ratio=_ratio, interval=_interval, percent=_percent, percent2=_percent2, time=fmt_time,
+                       bytes=fmt_bytes, count=fmt_count)
     html = env.get_template("report.html.j2").render(
         version=__version__, generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         unstable_mark=UNSTABLE_MARK, sections=SECTIONS, envs=envs, environment=_environment(df, ceilings),
         overview=overview, settings=settings, grids=grids, scatter=scatter, slower=slower,
         roofline=roofline, roofline_share=roofline_share, share=share, memory=memory,
         memory_methods=memory_methods, nvml=_nvml(df),
+        comparisons=comparisons, ab_fdr=ab_stats.FDR,
         cmp=cmp, version_summary=versions.summarize(cmp) if len(cmp) else cmp, version_runs=versions.runs(
             df[df.set_index(versions.GROUP).index.isin(cmp.set_index(versions.KEYS).index)])
         if len(cmp) else cmp,

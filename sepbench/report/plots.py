@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.colors import TwoSlopeNorm
+from matplotlib.ticker import FormatStrFormatter
 
 DPI = 90
 SPEEDUP_CMAP = "RdYlGn"  # red below 1 (slower than the baseline), green above
@@ -271,4 +272,23 @@ def feature_maps(maps: dict[str, object], path: Path) -> Path:
         ax.set_xticks([])
         ax.set_yticks([])
         ax.grid(False)
+    return _save(fig, path)
+
+
+def ab_ratios(table: pd.DataFrame, title: str, path: Path) -> Path:
+    """Each compared case's ratio B / A with its 95 % interval, sorted: flagged cases in colour."""
+    data = table[table["p"].notna()].sort_values("ratio").reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(9, 3.6))
+    colours = {"B slower": "#b3261e", "B faster": "#1b7a3a", "within noise": "#9aa0a6"}
+    for verdict, part in data.groupby("verdict"):
+        ax.errorbar(part.index, part["ratio"], yerr=[part["ratio"] - part["low"], part["high"] - part["ratio"]],
+                    fmt="o", ms=2.5, lw=0.8, color=colours.get(verdict, "#5f6368"), label=f"{verdict} ({len(part)})")
+    ax.axhline(1, color="#202124", lw=0.8)
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%.2f"))
+    ax.yaxis.set_minor_formatter(FormatStrFormatter("%.2f"))
+    ax.set_xlabel("case, sorted by ratio")
+    ax.set_ylabel("time ratio B / A")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="upper left")
     return _save(fig, path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 from rich.console import Console
 from rich.markup import escape
@@ -238,4 +239,26 @@ def crosscheck_table(table: pd.DataFrame) -> Table:
                  for h in ("asv", "pytest-benchmark")]
         view.add_row(row["device"], row["mode"], str(row["c_in"]), row["variant"], fmt_time(row["sepbench"]),
                      fmt_time(row["asv"]), fmt_time(row["pytest_benchmark"]), *cells)
+    return view
+
+
+def ab_table(table: pd.DataFrame, header: object, limit: int = 25) -> Table:
+    """A comparison's flagged cases (or, when none is, its largest ratios) and the cases one side lacked."""
+    a = header.a.environment["torch"]  # type: ignore[attr-defined]
+    b = header.b.environment["torch"]  # type: ignore[attr-defined]
+    calibration = " (A/A" + (f", B slowed by {100 * header.inject:g} %" if header.inject else "") + ")" \
+        if header.aa else ""  # type: ignore[attr-defined]
+    flagged = table[table["verdict"].isin(["B slower", "B faster"])]
+    shown = flagged if len(flagged) else table[table["p"].notna()]
+    shown = shown.reindex(np.log(shown["ratio"]).abs().sort_values(ascending=False).index).head(limit)
+    what = "flagged cases" if len(flagged) else "no case flagged; the largest ratios"
+    view = _table(f"B = torch {b} against A = torch {a}{calibration}: {what}",
+                  ["case", "variant", "A", "B", "B / A", "95 % interval", "q", "min. detectable", "rounds", "verdict"],
+                  left=("case", "variant", "verdict"))
+    for _, r in shown.iterrows():
+        view.add_row(r["geometry"], r["label"], fmt_time(r["a_s"]), fmt_time(r["b_s"]), f"{r['ratio']:.4f}",
+                     f"{r['low']:.3f}–{r['high']:.3f}", f"{r['q']:.3f}", f"{100 * r['mdc']:.2f} %", str(r["rounds"]),
+                     r["verdict"])
+    for _, r in table[table["status"] != "ok"].iterrows():
+        view.add_row(r["geometry"], r["label"], "", "", "", "", "", "", "0", f"{r['status']}: {r['reason']}")
     return view

@@ -1,0 +1,311 @@
+"""The parent side of `sepbench ab`: two workers, one per interpreter, driven in turns.
+
+Only one worker runs at any moment (the other waits on its pipe, using no CPU): on a 2-core machine
+two at once would measure each other. Both are pinned to the same cores, since a block's speed
+depends on which core it lands on. Each case is built and calibrated in both workers, then timed in
+rounds of one block each, the order within a round drawn at random. A case stops when its interval
+is narrow enough or its share of the budget is spent; cases that stop early leave their time to the
+rest. Every finished case is one fsync'd line, so a kill loses only the case in flight, and `--resume`
+finishes the comparison without repeating one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import select
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sepbench.ab.stats import half_width
+from sepbench.case import Case
+from sepbench.errors import SepbenchError
+from sepbench.grid import Grid, group_cases
+from sepbench.records import ABCaseRecord, ABHeader, ABSide, now
+from sepbench.store import ResultsFile, read_ab, results_files
+
+PREPARE_TIMEOUT_S = 600.0
+BLOCK_TIMEOUT_S = 120.0
+START_TIMEOUT_S = 120.0
+
+_PROBE = """
+import importlib.util as u, json, sys
+def has(name):
+    try:
+        return u.find_spec(name) is not None
+    except Exception:
+        return False
+print(json.dumps({"prefix": sys.prefix, "executable": sys.executable, "torch": has("torch"),
+                  "sepbench": has("sepbench"), "worker": has("sepbench.ab.worker")}))
+"""
+
+
+@dataclass(frozen=True)
+class Interpreter:
+    given: str
+    path: Path
+    prefix: str
+
+
+def interpreter(text: str) -> Interpreter:
+    """A Python interpreter (or a venv folder) that has torch and a sepbench with the A/B worker."""
+    path = Path(text)
+    if path.is_dir():
+        path = path / "bin" / "python"
+    if not path.is_file() or not os.access(path, os.X_OK):
+        raise SepbenchError(f"--python {text}: no Python interpreter there (give its path, or a venv folder)")
+    try:
+        done = subprocess.run([str(path), "-I", "-c", _PROBE], capture_output=True, text=True, timeout=60)
+        info = json.loads(done.stdout.strip().splitlines()[-1])
+    except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
+        raise SepbenchError(f"--python {text}: it does not run as a Python interpreter") from None
+    if not info["torch"]:
+        raise SepbenchError(f"--python {text}: torch is not installed in that interpreter ({info['prefix']})")
+    if not info["sepbench"]:
+        raise SepbenchError(f"--python {text}: sepbench is not installed in that interpreter; pip install -e . there")
+    if not info["worker"]:
+        raise SepbenchError(f"--python {text}: its sepbench is too old for `ab` (no sepbench.ab.worker); "
+                            "install this one there")
+    return Interpreter(text, path, info["prefix"])
+
+
+class WorkerDied(SepbenchError):
+    pass
+
+
+class Worker:
+    """One long-lived `python -m sepbench.ab.worker`, answering one request at a time."""
+
+    def __init__(self, side: str, python: Interpreter) -> None:
+        self.side, self.python = side, python
+        self.stderr = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the worker; read when it dies)
+        # Isolated mode (-I): the interpreter's own installs only, never a sepbench in the working directory.
+        self.proc = subprocess.Popen([str(python.path), "-I", "-m", "sepbench.ab.worker"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=self.stderr, start_new_session=True)
+        self._buffer = b""
+
+    def _last_words(self) -> str:
+        self.stderr.seek(0)
+        lines = [ln for ln in self.stderr.read().decode(errors="replace").splitlines() if ln.strip()]
+        return lines[-1][:300] if lines else "no message"
+
+    def call(self, op: str, timeout: float, **request: object) -> dict:
+        try:
+            self.proc.stdin.write((json.dumps({"op": op, **request}) + "\n").encode())  # type: ignore[union-attr]
+            self.proc.stdin.flush()  # type: ignore[union-attr]
+        except (BrokenPipeError, OSError):
+            raise self._died(op) from None
+        fd = self.proc.stdout.fileno()  # type: ignore[union-attr]
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buffer:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.kill()
+                raise WorkerDied(f"worker {self.side} ({self.python.given}) did not answer '{op}' "
+                                 f"within {timeout:.0f} s")
+            ready, _, _ = select.select([fd], [], [], left)
+            if ready:
+                chunk = os.read(fd, 1 << 16)
+                if not chunk:
+                    raise self._died(op)
+                self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return json.loads(line)
+
+    def _died(self, op: str) -> WorkerDied:
+        code = self.proc.wait(timeout=10)
+        return WorkerDied(f"worker {self.side} ({self.python.given}) died during '{op}' (exit {code}): "
+                          f"{self._last_words()}")
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.call("bye", 10)
+                self.proc.wait(timeout=10)
+            except (WorkerDied, subprocess.TimeoutExpired, OSError, ValueError):
+                self.kill()
+
+
+@dataclass
+class Budget:
+    """Seconds for the cases left; a case may take up to 1.5 fair shares while the rest keep half of theirs."""
+
+    seconds: float
+    started: float
+
+    def allowance(self, cases_left: int) -> float:
+        left = max(self.seconds - (time.monotonic() - self.started), 0.0)
+        fair = left / max(cases_left, 1)
+        return max(min(1.5 * fair, left - (cases_left - 1) * 0.5 * fair), 0.0)
+
+
+@dataclass
+class Settings:
+    block_time: float = 0.04  # 40 ms blocks: the per-round spread is half of what 10 ms gives here
+    warmup_time: float = 0.1
+    min_rounds: int = 6
+    max_rounds: int = 1000
+    target: float = 0.01  # stop a case when its interval's half-width is within ±1 %
+    threads: int = 1
+
+
+class Progress:
+    def start(self, total: int) -> None: ...
+    def update(self, label: str, flagged: int) -> None: ...
+
+
+def _cores(threads: int) -> list[int]:
+    """The last `threads` cores this process may use: both workers share them."""
+    allowed = sorted(os.sched_getaffinity(0))
+    return allowed[-threads:]
+
+
+def _find_resumable(out: Path, digest: str, a: Interpreter, b: Interpreter, aa: bool, inject: float) -> Path | None:
+    files, _ = results_files([out], kind="ab") if out.is_dir() else ([], [])
+    best = None
+    for path in files:
+        header = read_ab(path).header
+        if header is None or header.grid_digest != digest or header.aa != aa or header.inject != inject:
+            continue
+        if (header.a.prefix, header.b.prefix) != (a.prefix, b.prefix):
+            continue
+        if best is None or header.started > best[0]:
+            best = (header.started, path)
+    return best[1] if best else None
+
+
+class Comparison:
+    """A grid's cases under A and B, paired block by block, into one comparison file."""
+
+    def __init__(self, grid: Grid, a: Interpreter, b: Interpreter, out: Path, *, aa: bool = False,
+                 inject: float = 0.0, budget_s: float = 1200.0, settings: Settings | None = None,
+                 seed: int | None = None, resume: bool = False, progress: Progress | None = None) -> None:
+        self.grid, self.a, self.b, self.out = grid, a, b, Path(out)
+        self.aa, self.inject, self.budget_s = aa, inject, budget_s
+        self.settings = settings or Settings()
+        self.seed = seed if seed is not None else random.SystemRandom().randrange(2**31)
+        self.resume, self.progress = resume, progress or Progress()
+        cases, _ = grid.expand()
+        self.cases: list[Case] = [c for g in group_cases(cases) for c in g]
+        self.path: Path | None = None
+        self.done = 0
+
+    def open(self) -> Path:
+        """Start both workers and open the comparison file (new, or the one to resume): everything that
+        can refuse the input speaks here, before anything is timed."""
+        s = self.settings
+        self.cores = _cores(s.threads)
+        self.workers = {"A": Worker("A", self.a), "B": Worker("B", self.b)}
+        hello = {}
+        for side, w in self.workers.items():
+            answer = w.call("hello", START_TIMEOUT_S, device=self.cases[0].device if self.cases else "cpu",
+                            threads=s.threads, core=self.cores, inject=self.inject if side == "B" else 0.0)
+            if not answer.get("ok"):
+                raise SepbenchError(f"worker {side} ({w.python.given}) cannot start: {answer.get('error')}")
+            hello[side] = answer
+        self.results, done_ids = self._open(hello, self.cores)
+        self.path = self.results.path
+        self.todo = [c for c in self.cases if c.id not in done_ids]
+        self.done = len(self.cases) - len(self.todo)
+        return self.path
+
+    def run(self, on_case: Callable[[ABCaseRecord], None] | None = None) -> Path:
+        """Measure the cases left, one finished case per line; `open` first."""
+        rng = random.Random(self.seed + self.done)
+        budget = Budget(self.budget_s * len(self.todo) / max(len(self.cases), 1), time.monotonic())
+        for i, case in enumerate(self.todo):
+            record = self._case(self.workers, case, rng, budget.allowance(len(self.todo) - i), self.results)
+            self.results.append(record)
+            self.done += 1
+            if on_case:
+                on_case(record)
+        self.results.unlock()
+        return self.results.path
+
+    def close(self) -> None:
+        for w in getattr(self, "workers", {}).values():
+            w.close()
+
+    def _open(self, hello: dict, cores: list[int]) -> tuple[ResultsFile, set[str]]:
+        s = self.settings
+        digest = self.grid.digest()
+        if self.resume:
+            path = _find_resumable(self.out, digest, self.a, self.b, self.aa, self.inject)
+            if path is None:
+                raise SepbenchError(f"nothing to resume in {self.out}: no comparison of this grid between these "
+                                    "interpreters (with these --aa/--inject settings)")
+            results = ABResultsFile(path)
+            results.lock()
+            results.repair_tail()
+            ab = read_ab(path)
+            self.ab_id = ab.header.ab_id  # type: ignore[union-attr]
+            return results, {r.case_id for r in ab.records}
+        self.ab_id = uuid.uuid4().hex[:12]
+        sides = {k: ABSide(python=str(getattr(self, k.lower()).given), prefix=getattr(self, k.lower()).prefix,
+                           environment=hello[k]["fingerprint"]) for k in ("A", "B")}
+        header = ABHeader(ab_id=self.ab_id, grid_name=self.grid.name, grid_digest=digest,
+                          grid=self.grid.spec.model_dump(mode="json"), started=now(), a=sides["A"], b=sides["B"],
+                          aa=self.aa, inject=self.inject, seed=self.seed, budget_s=self.budget_s,
+                          block_time=s.block_time, threads=s.threads, cores=cores)
+        env_a, env_b = sides["A"].environment, sides["B"].environment
+        kind = "aa" if self.aa else "ab"
+        stem = (f"{kind}-{self.grid.name}-{env_a['device']}-{env_a['machine']}-torch{env_a['torch']}"
+                f"-vs-torch{env_b['torch']}" + (f"-inject{self.inject * 100:g}pct" if self.inject else ""))
+        return ABResultsFile.create(self.out, header, stem=stem), set()
+
+    def _case(self, workers: dict[str, Worker], case: Case, rng: random.Random, allowance: float,
+              results: ResultsFile) -> ABCaseRecord:
+        s = self.settings
+        started = time.monotonic()
+        prepared: dict[str, dict] = {}
+        for side, w in workers.items():
+            prepared[side] = w.call("prepare", PREPARE_TIMEOUT_S, case=case.as_dict(), block_time=s.block_time,
+                                    warmup_time=s.warmup_time)
+        ok = {side: bool(p.get("ok")) for side, p in prepared.items()}
+        base = {"ab_id": self.ab_id, "case_id": case.id, "case": case}
+        if not all(ok.values()):
+            for w in workers.values():
+                w.call("drop", BLOCK_TIMEOUT_S)
+            status = "refused" if not any(ok.values()) else ("missing_a" if not ok["A"] else "missing_b")
+            reason = "; ".join(f"{side}: {p.get('error')}" for side, p in prepared.items() if not p.get("ok"))
+            return ABCaseRecord(**base, status=status, reason=reason, seconds=time.monotonic() - started,
+                                finished=now())
+        times: dict[str, list[float]] = {"A": [], "B": []}
+        order = []
+        while True:
+            first = rng.choice("AB")
+            order.append(first)
+            for side in (first, "B" if first == "A" else "A"):
+                answer = workers[side].call("block", BLOCK_TIMEOUT_S, number=prepared[side]["number"])
+                if not answer.get("ok"):
+                    raise SepbenchError(f"worker {side} failed a block of {case.label()} at {case.geometry()}: "
+                                        f"{answer.get('error')}")
+                times[side].append(answer["per_call_s"])
+            rounds = len(order)
+            if rounds >= s.max_rounds:
+                break
+            if rounds >= s.min_rounds:
+                narrow = half_width(times["A"], times["B"]) <= s.target
+                if narrow or time.monotonic() - started >= allowance:
+                    break
+        for w in workers.values():
+            w.call("drop", BLOCK_TIMEOUT_S)
+        return ABCaseRecord(**base, status="ok", a_s=times["A"], b_s=times["B"], order="".join(order),
+                            number_a=prepared["A"]["number"], number_b=prepared["B"]["number"],
+                            backend_a=prepared["A"].get("backend"), backend_b=prepared["B"].get("backend"),
+                            seconds=time.monotonic() - started, finished=now())
+
+
+class ABResultsFile(ResultsFile):
+    record_kind = "ab_case"

@@ -1,0 +1,109 @@
+"""From paired rounds to a verdict per case, for `sepbench ab`.
+
+A round is one block under A and one under B, adjacent in time and in random order. Its log ratio
+log(t_B / t_A) cancels whatever slowed or sped up the machine across both blocks, so the rounds of a
+case are nearly independent draws around the true log ratio. The estimate is their mean (the
+geometric-mean ratio B / A); the interval and the p-value come from the one-sample t-test on the
+log ratios, which a few dozen rounds make accurate; cases are flagged at a 5 % false discovery rate
+over all cases (Benjamini–Hochberg). The minimum detectable change is the interval's half-width as a
+ratio: a true change that large would put the interval's edge at 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+CONFIDENCE = 0.95
+FDR = 0.05
+
+
+@dataclass(frozen=True)
+class Paired:
+    """B / A for one case from its rounds: ratio, interval, p-value, minimum detectable change."""
+
+    rounds: int
+    ratio: float
+    low: float
+    high: float
+    p: float
+    mdc: float  # exp(half-width) − 1: the smallest change the interval would have excluded 1 for
+    log_sd: float  # spread of the per-round log ratios
+
+    @property
+    def half_width(self) -> float:
+        return float(np.log(self.high / self.low) / 2)
+
+
+def paired(a_s: list[float] | np.ndarray, b_s: list[float] | np.ndarray, confidence: float = CONFIDENCE) -> Paired:
+    """The per-round log ratios log(b/a), summarized by a one-sample t-test against 0."""
+    d = np.log(np.asarray(b_s, dtype=float)) - np.log(np.asarray(a_s, dtype=float))
+    mean = float(d.mean())
+    if len(d) < 2:
+        return Paired(len(d), float(np.exp(mean)), np.nan, np.nan, np.nan, np.nan, np.nan)
+    sd = float(d.std(ddof=1))
+    if sd == 0:
+        return Paired(len(d), float(np.exp(mean)), float(np.exp(mean)), float(np.exp(mean)),
+                      0.0 if mean else 1.0, 0.0, 0.0)
+    test = stats.ttest_1samp(d, 0.0)
+    ci = test.confidence_interval(confidence)
+    half = (ci.high - ci.low) / 2
+    return Paired(len(d), float(np.exp(mean)), float(np.exp(ci.low)), float(np.exp(ci.high)), float(test.pvalue),
+                  float(np.expm1(half)), sd)
+
+
+def half_width(a_s: list[float], b_s: list[float], confidence: float = CONFIDENCE) -> float:
+    """The log interval's half-width so far (inf below 3 rounds): the stopping rule's yardstick."""
+    if len(a_s) < 3:
+        return float("inf")
+    d = np.log(np.asarray(b_s)) - np.log(np.asarray(a_s))
+    return float(stats.t.ppf(0.5 + confidence / 2, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d)))
+
+
+def verdicts(table: pd.DataFrame, fdr: float = FDR) -> pd.DataFrame:
+    """Add q-values (Benjamini–Hochberg over the cases with a p-value) and a verdict per case."""
+    table = table.copy()
+    has_p = table["p"].notna()
+    table["q"] = np.nan
+    if has_p.any():
+        table.loc[has_p, "q"] = stats.false_discovery_control(table.loc[has_p, "p"].to_numpy())
+    flagged = table["q"] < fdr
+    table["verdict"] = np.where(~has_p, "not compared", np.where(
+        ~flagged, "within noise", np.where(table["ratio"] > 1, "B slower", "B faster")))
+    return table
+
+
+def summarize(table: pd.DataFrame) -> dict:
+    """One comparison in a few numbers: cases, flags, median ratio and median minimum detectable change."""
+    compared = table[table["p"].notna()]
+    return {
+        "cases": len(table), "compared": len(compared),
+        "flagged": int(compared["verdict"].isin(["B slower", "B faster"]).sum()),
+        "b_slower": int((compared["verdict"] == "B slower").sum()),
+        "b_faster": int((compared["verdict"] == "B faster").sum()),
+        "median_ratio": float(compared["ratio"].median()) if len(compared) else np.nan,
+        "median_mdc": float(compared["mdc"].median()) if len(compared) else np.nan,
+        "median_rounds": float(compared["rounds"].median()) if len(compared) else np.nan,
+    }
+
+
+def case_table(records: list, header: object | None = None) -> pd.DataFrame:
+    """One row per case of a comparison file: what was compared, the paired estimate, the status."""
+    rows = []
+    for r in records:
+        est = paired(r.a_s, r.b_s) if r.status == "ok" and len(r.a_s) else None
+        rows.append({
+            "case_id": r.case_id, "variant": r.case.variant, "label": r.case.label(), "geometry": r.case.geometry(),
+            "mode": r.case.mode, "c_in": r.case.c_in, "size": r.case.size, "status": r.status, "reason": r.reason,
+            "rounds": est.rounds if est else 0, "a_s": float(np.median(r.a_s)) if r.a_s else np.nan,
+            "b_s": float(np.median(r.b_s)) if r.b_s else np.nan,
+            "ratio": est.ratio if est else np.nan, "low": est.low if est else np.nan,
+            "high": est.high if est else np.nan, "p": est.p if est else np.nan, "mdc": est.mdc if est else np.nan,
+            "log_sd": est.log_sd if est else np.nan, "seconds": r.seconds,
+        })
+    columns = ["case_id", "variant", "label", "geometry", "mode", "c_in", "size", "status", "reason", "rounds", "a_s",
+               "b_s", "ratio", "low", "high", "p", "mdc", "log_sd", "seconds"]
+    return verdicts(pd.DataFrame(rows, columns=columns))

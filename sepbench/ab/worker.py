@@ -1,0 +1,121 @@
+"""The worker side of `sepbench ab`: JSON lines in on stdin, JSON lines out on a private copy of
+stdout. Run by the parent as `python -m sepbench.ab.worker` under each interpreter compared.
+
+Requests (one object per line, answered by one line, `{"ok": false, "error": …}` on failure):
+  hello    device, threads, core, inject → this interpreter's environment fingerprint
+  prepare  case, block_time, warmup_time → the case built, warmed up and calibrated: calls per block
+  block    number → seconds per call over one block of `number` back-to-back steps
+  drop     → the case freed
+  bye      → exit
+
+`inject` (a fraction, 0 unless the parent is calibrating) stretches every timed block by that
+fraction of its own measured length with a busy-wait inside the timed span: a known slowdown, to
+learn what a comparison can see. Only the parent's `--inject` sets it, and it is echoed in `hello`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Any, BinaryIO
+
+PROTOCOL = 1
+OPS = ("hello", "prepare", "block", "drop", "bye")
+
+
+class _Session:
+    def __init__(self) -> None:
+        self.work: Any = None
+        self.sync: Any = None
+        self.inject = 0.0
+
+    def hello(self, device: str, threads: int, core: list[int] | None, inject: float) -> dict:
+        import torch
+
+        from sepbench.measure.environment import fingerprint
+        from sepbench.measure.workload import require_device, steady_heap
+
+        if core:
+            os.sched_setaffinity(0, set(core))
+        torch.set_num_threads(threads)
+        steady_heap()
+        require_device(device)
+        self.inject = float(inject)
+        return {"fingerprint": fingerprint(device, threads), "inject": self.inject, "pid": os.getpid(),
+                "protocol": PROTOCOL, "python": sys.executable, "prefix": sys.prefix}
+
+    def prepare(self, case: dict, block_time: float, warmup_time: float) -> dict:
+        from sepbench.case import Case, check
+        from sepbench.measure.timer import calibrate, synchronizer, warm_up
+        from sepbench.measure.workload import Workload, backend_flags
+
+        self.drop()
+        c = Case(**case)
+        check(c)
+        self.flags = backend_flags(c)
+        self.flags.__enter__()
+        self.work = Workload(c)
+        self.sync = synchronizer(c.device)
+        calls = warm_up(self.work.step, self.sync, warmup_time)
+        number = calibrate(self.work.step, self.sync, block_time)
+        return {"number": number, "warmup_calls": calls, "backend": self.work.conv_backends(), "case_id": c.id}
+
+    def block(self, number: int) -> dict:
+        if self.work is None:
+            raise RuntimeError("block before prepare")
+        step, sync = self.work.step, self.sync
+        sync()
+        start = time.perf_counter()
+        for _ in range(number):
+            step()
+        sync()
+        if self.inject:
+            deadline = start + (time.perf_counter() - start) * (1 + self.inject)
+            while time.perf_counter() < deadline:
+                pass
+        return {"per_call_s": (time.perf_counter() - start) / number}
+
+    def drop(self) -> dict:
+        if self.work is not None:
+            self.work = None
+            self.flags.__exit__(None, None, None)
+        return {}
+
+
+def _answer(out: BinaryIO, message: dict) -> None:
+    out.write((json.dumps(message) + "\n").encode())
+    out.flush()
+
+
+def serve(inp: BinaryIO, out: BinaryIO) -> None:
+    session = _Session()
+    for line in inp:
+        request = json.loads(line)
+        op = request.pop("op", None)
+        if op not in OPS:
+            _answer(out, {"ok": False, "error": f"unknown request {op!r}", "type": "ProtocolError"})
+            continue
+        if op == "bye":
+            _answer(out, {"ok": True})
+            return
+        try:
+            result = getattr(session, op)(**request)
+        except Exception as exc:  # every failure goes back to the parent as one line
+            text = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+            _answer(out, {"ok": False, "error": text, "type": type(exc).__name__})
+            continue
+        _answer(out, {"ok": True, **result})
+
+
+def main() -> None:
+    # The protocol gets a private copy of stdout; fd 1 then points at stderr, so nothing a library
+    # prints can corrupt it.
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    serve(sys.stdin.buffer, out)
+
+
+if __name__ == "__main__":
+    main()

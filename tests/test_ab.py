@@ -1,0 +1,242 @@
+"""`sepbench ab`: the paired statistics on synthetic rounds, and the command with real workers: a worker
+that dies mid-comparison, kill -9 and --resume, and bad input."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import sepbench, tiny_grid
+from sepbench.ab.stats import paired, summarize, verdicts
+from sepbench.store import read_ab
+
+PYTHON = sys.executable
+FAST = ["--budget", "0.2", "--block-ms", "2", "--target", "50"]
+
+
+def _synthetic(cases: int, rounds: int, shift: float, seed: int, drift: bool = True) -> pd.DataFrame:
+    """Rounds of A and B with 3 % block-to-block noise; B = A × shift; with `drift`, both sides of a round
+    slowed together by up to 2× over the comparison, as whole runs drift on this machine."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for c in range(cases):
+        base = rng.uniform(1e-4, 1e-2)
+        machine = np.linspace(1, 2, rounds) * rng.lognormal(0, 0.2, rounds) if drift else np.ones(rounds)
+        a = base * machine * rng.lognormal(0, 0.03, rounds)
+        b = base * shift * machine * rng.lognormal(0, 0.03, rounds)
+        est = paired(a, b)
+        rows.append({"case_id": f"c{c}", "ratio": est.ratio, "low": est.low, "high": est.high, "p": est.p,
+                     "mdc": est.mdc, "rounds": est.rounds})
+    return verdicts(pd.DataFrame(rows))
+
+
+def test_a_synthetic_aa_flags_nothing() -> None:
+    table = _synthetic(216, 40, 1.0, seed=1)
+    assert summarize(table)["flagged"] == 0
+    assert summarize(table)["median_mdc"] < 0.02  # 3 % noise per block, 40 rounds: about ±1 %
+
+
+def test_a_synthetic_five_percent_slowdown_is_found_in_every_case() -> None:
+    table = _synthetic(216, 40, 1.05, seed=2)
+    s = summarize(table)
+    assert s["b_slower"] == 216 and s["b_faster"] == 0
+    assert 1.045 < s["median_ratio"] < 1.055
+
+
+def test_drift_that_hits_both_workers_is_cancelled() -> None:
+    """The same rounds with and without a 2× drift (and 20 % round-to-round swings) common to both
+    sides give the same estimate, to rounding: pairing divides it out."""
+    rng = np.random.default_rng(3)
+    a, b = rng.lognormal(0, 0.03, 50), 1.02 * rng.lognormal(0, 0.03, 50)
+    machine = np.linspace(1, 2, 50) * rng.lognormal(0, 0.2, 50)
+    still, drifting = paired(a, b), paired(a * machine, b * machine)
+    assert drifting.ratio == pytest.approx(still.ratio, rel=1e-12)
+    assert (drifting.low, drifting.high) == pytest.approx((still.low, still.high), rel=1e-9)
+    unpaired_sd = np.std(np.log(b * machine)) / np.sqrt(50)  # what comparing the sides' means would face
+    assert still.half_width < unpaired_sd
+
+
+def test_interval_and_p_value_are_the_t_test_on_log_ratios() -> None:
+    from scipy import stats
+
+    a, b = np.array([1.0, 1.1, 0.9, 1.05, 0.95]), np.array([1.1, 1.2, 1.0, 1.1, 1.0])
+    d = np.log(b / a)
+    est = paired(a, b)
+    half = stats.t.ppf(0.975, 4) * d.std(ddof=1) / np.sqrt(5)
+    assert est.ratio == pytest.approx(np.exp(d.mean()))
+    assert (est.low, est.high) == pytest.approx((np.exp(d.mean() - half), np.exp(d.mean() + half)))
+    assert est.mdc == pytest.approx(np.expm1(half))
+    assert est.p == pytest.approx(stats.ttest_1samp(d, 0).pvalue)
+
+
+# --- the command, with real worker processes ---------------------------------------------------
+
+
+def _dying_python(tmp_path: Path, after_blocks: int) -> Path:
+    """An interpreter whose A/B worker dies (exit 3) at its N-th timed block; otherwise the real one."""
+    script = tmp_path / "dying-python"
+    script.write_text(f"""#!/bin/sh
+if [ "$2" = "-m" ] && [ "$3" = "sepbench.ab.worker" ]; then
+  exec {PYTHON} -c '
+import os, sys
+import sepbench.ab.worker as w
+real, count = w._Session.block, [0]
+def block(self, number):
+    count[0] += 1
+    if count[0] >= {after_blocks}:
+        print("simulated crash", file=sys.stderr, flush=True)
+        os._exit(3)
+    return real(self, number)
+w._Session.block = block
+w.main()
+'
+fi
+exec {PYTHON} "$@"
+""")
+    script.chmod(0o755)
+    return script
+
+
+def _records(out: Path) -> list:
+    (path,) = out.glob("*.jsonl")
+    return read_ab(path).records
+
+
+def test_a_worker_that_dies_mid_case_is_one_line_and_keeps_finished_cases(tmp_path: Path) -> None:
+    grid = tiny_grid(tmp_path / "tiny.toml")
+    dying = _dying_python(tmp_path, after_blocks=30)
+    out = tmp_path / "out"
+    done = sepbench("ab", "--aa", "--python", PYTHON, "--python", dying, "--grid", grid, "--out", out, *FAST)
+    assert done.returncode == 2, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("sepbench: error: worker B") and "died during 'block' (exit 3): simulated crash" in last
+    assert "finished cases are saved in" in last and "--resume" in last
+    assert "Traceback" not in done.stderr
+    finished = _records(out)
+    assert 1 <= len(finished) < 8
+    resumed = sepbench("ab", "--aa", "--python", PYTHON, "--grid", grid, "--out", out, "--resume", *FAST)
+    assert resumed.returncode == 0, resumed.stderr
+    ids = [r.case_id for r in _records(out)]
+    assert len(ids) == 8 and len(set(ids)) == 8
+    assert [r.case_id for r in _records(out)][: len(finished)] == [r.case_id for r in finished]
+
+
+def test_kill_9_then_resume_loses_no_finished_case_and_repeats_none(tmp_path: Path) -> None:
+    grid = tiny_grid(tmp_path / "tiny.toml")
+    out = tmp_path / "out"
+    args = [PYTHON, "-m", "sepbench", "ab", "--aa", "--python", PYTHON, "--grid", str(grid), "--out", str(out),
+            "--budget", "1", "--block-ms", "2", "--target", "0.01"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        files = list(out.glob("*.jsonl")) if out.is_dir() else []
+        if files and files[0].read_text().count('"kind":"ab_case"') >= 2:
+            break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = [r.case_id for r in _records(out)]
+    assert 2 <= len(before) < 8
+    for _ in range(150):  # the workers read end-of-file on their pipe and exit (torch's teardown takes a moment)
+        workers = subprocess.run(["pgrep", "-f", "sepbench.ab.worker"], capture_output=True, text=True).stdout.split()
+        if not workers:
+            break
+        time.sleep(0.1)
+    assert not workers, "workers outlived their parent"
+    resumed = sepbench("ab", "--aa", "--python", PYTHON, "--grid", grid, "--out", out, "--resume", *FAST)
+    assert resumed.returncode == 0, resumed.stderr
+    after = [r.case_id for r in _records(out)]
+    assert after[: len(before)] == before and len(after) == 8 and len(set(after)) == 8
+
+
+def test_the_file_records_both_fingerprints_the_calibration_and_every_round(tmp_path: Path) -> None:
+    grid = tiny_grid(tmp_path / "tiny.toml")
+    out = tmp_path / "out"
+    done = sepbench("ab", "--aa", "--inject", "5", "--python", PYTHON, "--grid", grid, "--out", out, *FAST)
+    assert done.returncode == 0, done.stderr
+    (path,) = out.glob("*.jsonl")
+    assert "inject5pct" in path.name
+    ab = read_ab(path)
+    h = ab.header
+    assert h.aa and h.inject == 0.05
+    for side in (h.a, h.b):
+        assert side.environment["torch"] and side.environment["onednn"] and side.environment["threads"] == 1
+    for r in ab.records:
+        assert r.status == "ok" and len(r.a_s) == len(r.b_s) == len(r.order) >= 6
+        assert set(r.order) <= {"A", "B"}
+    assert "flagged at a 5 % false discovery rate" in done.stdout
+
+
+def test_a_case_one_side_cannot_run_is_said_case_by_case(tmp_path: Path) -> None:
+    """A worker whose sepbench refuses a variant (as an older sepbench would) leaves that case missing on
+    its side; the others are compared."""
+    grid = tiny_grid(tmp_path / "tiny.toml")
+    script = tmp_path / "older-python"
+    script.write_text(f"""#!/bin/sh
+if [ "$2" = "-m" ] && [ "$3" = "sepbench.ab.worker" ]; then
+  exec {PYTHON} -c '
+import sepbench.ab.worker as w
+real = w._Session.prepare
+def prepare(self, case, **kw):
+    if case["variant"] == "pointwise":
+        raise ValueError("unknown variant pointwise")
+    return real(self, case, **kw)
+w._Session.prepare = prepare
+w.main()
+'
+fi
+exec {PYTHON} "$@"
+""")
+    script.chmod(0o755)
+    out = tmp_path / "out"
+    done = sepbench("ab", "--aa", "--python", PYTHON, "--python", script, "--grid", grid, "--out", out, *FAST)
+    assert done.returncode == 0, done.stderr
+    status = {r.case.variant: r.status for r in _records(out)}
+    assert status["pointwise"] == "missing_b" and status["standard"] == "ok"
+    missing = [r for r in _records(out) if r.status == "missing_b"]
+    assert all("unknown variant pointwise" in r.reason for r in missing)
+
+
+@pytest.fixture(scope="module")
+def bare_pythons(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A venv with neither torch nor sepbench, and one with a stand-in torch but no sepbench."""
+    root = tmp_path_factory.mktemp("venvs")
+    made = {}
+    for name in ("bare", "torch-only"):
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root / name)], check=True)
+        made[name] = root / name / "bin" / "python"
+    site = subprocess.run([str(made["torch-only"]), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    (Path(site) / "torch").mkdir()
+    (Path(site) / "torch" / "__init__.py").write_text("")
+    return made
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--python", "/nonexistent/python", "--python", PYTHON], "--python /nonexistent/python: no Python interpreter"),
+    (["--python", "{bare}", "--python", PYTHON], "torch is not installed in that interpreter"),
+    (["--python", "{torch-only}", "--python", PYTHON], "sepbench is not installed in that interpreter"),
+    (["--python", PYTHON, "--python", PYTHON], "are the same install"),
+    (["--python", PYTHON], "give two interpreters"),
+    (["--aa", "--python", PYTHON, "--inject", "150"], "150.0 is not in the range 0<=x<=100"),
+    (["--aa", "--python", PYTHON, "--inject", "-1"], "-1.0 is not in the range 0<=x<=100"),
+    (["--python", PYTHON, "--python", "{bare}", "--inject", "5"], "give it with --aa"),
+    (["--aa", "--python", PYTHON, "--python", "{bare}"], "torch is not installed"),
+    (["--aa", "--python", PYTHON, "--resume", "--out", "{empty}"], "nothing to resume"),
+])
+def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str, bare_pythons: dict[str, Path],
+                                         tmp_path: Path) -> None:
+    subs = {"{bare}": str(bare_pythons["bare"]), "{torch-only}": str(bare_pythons["torch-only"]),
+            "{empty}": str(tmp_path)}
+    done = sepbench("ab", *[subs.get(a, a) for a in args], "--preset", "smoke", "--budget", "0.1")
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("sepbench: error:") and message in lines[0], done.stderr
+    assert not list(tmp_path.glob("*.jsonl"))
