@@ -314,6 +314,8 @@ def timercheck(preset: str, grid_file: Path | None, device: str | None, threads:
               help="A case stops once its 95 % interval lies within ±PCT % (or its share of the budget is spent).")
 @click.option("--block-ms", type=click.FloatRange(min=1, max=1000), default=40.0, show_default=True,
               help="Milliseconds per timed block.")
+@click.option("--workers", type=click.IntRange(min=2, max=32), default=6, show_default=True,
+              help="Worker processes per side; a pair of them is the unit the interval is taken over.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("results/ab"),
               show_default=True, help="Directory for the comparison file.")
 @click.option("--resume", is_flag=True,
@@ -324,8 +326,8 @@ def timercheck(preset: str, grid_file: Path | None, device: str | None, threads:
                    "what fraction of a known slowdown is found.")
 @click.option("--seed", type=int, help="Seed of the block order (default: drawn, and recorded).")
 def ab(pythons: tuple[str, ...], preset: str | None, grid_file: Path | None, axes: tuple[str, ...], threads: int,
-       budget: float, target: float, block_ms: float, out_dir: Path, resume: bool, aa: bool, inject: float,
-       seed: int | None) -> None:
+       budget: float, target: float, block_ms: float, workers: int, out_dir: Path, resume: bool, aa: bool,
+       inject: float, seed: int | None) -> None:
     """Compare two PyTorch installs case by case: one worker per interpreter, blocks alternated in random order,
     the paired ratio B / A per case with its 95 % interval, flags at a 5 % false discovery rate."""
     from sepbench.ab.driver import Comparison, Settings, interpreter
@@ -352,7 +354,7 @@ def ab(pythons: tuple[str, ...], preset: str | None, grid_file: Path | None, axe
     if axes:
         grid = grid.with_axes(dict(parse_axis(x) for x in axes))
     ensure_writable(out_dir)
-    settings = Settings(block_time=block_ms / 1000, target=math.log1p(target / 100), threads=threads)
+    settings = Settings(block_time=block_ms / 1000, target=math.log1p(target / 100), threads=threads, workers=workers)
     comparison = Comparison(grid, a, b, out_dir, aa=aa, inject=inject / 100, budget_s=budget * 60,
                             settings=settings, seed=seed, resume=resume)
     try:

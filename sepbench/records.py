@@ -66,7 +66,7 @@ class TimingFigures(_Strict):
     warmup_calls: int
     threads: int
     remeasured: bool
-    unstable: bool
+    unstable: bool  # the raw block times' IQR / median above the threshold: drift, not the speedup's steadiness
 
 
 class RealizedFigures(_Strict):
@@ -74,6 +74,8 @@ class RealizedFigures(_Strict):
     low: PositiveFloat | None
     high: PositiveFloat | None
     efficiency: PositiveFloat  # realized / theoretical speedup
+    spread: float | None = None  # IQR / median of the per-round speedups (None in older records)
+    unstable: bool = False  # spread above the run's threshold after one re-measure
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,7 @@ class ABHeader(_Strict):
     block_time: float
     threads: int
     cores: list[int] | None
+    workers: int = 1  # worker processes per side
 
 
 class ABCaseRecord(_Strict):
@@ -151,6 +154,7 @@ class ABCaseRecord(_Strict):
     a_s: list[PositiveFloat] = []  # seconds per call of A's block in each round
     b_s: list[PositiveFloat] = []
     order: str = ""  # per round, which side went first: "A" or "B"
+    instance: list[int] = []  # per round, the worker pair that timed it (the unit of the interval)
     number_a: int | None = None
     number_b: int | None = None
     backend_a: str | None = None

@@ -38,3 +38,13 @@ def realized_speedup(base_times: list[float], variant_times: list[float], seed: 
         confidence_level=CONFIDENCE, method="percentile", rng=np.random.default_rng(seed),
     )
     return Speedup(ratio, float(res.confidence_interval.low), float(res.confidence_interval.high))
+
+
+def spread(base_times: list[float], variant_times: list[float]) -> float:
+    """IQR / median of the per-round speedups base_r / variant_r: how steady what a run reports is.
+
+    Drift that slows a whole round slows both blocks of it, so it cancels here, where it widens
+    each variant's raw block times; this, not the raw spread, says whether a speedup can be trusted."""
+    ratios = np.asarray(base_times) / np.asarray(variant_times)
+    q1, med, q3 = np.percentile(ratios, [25, 50, 75])
+    return float((q3 - q1) / med)

@@ -346,6 +346,8 @@ def _flatten(run: RunFile, record: CaseRecord) -> dict[str, Any]:
         row[f"env_{key}"] = env.get(key)
     row["run_started"] = run.header.started if run.header else None
     row["run_grid"] = run.header.grid_name if run.header else None
+    measure = (run.header.grid.get("measure") or {}) if run.header else {}
+    row["run_unstable_threshold"] = measure.get("unstable_threshold", 0.10)
     peaks = run.header.peaks.get(record.case.device, {}) if run.header else {}
     flops = peaks.get("flops", {})
     # The ceiling the roofline bound used, as recorded; older records used the same rule unrecorded.

@@ -18,36 +18,52 @@ from sepbench.ab.stats import paired, summarize, verdicts
 from sepbench.store import read_ab
 
 PYTHON = sys.executable
-FAST = ["--budget", "0.2", "--block-ms", "2", "--target", "50"]
+FAST = ["--budget", "0.2", "--block-ms", "2", "--target", "50", "--workers", "2"]
 
 
-def _synthetic(cases: int, rounds: int, shift: float, seed: int, drift: bool = True) -> pd.DataFrame:
-    """Rounds of A and B with 3 % block-to-block noise; B = A × shift; with `drift`, both sides of a round
-    slowed together by up to 2× over the comparison, as whole runs drift on this machine."""
+def _synthetic(cases: int, shift: float, seed: int, instance_sd: float = 0.0, by_instance: bool = True,
+               instances: int = 8, rounds: int = 5) -> pd.DataFrame:
+    """Rounds of A and B with 3 % block-to-block noise; B = A × shift; both sides of a round slowed together
+    by up to 2× over the comparison, as whole runs drift on this machine; and each build (instance) of a
+    case on each side with a lasting speed of its own, of spread `instance_sd`."""
     rng = np.random.default_rng(seed)
     rows = []
+    n = instances * rounds
     for c in range(cases):
         base = rng.uniform(1e-4, 1e-2)
-        machine = np.linspace(1, 2, rounds) * rng.lognormal(0, 0.2, rounds) if drift else np.ones(rounds)
-        a = base * machine * rng.lognormal(0, 0.03, rounds)
-        b = base * shift * machine * rng.lognormal(0, 0.03, rounds)
-        est = paired(a, b)
+        machine = np.linspace(1, 2, n) * rng.lognormal(0, 0.2, n)
+        build_a = np.repeat(rng.lognormal(0, instance_sd, instances), rounds)
+        build_b = np.repeat(rng.lognormal(0, instance_sd, instances), rounds)
+        a = base * machine * build_a * rng.lognormal(0, 0.03, n)
+        b = base * shift * machine * build_b * rng.lognormal(0, 0.03, n)
+        est = paired(a, b, list(np.repeat(np.arange(instances), rounds)) if by_instance else None)
         rows.append({"case_id": f"c{c}", "ratio": est.ratio, "low": est.low, "high": est.high, "p": est.p,
                      "mdc": est.mdc, "rounds": est.rounds})
     return verdicts(pd.DataFrame(rows))
 
 
 def test_a_synthetic_aa_flags_nothing() -> None:
-    table = _synthetic(216, 40, 1.0, seed=1)
+    table = _synthetic(216, 1.0, seed=1)
     assert summarize(table)["flagged"] == 0
     assert summarize(table)["median_mdc"] < 0.02  # 3 % noise per block, 40 rounds: about ±1 %
 
 
 def test_a_synthetic_five_percent_slowdown_is_found_in_every_case() -> None:
-    table = _synthetic(216, 40, 1.05, seed=2)
+    table = _synthetic(216, 1.05, seed=2)
     s = summarize(table)
     assert s["b_slower"] == 216 and s["b_faster"] == 0
     assert 1.045 < s["median_ratio"] < 1.055
+
+
+def test_builds_with_a_speed_of_their_own_are_the_unit_not_the_rounds() -> None:
+    """Each build lasting 3 % off (SD) on its side: rounds taken as independent flag many cases of an A/A;
+    instance pairs as the unit flag none, and still find a 5 % slowdown in most cases."""
+    naive = _synthetic(216, 1.0, seed=4, instance_sd=0.03, by_instance=False)
+    grouped = _synthetic(216, 1.0, seed=4, instance_sd=0.03)
+    assert summarize(naive)["flagged"] > 20
+    assert summarize(grouped)["flagged"] == 0
+    slower = summarize(_synthetic(216, 1.05, seed=5, instance_sd=0.03, instances=16))
+    assert slower["b_slower"] >= 0.8 * 216 and slower["b_faster"] == 0
 
 
 def test_drift_that_hits_both_workers_is_cancelled() -> None:
@@ -61,6 +77,18 @@ def test_drift_that_hits_both_workers_is_cancelled() -> None:
     assert (drifting.low, drifting.high) == pytest.approx((still.low, still.high), rel=1e-9)
     unpaired_sd = np.std(np.log(b * machine)) / np.sqrt(50)  # what comparing the sides' means would face
     assert still.half_width < unpaired_sd
+
+
+def test_interval_and_p_value_are_the_t_test_on_instance_means() -> None:
+    from scipy import stats
+
+    a, b = np.array([1.0, 1.1, 0.9, 1.05, 0.95, 1.0]), np.array([1.1, 1.2, 1.0, 1.1, 1.0, 1.04])
+    inst = [0, 0, 1, 1, 2, 2]
+    m = np.log(b / a).reshape(3, 2).mean(axis=1)
+    est = paired(a, b, inst)
+    assert est.ratio == pytest.approx(np.exp(m.mean()))
+    assert est.p == pytest.approx(stats.ttest_1samp(m, 0).pvalue)
+    assert est.rounds == 6
 
 
 def test_interval_and_p_value_are_the_t_test_on_log_ratios() -> None:
@@ -79,22 +107,25 @@ def test_interval_and_p_value_are_the_t_test_on_log_ratios() -> None:
 # --- the command, with real worker processes ---------------------------------------------------
 
 
-def _dying_python(tmp_path: Path, after_blocks: int) -> Path:
-    """An interpreter whose A/B worker dies (exit 3) at its N-th timed block; otherwise the real one."""
+def _dying_python(tmp_path: Path, at_case: int) -> Path:
+    """An interpreter whose A/B worker dies (exit 3) at its first block of the N-th case; else the real one."""
     script = tmp_path / "dying-python"
     script.write_text(f"""#!/bin/sh
 if [ "$2" = "-m" ] && [ "$3" = "sepbench.ab.worker" ]; then
   exec {PYTHON} -c '
 import os, sys
 import sepbench.ab.worker as w
-real, count = w._Session.block, [0]
-def block(self, number):
-    count[0] += 1
-    if count[0] >= {after_blocks}:
+prepare, block, seen = w._Session.prepare, w._Session.block, []
+def counting(self, case, **kw):
+    if case not in seen:
+        seen.append(case)
+    return prepare(self, case, **kw)
+def dying(self, number):
+    if len(seen) >= {at_case}:
         print("simulated crash", file=sys.stderr, flush=True)
         os._exit(3)
-    return real(self, number)
-w._Session.block = block
+    return block(self, number)
+w._Session.prepare, w._Session.block = counting, dying
 w.main()
 '
 fi
@@ -111,7 +142,7 @@ def _records(out: Path) -> list:
 
 def test_a_worker_that_dies_mid_case_is_one_line_and_keeps_finished_cases(tmp_path: Path) -> None:
     grid = tiny_grid(tmp_path / "tiny.toml")
-    dying = _dying_python(tmp_path, after_blocks=30)
+    dying = _dying_python(tmp_path, at_case=3)
     out = tmp_path / "out"
     done = sepbench("ab", "--aa", "--python", PYTHON, "--python", dying, "--grid", grid, "--out", out, *FAST)
     assert done.returncode == 2, done.stderr
@@ -120,7 +151,7 @@ def test_a_worker_that_dies_mid_case_is_one_line_and_keeps_finished_cases(tmp_pa
     assert "finished cases are saved in" in last and "--resume" in last
     assert "Traceback" not in done.stderr
     finished = _records(out)
-    assert 1 <= len(finished) < 8
+    assert len(finished) == 2
     resumed = sepbench("ab", "--aa", "--python", PYTHON, "--grid", grid, "--out", out, "--resume", *FAST)
     assert resumed.returncode == 0, resumed.stderr
     ids = [r.case_id for r in _records(out)]
@@ -132,7 +163,7 @@ def test_kill_9_then_resume_loses_no_finished_case_and_repeats_none(tmp_path: Pa
     grid = tiny_grid(tmp_path / "tiny.toml")
     out = tmp_path / "out"
     args = [PYTHON, "-m", "sepbench", "ab", "--aa", "--python", PYTHON, "--grid", str(grid), "--out", str(out),
-            "--budget", "1", "--block-ms", "2", "--target", "0.01"]
+            "--budget", "1", "--block-ms", "2", "--target", "0.01", "--workers", "2"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -169,8 +200,8 @@ def test_the_file_records_both_fingerprints_the_calibration_and_every_round(tmp_
     for side in (h.a, h.b):
         assert side.environment["torch"] and side.environment["onednn"] and side.environment["threads"] == 1
     for r in ab.records:
-        assert r.status == "ok" and len(r.a_s) == len(r.b_s) == len(r.order) >= 6
-        assert set(r.order) <= {"A", "B"}
+        assert r.status == "ok" and len(r.a_s) == len(r.b_s) == len(r.order) == len(r.instance) >= 6
+        assert set(r.order) <= {"A", "B"} and set(r.instance) == {0, 1}  # every round names its worker pair
     assert "flagged at a 5 % false discovery rate" in done.stdout
 
 

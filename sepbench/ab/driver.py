@@ -2,11 +2,14 @@
 
 Only one worker runs at any moment (the other waits on its pipe, using no CPU): on a 2-core machine
 two at once would measure each other. Both are pinned to the same cores, since a block's speed
-depends on which core it lands on. Each case is built and calibrated in both workers, then timed in
-rounds of one block each, the order within a round drawn at random. A case stops when its interval
-is narrow enough or its share of the budget is spent; cases that stop early leave their time to the
-rest. Every finished case is one fsync'd line, so a kill loses only the case in flight, and `--resume`
-finishes the comparison without repeating one.
+depends on which core it lands on. A worker process keeps a speed of its own for a case, a few per
+cent either way, for as long as it lives (rebuilding the case in it does not change it: where its code
+and data landed does), so each side runs several workers, each case is built in every pair of them
+(one A, one B), and each pair is timed in a few rounds of one block per side, the order within a round
+drawn at random. The pair is the unit the interval is taken over. A case
+stops when its interval is narrow enough or its share of the budget is spent; cases that stop early
+leave their time to the rest. Every finished case is one fsync'd line, so a kill loses only the case
+in flight, and `--resume` finishes the comparison without repeating one.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from sepbench.ab.stats import half_width
 from sepbench.case import Case
 from sepbench.errors import SepbenchError
 from sepbench.grid import Grid, group_cases
+from sepbench.measure.timer import cores_for
 from sepbench.records import ABCaseRecord, ABHeader, ABSide, now
 from sepbench.store import ResultsFile, read_ab, results_files
 
@@ -153,22 +157,18 @@ class Budget:
 @dataclass
 class Settings:
     block_time: float = 0.04  # 40 ms blocks: the per-round spread is half of what 10 ms gives here
-    warmup_time: float = 0.1
-    min_rounds: int = 6
-    max_rounds: int = 1000
+    warmup_time: float = 0.05  # per instance; the first of a case also calibrates the block
+    workers: int = 6  # processes per side; a pair of them (one A, one B) is the unit of replication
+    rounds_per_instance: int = 3
+    max_cycles: int = 100  # passes over all worker pairs
     target: float = 0.01  # stop a case when its interval's half-width is within ±1 %
     threads: int = 1
+    max_pad: int = 4 << 20  # an instance's random pad: up to 4 MiB, in cache lines
 
 
 class Progress:
     def start(self, total: int) -> None: ...
     def update(self, label: str, flagged: int) -> None: ...
-
-
-def _cores(threads: int) -> list[int]:
-    """The last `threads` cores this process may use: both workers share them."""
-    allowed = sorted(os.sched_getaffinity(0))
-    return allowed[-threads:]
 
 
 def _find_resumable(out: Path, digest: str, a: Interpreter, b: Interpreter, aa: bool, inject: float) -> Path | None:
@@ -200,20 +200,23 @@ class Comparison:
         self.cases: list[Case] = [c for g in group_cases(cases) for c in g]
         self.path: Path | None = None
         self.done = 0
+        self.started = time.monotonic()  # the budget counts from here: starting the workers is part of it
 
     def open(self) -> Path:
-        """Start both workers and open the comparison file (new, or the one to resume): everything that
+        """Start the workers and open the comparison file (new, or the one to resume): everything that
         can refuse the input speaks here, before anything is timed."""
         s = self.settings
-        self.cores = _cores(s.threads)
-        self.workers = {"A": Worker("A", self.a), "B": Worker("B", self.b)}
+        self.cores = cores_for(s.threads)  # every worker shares them
+        self.workers = {side: [Worker(f"{side}{i + 1}", python) for i in range(s.workers)]
+                        for side, python in (("A", self.a), ("B", self.b))}
         hello = {}
-        for side, w in self.workers.items():
-            answer = w.call("hello", START_TIMEOUT_S, device=self.cases[0].device if self.cases else "cpu",
-                            threads=s.threads, core=self.cores, inject=self.inject if side == "B" else 0.0)
-            if not answer.get("ok"):
-                raise SepbenchError(f"worker {side} ({w.python.given}) cannot start: {answer.get('error')}")
-            hello[side] = answer
+        for side, pool in self.workers.items():
+            for w in pool:  # all started at once above; each answers once its torch is imported
+                answer = w.call("hello", START_TIMEOUT_S, device=self.cases[0].device if self.cases else "cpu",
+                                threads=s.threads, core=self.cores, inject=self.inject if side == "B" else 0.0)
+                if not answer.get("ok"):
+                    raise SepbenchError(f"worker {w.side} ({w.python.given}) cannot start: {answer.get('error')}")
+                hello.setdefault(side, answer)
         self.results, done_ids = self._open(hello, self.cores)
         self.path = self.results.path
         self.todo = [c for c in self.cases if c.id not in done_ids]
@@ -223,7 +226,10 @@ class Comparison:
     def run(self, on_case: Callable[[ABCaseRecord], None] | None = None) -> Path:
         """Measure the cases left, one finished case per line; `open` first."""
         rng = random.Random(self.seed + self.done)
-        budget = Budget(self.budget_s * len(self.todo) / max(len(self.cases), 1), time.monotonic())
+        # The cases left get their share of the budget, less the time spent starting, less 3 %: a case
+        # ends only after a whole pass over the worker pairs, so the last ones run a little over.
+        share = self.budget_s * len(self.todo) / max(len(self.cases), 1)
+        budget = Budget(0.97 * share - (time.monotonic() - self.started), time.monotonic())
         for i, case in enumerate(self.todo):
             record = self._case(self.workers, case, rng, budget.allowance(len(self.todo) - i), self.results)
             self.results.append(record)
@@ -234,8 +240,9 @@ class Comparison:
         return self.results.path
 
     def close(self) -> None:
-        for w in getattr(self, "workers", {}).values():
-            w.close()
+        for pool in getattr(self, "workers", {}).values():
+            for w in pool:
+                w.close()
 
     def _open(self, hello: dict, cores: list[int]) -> tuple[ResultsFile, set[str]]:
         s = self.settings
@@ -257,54 +264,63 @@ class Comparison:
         header = ABHeader(ab_id=self.ab_id, grid_name=self.grid.name, grid_digest=digest,
                           grid=self.grid.spec.model_dump(mode="json"), started=now(), a=sides["A"], b=sides["B"],
                           aa=self.aa, inject=self.inject, seed=self.seed, budget_s=self.budget_s,
-                          block_time=s.block_time, threads=s.threads, cores=cores)
+                          block_time=s.block_time, threads=s.threads, cores=cores, workers=s.workers)
         env_a, env_b = sides["A"].environment, sides["B"].environment
         kind = "aa" if self.aa else "ab"
         stem = (f"{kind}-{self.grid.name}-{env_a['device']}-{env_a['machine']}-torch{env_a['torch']}"
                 f"-vs-torch{env_b['torch']}" + (f"-inject{self.inject * 100:g}pct" if self.inject else ""))
         return ABResultsFile.create(self.out, header, stem=stem), set()
 
-    def _case(self, workers: dict[str, Worker], case: Case, rng: random.Random, allowance: float,
+    def _case(self, workers: dict[str, list[Worker]], case: Case, rng: random.Random, allowance: float,
               results: ResultsFile) -> ABCaseRecord:
+        """The case in every worker pair, a few rounds per pair, cycling over the pairs until the interval
+        (over pairs) is narrow enough or the time is up."""
         s = self.settings
         started = time.monotonic()
-        prepared: dict[str, dict] = {}
-        for side, w in workers.items():
-            prepared[side] = w.call("prepare", PREPARE_TIMEOUT_S, case=case.as_dict(), block_time=s.block_time,
-                                    warmup_time=s.warmup_time)
-        ok = {side: bool(p.get("ok")) for side, p in prepared.items()}
         base = {"ab_id": self.ab_id, "case_id": case.id, "case": case}
-        if not all(ok.values()):
-            for w in workers.values():
-                w.call("drop", BLOCK_TIMEOUT_S)
-            status = "refused" if not any(ok.values()) else ("missing_a" if not ok["A"] else "missing_b")
-            reason = "; ".join(f"{side}: {p.get('error')}" for side, p in prepared.items() if not p.get("ok"))
-            return ABCaseRecord(**base, status=status, reason=reason, seconds=time.monotonic() - started,
-                                finished=now())
         times: dict[str, list[float]] = {"A": [], "B": []}
-        order = []
-        while True:
-            first = rng.choice("AB")
-            order.append(first)
-            for side in (first, "B" if first == "A" else "A"):
-                answer = workers[side].call("block", BLOCK_TIMEOUT_S, number=prepared[side]["number"])
-                if not answer.get("ok"):
-                    raise SepbenchError(f"worker {side} failed a block of {case.label()} at {case.geometry()}: "
-                                        f"{answer.get('error')}")
-                times[side].append(answer["per_call_s"])
-            rounds = len(order)
-            if rounds >= s.max_rounds:
+        order: list[str] = []
+        instance: list[int] = []
+        numbers: dict[str, int | None] = {"A": None, "B": None}
+        backends: dict[str, str | None] = {"A": None, "B": None}
+        for cycle in range(s.max_cycles):
+            for k in range(s.workers):
+                pair = {side: workers[side][k] for side in ("A", "B")}
+                prepared = {side: w.call("prepare", PREPARE_TIMEOUT_S, case=case.as_dict(), block_time=s.block_time,
+                                         warmup_time=s.warmup_time, pad_bytes=rng.randrange(0, s.max_pad, 64),
+                                         number=numbers[side])
+                            for side, w in pair.items()}
+                failed = {side: p.get("error") for side, p in prepared.items() if not p.get("ok")}
+                if failed:
+                    for w in pair.values():
+                        w.call("drop", BLOCK_TIMEOUT_S)
+                    if cycle or k:  # built before, refused now: a failure, not a case one side lacks
+                        raise SepbenchError(f"{case.label()} at {case.geometry()}: a rebuild failed: {failed}")
+                    status = "refused" if len(failed) == 2 else ("missing_a" if "A" in failed else "missing_b")
+                    reason = "; ".join(f"{side}: {why}" for side, why in failed.items())
+                    return ABCaseRecord(**base, status=status, reason=reason, seconds=time.monotonic() - started,
+                                        finished=now())
+                for side, p in prepared.items():
+                    numbers[side], backends[side] = p["number"], backends[side] or p.get("backend")
+                for _ in range(s.rounds_per_instance):
+                    first = rng.choice("AB")
+                    order.append(first)
+                    instance.append(k)
+                    for side in (first, "B" if first == "A" else "A"):
+                        answer = pair[side].call("block", BLOCK_TIMEOUT_S, number=numbers[side])
+                        if not answer.get("ok"):
+                            raise SepbenchError(f"worker {pair[side].side} failed a block of {case.label()} at "
+                                                f"{case.geometry()}: {answer.get('error')}")
+                        times[side].append(answer["per_call_s"])
+                for w in pair.values():
+                    w.call("drop", BLOCK_TIMEOUT_S)
+            narrow = half_width(times["A"], times["B"], instance) <= s.target
+            if narrow or time.monotonic() - started >= allowance:
                 break
-            if rounds >= s.min_rounds:
-                narrow = half_width(times["A"], times["B"]) <= s.target
-                if narrow or time.monotonic() - started >= allowance:
-                    break
-        for w in workers.values():
-            w.call("drop", BLOCK_TIMEOUT_S)
         return ABCaseRecord(**base, status="ok", a_s=times["A"], b_s=times["B"], order="".join(order),
-                            number_a=prepared["A"]["number"], number_b=prepared["B"]["number"],
-                            backend_a=prepared["A"].get("backend"), backend_b=prepared["B"].get("backend"),
-                            seconds=time.monotonic() - started, finished=now())
+                            instance=instance, number_a=numbers["A"], number_b=numbers["B"],
+                            backend_a=backends["A"], backend_b=backends["B"], seconds=time.monotonic() - started,
+                            finished=now())
 
 
 class ABResultsFile(ResultsFile):

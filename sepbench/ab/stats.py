@@ -1,12 +1,14 @@
 """From paired rounds to a verdict per case, for `sepbench ab`.
 
 A round is one block under A and one under B, adjacent in time and in random order. Its log ratio
-log(t_B / t_A) cancels whatever slowed or sped up the machine across both blocks, so the rounds of a
-case are nearly independent draws around the true log ratio. The estimate is their mean (the
-geometric-mean ratio B / A); the interval and the p-value come from the one-sample t-test on the
-log ratios, which a few dozen rounds make accurate; cases are flagged at a 5 % false discovery rate
-over all cases (Benjamini–Hochberg). The minimum detectable change is the interval's half-width as a
-ratio: a true change that large would put the interval's edge at 1.
+log(t_B / t_A) cancels whatever slowed or sped up the machine across both blocks. But a worker
+process has a speed of its own for a case, beyond its version's: where its code and data landed can
+move it by a few per cent for as long as it lives, even in an A/A comparison of one interpreter with
+itself. So each side runs several workers, and a pair of them (one A, one B) is the unit: the
+estimate is the mean over pairs of their mean log ratio (the geometric-mean ratio B / A), and the
+interval and p-value are the one-sample t-test on those means. Cases are flagged at a 5 % false
+discovery rate over all cases (Benjamini–Hochberg). The minimum detectable change is the interval's
+half-width as a ratio: a true change that large would put the interval's edge at 1.
 """
 
 from __future__ import annotations
@@ -31,36 +33,49 @@ class Paired:
     high: float
     p: float
     mdc: float  # exp(half-width) − 1: the smallest change the interval would have excluded 1 for
-    log_sd: float  # spread of the per-round log ratios
+    log_sd: float  # spread of the instance pairs' mean log ratios (of the rounds', without instances)
 
     @property
     def half_width(self) -> float:
         return float(np.log(self.high / self.low) / 2)
 
 
-def paired(a_s: list[float] | np.ndarray, b_s: list[float] | np.ndarray, confidence: float = CONFIDENCE) -> Paired:
-    """The per-round log ratios log(b/a), summarized by a one-sample t-test against 0."""
+def _unit_means(a_s: list[float] | np.ndarray, b_s: list[float] | np.ndarray,
+                instances: list[int] | None) -> np.ndarray:
+    """Mean log ratio of each instance pair (each round is its own unit when there are no instances)."""
     d = np.log(np.asarray(b_s, dtype=float)) - np.log(np.asarray(a_s, dtype=float))
-    mean = float(d.mean())
-    if len(d) < 2:
-        return Paired(len(d), float(np.exp(mean)), np.nan, np.nan, np.nan, np.nan, np.nan)
-    sd = float(d.std(ddof=1))
+    if instances is None:
+        return d
+    keys = np.asarray(instances)
+    return np.array([d[keys == k].mean() for k in dict.fromkeys(instances)])
+
+
+def paired(a_s: list[float] | np.ndarray, b_s: list[float] | np.ndarray, instances: list[int] | None = None,
+           confidence: float = CONFIDENCE) -> Paired:
+    """B / A from the per-round log ratios log(b/a), averaged within each instance pair, then a one-sample
+    t-test against 0 over the instance pairs."""
+    m = _unit_means(a_s, b_s, instances)
+    mean = float(m.mean())
+    if len(m) < 2:
+        return Paired(len(a_s), float(np.exp(mean)), np.nan, np.nan, np.nan, np.nan, np.nan)
+    sd = float(m.std(ddof=1))
     if sd == 0:
-        return Paired(len(d), float(np.exp(mean)), float(np.exp(mean)), float(np.exp(mean)),
+        return Paired(len(a_s), float(np.exp(mean)), float(np.exp(mean)), float(np.exp(mean)),
                       0.0 if mean else 1.0, 0.0, 0.0)
-    test = stats.ttest_1samp(d, 0.0)
+    test = stats.ttest_1samp(m, 0.0)
     ci = test.confidence_interval(confidence)
     half = (ci.high - ci.low) / 2
-    return Paired(len(d), float(np.exp(mean)), float(np.exp(ci.low)), float(np.exp(ci.high)), float(test.pvalue),
+    return Paired(len(a_s), float(np.exp(mean)), float(np.exp(ci.low)), float(np.exp(ci.high)), float(test.pvalue),
                   float(np.expm1(half)), sd)
 
 
-def half_width(a_s: list[float], b_s: list[float], confidence: float = CONFIDENCE) -> float:
-    """The log interval's half-width so far (inf below 3 rounds): the stopping rule's yardstick."""
-    if len(a_s) < 3:
+def half_width(a_s: list[float], b_s: list[float], instances: list[int] | None = None,
+               confidence: float = CONFIDENCE) -> float:
+    """The log interval's half-width so far (inf below 3 units): the stopping rule's yardstick."""
+    m = _unit_means(a_s, b_s, instances)
+    if len(m) < 3:
         return float("inf")
-    d = np.log(np.asarray(b_s)) - np.log(np.asarray(a_s))
-    return float(stats.t.ppf(0.5 + confidence / 2, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d)))
+    return float(stats.t.ppf(0.5 + confidence / 2, len(m) - 1) * m.std(ddof=1) / np.sqrt(len(m)))
 
 
 def verdicts(table: pd.DataFrame, fdr: float = FDR) -> pd.DataFrame:
@@ -94,16 +109,18 @@ def case_table(records: list, header: object | None = None) -> pd.DataFrame:
     """One row per case of a comparison file: what was compared, the paired estimate, the status."""
     rows = []
     for r in records:
-        est = paired(r.a_s, r.b_s) if r.status == "ok" and len(r.a_s) else None
+        est = paired(r.a_s, r.b_s, r.instance or None) if r.status == "ok" and len(r.a_s) else None
         rows.append({
             "case_id": r.case_id, "variant": r.case.variant, "label": r.case.label(), "geometry": r.case.geometry(),
             "mode": r.case.mode, "c_in": r.case.c_in, "size": r.case.size, "status": r.status, "reason": r.reason,
-            "rounds": est.rounds if est else 0, "a_s": float(np.median(r.a_s)) if r.a_s else np.nan,
+            "rounds": est.rounds if est else 0, "instances": len(set(r.instance)) if r.instance else 0,
+            "a_s": float(np.median(r.a_s)) if r.a_s else np.nan,
             "b_s": float(np.median(r.b_s)) if r.b_s else np.nan,
             "ratio": est.ratio if est else np.nan, "low": est.low if est else np.nan,
             "high": est.high if est else np.nan, "p": est.p if est else np.nan, "mdc": est.mdc if est else np.nan,
             "log_sd": est.log_sd if est else np.nan, "seconds": r.seconds,
         })
-    columns = ["case_id", "variant", "label", "geometry", "mode", "c_in", "size", "status", "reason", "rounds", "a_s",
+    columns = ["case_id", "variant", "label", "geometry", "mode", "c_in", "size", "status", "reason", "rounds",
+               "instances", "a_s",
                "b_s", "ratio", "low", "high", "p", "mdc", "log_sd", "seconds"]
     return verdicts(pd.DataFrame(rows, columns=columns))

@@ -46,7 +46,8 @@ class _Session:
         return {"fingerprint": fingerprint(device, threads), "inject": self.inject, "pid": os.getpid(),
                 "protocol": PROTOCOL, "python": sys.executable, "prefix": sys.prefix}
 
-    def prepare(self, case: dict, block_time: float, warmup_time: float) -> dict:
+    def prepare(self, case: dict, block_time: float, warmup_time: float, pad_bytes: int = 0,
+                number: int | None = None) -> dict:
         from sepbench.case import Case, check
         from sepbench.measure.timer import calibrate, synchronizer, warm_up
         from sepbench.measure.workload import Workload, backend_flags
@@ -54,12 +55,15 @@ class _Session:
         self.drop()
         c = Case(**case)
         check(c)
+        # A fresh build lands where the allocator puts it, and where it lands moves its speed (cache sets,
+        # huge pages): a pad of random size, held while the instance lives, puts each instance elsewhere.
+        self.pad = bytearray(pad_bytes)
         self.flags = backend_flags(c)
         self.flags.__enter__()
         self.work = Workload(c)
         self.sync = synchronizer(c.device)
         calls = warm_up(self.work.step, self.sync, warmup_time)
-        number = calibrate(self.work.step, self.sync, block_time)
+        number = number or calibrate(self.work.step, self.sync, block_time)
         return {"number": number, "warmup_calls": calls, "backend": self.work.conv_backends(), "case_id": c.id}
 
     def block(self, number: int) -> dict:
@@ -80,6 +84,7 @@ class _Session:
     def drop(self) -> dict:
         if self.work is not None:
             self.work = None
+            self.pad = bytearray()
             self.flags.__exit__(None, None, None)
         return {}
 

@@ -25,10 +25,18 @@ from sepbench.grid import Grid, group_cases
 from sepbench.measure import memory
 from sepbench.measure.environment import fingerprint
 from sepbench.measure.peaks import Peaks, measure_peaks
-from sepbench.measure.timer import Timing, check_threads, intra_op_threads, measure_stable, synchronizer
+from sepbench.measure.timer import (
+    Timing,
+    check_threads,
+    cores_for,
+    intra_op_threads,
+    measure_stable,
+    pinned,
+    synchronizer,
+)
 from sepbench.measure.workload import Workload, backend_flags, require_device
 from sepbench.records import CaseRecord, MemoryFigures, RealizedFigures, RunHeader, TheoryFigures, TimingFigures, now
-from sepbench.speedup import realized_speedup
+from sepbench.speedup import realized_speedup, spread
 from sepbench.store import ResultsFile, ensure_writable, find_resumable, read_run
 
 
@@ -154,6 +162,7 @@ class Runner:
                 f" ({sum(self.plan.dropped.values())} invalid combinations dropped)" if self.plan.dropped else ""))
         device = "cuda" if "cuda" in self.plan.devices else "cpu"
         env = fingerprint(device, self.threads)
+        env["pinned_cores"] = cores_for(self.threads)
         shard_text = "{}/{}".format(*self.shard_spec) if self.shard_spec else None
         if self.resume:
             prior = find_resumable(self.out_dir, self.grid.digest(), shard_text, env)
@@ -184,7 +193,7 @@ class Runner:
                                             total=len(self.plan.cases))
         self.progress.start(sum(c.id not in done for c in self.plan.cases))
         try:
-            with intra_op_threads(self.threads):
+            with pinned(cores_for(self.threads)), intra_op_threads(self.threads):
                 for group in self.plan.groups:
                     todo = [c for c in group if c.id not in done]
                     if not todo:
@@ -223,7 +232,8 @@ class Runner:
             try:
                 timings = {} if not works else measure_stable(
                     {cid: w.step for cid, w in works.items()}, synchronizer(base.device),
-                    unstable_threshold=self.settings.unstable_threshold, **self.settings.interleaved())
+                    unstable_threshold=self.settings.unstable_threshold, baseline=base.id,
+                    **self.settings.interleaved())
             except (RuntimeError, MemoryError) as exc:
                 if not _is_oom(exc):
                     raise
@@ -243,7 +253,9 @@ class Runner:
         realized = None
         if case.id != base.id and base.id in timings:
             s = realized_speedup(timings[base.id].times, t.times)
-            realized = RealizedFigures(speedup=s.ratio, low=s.low, high=s.high, efficiency=s.ratio / tf.speedup)
+            dispersion = spread(timings[base.id].times, t.times)
+            realized = RealizedFigures(speedup=s.ratio, low=s.low, high=s.high, efficiency=s.ratio / tf.speedup,
+                                       spread=dispersion, unstable=dispersion > self.settings.unstable_threshold)
         mem = _measure_memory(case, work, self.threads) if self.settings.memory else None
         return CaseRecord(
             run_id=self.run_id, case_id=case.id, group_id=case.group_id, case=case, status="ok",

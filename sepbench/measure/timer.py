@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from sepbench.errors import SepbenchError
+from sepbench.speedup import spread
 
 Fn = Callable[[], object]
 
@@ -82,6 +83,23 @@ def intra_op_threads(n: int) -> Iterator[int]:
         torch.set_num_threads(before)
 
 
+def cores_for(threads: int) -> list[int]:
+    """The last `threads` cores this process may use: where a measurement pins itself. A block's speed
+    depends on the core it lands on; on a 2-vCPU VM pinning halved the spread of paired blocks."""
+    return sorted(os.sched_getaffinity(0))[-threads:]
+
+
+@contextmanager
+def pinned(cores: list[int]) -> Iterator[list[int]]:
+    """Run the block on these cores only, then give the process back the cores it had."""
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cores)
+    try:
+        yield cores
+    finally:
+        os.sched_setaffinity(0, before)
+
+
 def time_block(fn: Fn, sync: Callable[[], None], number: int) -> float:
     """Seconds per iteration over one block of `number` back-to-back calls."""
     sync()
@@ -140,15 +158,28 @@ def measure_interleaved(
 
 
 def measure_stable(
-    fns: Mapping[str, Fn], sync: Callable[[], None], *, unstable_threshold: float, **settings: float
+    fns: Mapping[str, Fn], sync: Callable[[], None], *, unstable_threshold: float, baseline: str | None = None,
+    **settings: float,
 ) -> dict[str, Timing]:
-    """Interleaved timing; if any variant's IQR/median exceeds the threshold, the whole group is
-    measured once more (pairing needs the same rounds for all), and what is still noisy is flagged."""
+    """Interleaved timing, measured once more when it is not steady enough (pairing needs the same
+    rounds for all, so the whole group goes again).
+
+    Steady means: with a `baseline`, every variant's per-round speedup over it has IQR / median
+    within the threshold (what the run reports; drift common to a round cancels); without one, every
+    callable's raw block times do. Each Timing's `unstable` says whether its raw block times still
+    spread beyond the threshold: drift the machine went through, named apart from a speedup's."""
+
+    def steady(timings: dict[str, Timing]) -> bool:
+        if baseline in timings and len(timings) > 1:
+            base = timings[baseline].times
+            return all(spread(base, t.times) <= unstable_threshold for n, t in timings.items() if n != baseline)
+        return all(t.relative_iqr <= unstable_threshold for t in timings.values())
+
     timings = measure_interleaved(fns, sync, **settings)
-    if all(t.relative_iqr <= unstable_threshold for t in timings.values()):
-        return timings
-    timings = measure_interleaved(fns, sync, **settings)
+    if not steady(timings):
+        timings = measure_interleaved(fns, sync, **settings)
+        for t in timings.values():
+            t.remeasured = True
     for t in timings.values():
-        t.remeasured = True
         t.unstable = t.relative_iqr > unstable_threshold
     return timings

@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from sepbench.speedup import spread
+
 # The measured peak rise per device, and the record field that names how it was measured.
 HEAP_DEFAULTS = "allocator defaults"
 MEASURED_MEMORY = {"cpu": ("memory_cpu_rss_rise_bytes", "memory_cpu_method"),
@@ -39,6 +41,7 @@ def prepare(df: pd.DataFrame) -> pd.DataFrame:
     # the weights and input already exist when the baseline is taken.
     df["theory_rise_bytes"] = df["theory_activation_bytes"] + np.where(
         df["mode"] == "train", df["theory_weight_bytes"], 0)
+    df = speedup_spread(df)
     if "timing_median_s" in df:
         df["achieved_flops"] = df["theory_flops_step"] / df["timing_median_s"]
         df["roofline_share"] = df["theory_roofline_s"] / df["timing_median_s"]
@@ -47,6 +50,28 @@ def prepare(df: pd.DataFrame) -> pd.DataFrame:
     base_mem = base["measured_memory_bytes"].reindex(key).to_numpy()
     df["theory_memory_saving"] = 1 / df["theory_memory_ratio"]
     df["measured_memory_saving"] = base_mem / df["measured_memory_bytes"].to_numpy()
+    return df
+
+
+def speedup_spread(df: pd.DataFrame) -> pd.DataFrame:
+    """Each variant's per-round speedup spread and its flag; records from before they were stored get
+    them from their stored block times (same rounds as their baseline's), against their run's threshold."""
+    if "realized_spread" not in df:
+        df["realized_spread"] = np.nan
+    if "realized_unstable" not in df:
+        df["realized_unstable"] = False
+    df["realized_spread"] = pd.to_numeric(df["realized_spread"], errors="coerce")
+    if "timing_times_s" in df and "realized_speedup" in df:
+        base = df[df["is_baseline"]].set_index(["run_id", "group_id"])["timing_times_s"]
+        todo = df["realized_spread"].isna() & df["realized_speedup"].notna()
+        for i in df.index[todo]:
+            key = (df.at[i, "run_id"], df.at[i, "group_id"])
+            b, v = base.get(key), df.at[i, "timing_times_s"]
+            if isinstance(b, list) and isinstance(v, list) and len(b) == len(v) > 1:
+                df.at[i, "realized_spread"] = spread(b, v)
+        threshold = df["run_unstable_threshold"].fillna(0.10)
+        df.loc[todo, "realized_unstable"] = df.loc[todo, "realized_spread"] > threshold[todo]
+    df["realized_unstable"] = df["realized_unstable"].fillna(False).astype(bool)
     return df
 
 
@@ -94,7 +119,7 @@ def summary(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
             "realized": realized, "realized_low": low, "realized_high": high,
             "efficiency": realized / theory,
             "slower": int((part["realized_speedup"] < 1).sum()),
-            "unstable": int(part["timing_unstable"].fillna(False).astype(bool).sum()),
+            "unstable": int(part["realized_unstable"].sum()),
             "memory_theory": _geomean(part["theory_memory_saving"]),
             "memory_measured": _geomean(part["measured_memory_saving"]),
         })

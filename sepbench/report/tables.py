@@ -14,7 +14,8 @@ from rich.table import Table
 from sepbench.case import Case
 from sepbench.theory import Cost
 
-UNSTABLE_MARK = "⚠"
+UNSTABLE_MARK = "⚠"  # the speedup a run reports is not steady
+DRIFT_MARK = "~"  # the raw block times drifted (pairing cancels it)
 
 
 def fmt_count(n: float) -> str:
@@ -98,13 +99,13 @@ def results_table(df: pd.DataFrame, title: str = "") -> Table:
                     f"skipped: {row['reason']}", "", "", "", fmt_count(row["theory_params"]), _theory_memory(row), "",
                 )
                 continue
-            unstable = bool(row.get("timing_unstable"))
+            unstable, drift = bool(row.get("realized_unstable")), bool(row.get("timing_unstable"))
             eff = "" if missing(row.get("realized_efficiency")) else f"{row['realized_efficiency']:.0%}"
             iqr = (row["timing_q3_s"] - row["timing_q1_s"]) / row["timing_median_s"]
             table.add_row(
                 geometry, row["label"] + (f" {UNSTABLE_MARK}" if unstable else ""),
                 _ratio(row["theory_speedup"]), _ratio(row["theory_roofline_speedup"]), _realized(row), eff,
-                fmt_time(row["timing_median_s"]), f"{iqr:.0%}" + (f" {UNSTABLE_MARK}" if unstable else ""),
+                fmt_time(row["timing_median_s"]), f"{iqr:.0%}" + (f" {DRIFT_MARK}" if drift else ""),
                 fmt_count(row["theory_params"]), _theory_memory(row), _measured_memory(row),
             )
     return table
@@ -112,18 +113,24 @@ def results_table(df: pd.DataFrame, title: str = "") -> Table:
 
 def print_results(df: pd.DataFrame, console: Console) -> None:
     """A table per environment (machine × torch × device)."""
+    from sepbench.report.analysis import speedup_spread
+
+    df = speedup_spread(df.assign(is_baseline=df["case_id"] == df["group_id"]))
     keys = ["env_machine", "env_torch", "device"]
     for (machine, torch_version, device), part in df.groupby(keys, sort=False, dropna=False):
         threads = part["timing_threads"].dropna().unique() if "timing_threads" in part else []
         thread_text = f", {int(threads[0])} threads" if len(threads) == 1 else ""
         console.print(results_table(part, f"{machine} · torch {torch_version} · {device}{thread_text}"))
     ok = df[df["status"] == "ok"]
-    unstable = int(ok["timing_unstable"].sum()) if "timing_unstable" in ok else 0
+    variants = ok[ok["realized_speedup"].notna()] if "realized_speedup" in ok else ok.iloc[:0]
+    unstable = int(variants["realized_unstable"].sum()) if "realized_unstable" in variants else 0
+    drift = int(ok["timing_unstable"].sum()) if "timing_unstable" in ok else 0
     console.print(
         "theory × = FLOP ratio vs the baseline (2mac); roofline × = ratio of roofline lower bounds from this "
         "machine's measured peaks; realized × = ratio of median times from interleaved rounds, 95% bootstrap "
-        f"interval; {UNSTABLE_MARK} = IQR/median above threshold after one re-measure "
-        f"({unstable} of {len(ok)} cases).",
+        f"interval; {UNSTABLE_MARK} = the per-round speedups' IQR/median above threshold after one re-measure "
+        f"({unstable} of {len(variants)} variants); {DRIFT_MARK} = raw block times' IQR/median above it: drift "
+        f"that pairing cancels ({drift} of {len(ok)} cases).",
         style="dim", markup=False,
     )
 
