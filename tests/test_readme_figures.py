@@ -206,11 +206,6 @@ def test_every_results_file_the_readme_names_is_committed() -> None:
         assert (RESULTS / name).is_file(), f"README names results/{name}, which is not committed"
 
 
-if __name__ == "__main__":
-    print(cpu_table(), two_thread_dws32(), unstable_counts(ONE_THREAD), unstable_counts(TWO_THREADS),
-          gpu_tf32_table(), {k: round(v, 3) for k, v in cudnn_benchmark_off().items()}, sep="\n\n")
-
-
 # The cross-version paragraph: 2.12.0 against 2.13.0, default preset at 1 thread, each run a unit.
 OLDER = ["default-cpu-vm-torch2.12.0+cu130-20261123T045948Z.jsonl",
          "default-cpu-vm-torch2.12.0+cu130-20261123T061600Z.jsonl",
@@ -222,6 +217,16 @@ PRIOR_DF, FDR = 4.0, 0.05
 def _case_key(df: pd.DataFrame) -> pd.Series:
     return df[["variant", "c_in", "c_out", "size", "kernel", "groups", "expansion", "mode"]].astype(str).agg("|".join,
                                                                                                           axis=1)
+
+
+def _benjamini_hochberg(p: np.ndarray) -> np.ndarray:
+    """q-values by hand: q_(i) = min over j ≥ i of p_(j) · m / j."""
+    p = np.asarray(p, dtype=float)
+    order = np.argsort(p)
+    ranked = p[order] * len(p) / np.arange(1, len(p) + 1)
+    q = np.empty(len(p))
+    q[order] = np.minimum(1, np.minimum.accumulate(ranked[::-1])[::-1])
+    return q
 
 
 def cross_version() -> tuple[pd.DataFrame, float, float]:
@@ -252,11 +257,8 @@ def cross_version() -> tuple[pd.DataFrame, float, float]:
     d = stats_by["mean"]["new"] - stats_by["mean"]["old"]
     half = stats.t.ppf(0.975, dof) * se
     p = 2 * stats.t.sf(np.abs(d) / se, dof)
-    order = np.argsort(p)
+    q = _benjamini_hochberg(p)
     m = len(p)
-    ranked = p[order] * m / np.arange(1, m + 1)
-    q = np.empty(m)
-    q[order] = np.minimum(1, np.minimum.accumulate(ranked[::-1])[::-1])
     first = rm.drop_duplicates("key").set_index("key")
     table = pd.DataFrame({"ratio": np.exp(d), "low": np.exp(d - half), "high": np.exp(d + half), "q": q,
                           "se": se, "dof": dof}).join(first[["variant", "c_in", "size", "mode"]])
@@ -284,3 +286,78 @@ def test_the_cross_version_paragraph_is_the_committed_runs() -> None:
     assert f"must reach about {resolvable:.1f}×" in text
     ten = float(np.exp(stats.t.ppf(1 - FDR / (2 * 216), 18 + PRIOR_DF) * log_sd * np.sqrt(2 / 10)))
     assert f"10 runs each would bring it to about {ten:.2f}×" in text
+
+
+# `sepbench ab`: the committed comparisons, re-derived with numpy and scipy's t-test, BH by hand.
+AB_FILES = {"A/A, 1st": "aa-default-*-20261123T14*.jsonl", "A/A + 5 % injected": "aa-default-*inject5pct*.jsonl",
+            "2.12.0 → 2.13.0": "ab-default-*.jsonl"}
+
+
+def ab_file(pattern: str) -> tuple[dict, list[dict]]:
+    (path,) = [p for p in committed(f"ab/{pattern}") if "inject" not in p.name or "inject" in pattern]
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return lines[0], lines[1:]
+
+
+def ab_cases(records: list[dict]) -> pd.DataFrame:
+    """Per case: mean over worker pairs of the pair's mean log ratio B/A; t interval over the pairs; q."""
+    from scipy import stats
+
+    rows = []
+    for r in records:
+        if r["status"] != "ok":
+            rows.append({"case_id": r["case_id"], "status": r["status"]})
+            continue
+        d = pd.Series(np.log(np.array(r["b_s"]) / np.array(r["a_s"]))).groupby(r["instance"]).mean()
+        test = stats.ttest_1samp(d, 0.0)
+        ci = test.confidence_interval(0.95)
+        rows.append({"case_id": r["case_id"], "status": "ok", "variant": r["case"]["variant"],
+                     "c_in": r["case"]["c_in"], "size": r["case"]["size"], "mode": r["case"]["mode"],
+                     "ratio": np.exp(d.mean()), "low": np.exp(ci.low), "high": np.exp(ci.high), "p": test.pvalue,
+                     "mdc": np.expm1((ci.high - ci.low) / 2), "a_s": np.median(r["a_s"]),
+                     "b_s": np.median(r["b_s"])})
+    table = pd.DataFrame(rows)
+    ok = table["status"] == "ok"
+    table.loc[ok, "q"] = _benjamini_hochberg(table.loc[ok, "p"].to_numpy())
+    return table
+
+
+def _minutes(header: dict, records: list[dict]) -> float:
+    from datetime import datetime
+
+    start, end = (datetime.fromisoformat(x) for x in (header["started"], records[-1]["finished"]))
+    return (end - start).total_seconds() / 60
+
+
+def ab_summary_table() -> str:
+    lines = ["| comparison | file (`results/ab/`) | cases compared | flagged (B slower / faster) | median B / A | "
+             "median minimum detectable change | wall time |", "|---|---|---|---|---|---|---|"]
+    for name, pattern in AB_FILES.items():
+        header, records = ab_file(pattern)
+        table = ab_cases(records)
+        ok = table[table["status"] == "ok"]
+        flagged = ok[ok["q"] < 0.05]
+        path = committed(f"ab/{pattern}")[0].name
+        lines.append(f"| {name} | `{path}` | {len(ok)} of {len(table)} | {len(flagged)} "
+                     f"({int((flagged['ratio'] > 1).sum())} / {int((flagged['ratio'] < 1).sum())}) | "
+                     f"{ok['ratio'].median():.4f} | {100 * ok['mdc'].median():.2f} % | "
+                     f"{_minutes(header, records):.1f} min |")
+    return "\n".join(lines)
+
+
+def ab_flagged_table(pattern: str = AB_FILES["2.12.0 → 2.13.0"]) -> str:
+    _, records = ab_file(pattern)
+    table = ab_cases(records)
+    flagged = table[(table["status"] == "ok") & (table["q"] < 0.05)].sort_values("ratio")
+    lines = ["| case | variant | 2.12.0 | 2.13.0 | 2.13 / 2.12 [95 %] | q |", "|---|---|---|---|---|---|"]
+    for _, r in flagged.iterrows():
+        lines.append(f"| {r['c_in']}→{r['c_in']} {r['size']}² {r['mode']} | {r['variant']} | "
+                     f"{1e6 * r['a_s']:.1f} µs | {1e6 * r['b_s']:.1f} µs | {r['ratio']:.3f} "
+                     f"[{r['low']:.3f}–{r['high']:.3f}] | {r['q']:.3f} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(cpu_table(), two_thread_dws32(), unstable_counts(ONE_THREAD), unstable_counts(TWO_THREADS),
+          gpu_tf32_table(), {k: round(v, 3) for k, v in cudnn_benchmark_off().items()}, sep="\n\n")
+    print(ab_summary_table(), ab_flagged_table(), sep="\n\n")

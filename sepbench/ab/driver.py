@@ -285,7 +285,9 @@ class Comparison:
         backends: dict[str, str | None] = {"A": None, "B": None}
         for cycle in range(s.max_cycles):
             for k in range(s.workers):
-                pair = {side: workers[side][k] for side in ("A", "B")}
+                # Who builds (and warms up) last starts with its data in cache: the order is drawn, and a
+                # settling round after the builds is timed but not kept.
+                pair = {side: workers[side][k] for side in rng.sample(["A", "B"], 2)}
                 prepared = {side: w.call("prepare", PREPARE_TIMEOUT_S, case=case.as_dict(), block_time=s.block_time,
                                          warmup_time=s.warmup_time, pad_bytes=rng.randrange(0, s.max_pad, 64),
                                          number=numbers[side])
@@ -302,16 +304,21 @@ class Comparison:
                                         finished=now())
                 for side, p in prepared.items():
                     numbers[side], backends[side] = p["number"], backends[side] or p.get("backend")
-                for _ in range(s.rounds_per_instance):
+                for r in range(1 + s.rounds_per_instance):
                     first = rng.choice("AB")
-                    order.append(first)
-                    instance.append(k)
+                    timed = {}
                     for side in (first, "B" if first == "A" else "A"):
                         answer = pair[side].call("block", BLOCK_TIMEOUT_S, number=numbers[side])
                         if not answer.get("ok"):
                             raise SepbenchError(f"worker {pair[side].side} failed a block of {case.label()} at "
                                                 f"{case.geometry()}: {answer.get('error')}")
-                        times[side].append(answer["per_call_s"])
+                        timed[side] = answer["per_call_s"]
+                    if r == 0:
+                        continue  # the settling round
+                    order.append(first)
+                    instance.append(k)
+                    for side, seconds in timed.items():
+                        times[side].append(seconds)
                 for w in pair.values():
                     w.call("drop", BLOCK_TIMEOUT_S)
             narrow = half_width(times["A"], times["B"], instance) <= s.target

@@ -168,10 +168,10 @@ def settings_pivot(df: pd.DataFrame, env: str) -> pd.DataFrame:
 
 
 def networks(df: pd.DataFrame) -> pd.DataFrame:
-    """MobileNetV1 (α, ρ) against its full-convolution twin."""
+    """Each network (α, ρ) against its full-convolution twin."""
     v = variants(df)
-    return v[v["family"] == "network"].sort_values(["env", "mode", "alpha", "size"],
-                                                            ascending=[True, True, False, False])
+    return v[v["family"] == "network"].sort_values(["env", "variant", "mode", "alpha", "size"],
+                                                   ascending=[True, True, True, False, False])
 
 
 def roofline_points(df: pd.DataFrame) -> pd.DataFrame:

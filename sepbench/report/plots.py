@@ -199,17 +199,17 @@ def settings_heatmap(pivot: pd.DataFrame, title: str, path: Path) -> Path:
 
 
 def networks(net: pd.DataFrame, path: Path) -> Path:
-    """MobileNetV1 vs its full-conv twin over α × ρ: theoretical and realized, per environment."""
-    envs = sorted(net["env"].unique())
-    fig, axes = plt.subplots(len(envs), 2, figsize=(8.5, 2.9 * len(envs)), squeeze=False)
-    for r, env in enumerate(envs):
-        part = net[net["env"] == env]
+    """Each network against its full-conv twin over α × ρ: theoretical and realized, per environment."""
+    panels = sorted(net.groupby(["env", "variant"]).groups)
+    fig, axes = plt.subplots(len(panels), 2, figsize=(8.5, 2.9 * len(panels)), squeeze=False)
+    for r, (env, variant) in enumerate(panels):
+        part = net[(net["env"] == env) & (net["variant"] == variant)]
         for c, (column, name) in enumerate((("theory_speedup", "theoretical ×"), ("realized_speedup", "realized ×"))):
             pivot = part.pivot_table(index="alpha", columns="size", values=column, aggfunc="median")
             pivot = pivot.sort_index(ascending=False)
             sns.heatmap(np.log2(pivot), ax=axes[r, c], cmap=SPEEDUP_CMAP, annot=pivot, fmt=".2f", cbar=False,
                         norm=_speedup_norm(np.concatenate([part["theory_speedup"], part["realized_speedup"]])))
-            axes[r, c].set(title=f"{env}\n{name}", xlabel="resolution ρ", ylabel="width α")
+            axes[r, c].set(title=f"{variant} · {env}\n{name}", xlabel="resolution ρ", ylabel="width α")
             axes[r, c].title.set_fontsize(8)
     return _save(fig, path)
 
