@@ -143,15 +143,15 @@ class Worker:
 
 @dataclass
 class Budget:
-    """Seconds for the cases left; a case may take up to 1.5 fair shares while the rest keep half of theirs."""
+    """Seconds for the cases left. A case gets an equal share of what is left when it starts; a case that
+    is done sooner leaves its time to the ones after it."""
 
     seconds: float
     started: float
 
     def allowance(self, cases_left: int) -> float:
         left = max(self.seconds - (time.monotonic() - self.started), 0.0)
-        fair = left / max(cases_left, 1)
-        return max(min(1.5 * fair, left - (cases_left - 1) * 0.5 * fair), 0.0)
+        return left / max(cases_left, 1)
 
 
 @dataclass
