@@ -3,6 +3,7 @@ that dies mid-comparison, kill -9 and --resume, and bad input."""
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import sepbench, tiny_grid
+from conftest import committed, sepbench, tiny_grid
 from sepbench.ab.stats import paired, summarize, verdicts
 from sepbench.store import read_ab
 
@@ -203,6 +204,15 @@ def test_the_file_records_both_fingerprints_the_calibration_and_every_round(tmp_
         assert r.status == "ok" and len(r.a_s) == len(r.b_s) == len(r.order) == len(r.instance) >= 6
         assert set(r.order) <= {"A", "B"} and set(r.instance) == {0, 1}  # every round names its worker pair
     assert "flagged at a 5 % false discovery rate" in done.stdout
+    # The report shows it first under "Across PyTorch versions", named as a calibration, with its file.
+    (smoke,) = committed("smoke-cpu-vm-torch2.13.0+cpu-20261123T120618Z.jsonl")
+    shutil.copy(smoke, out)
+    built = sepbench("report", out, "--out", out / "report")
+    assert built.returncode == 0, built.stderr
+    html = (out / "report" / "index.html").read_text()
+    versions = html.split('<section id="versions">', 1)[1]
+    assert versions.index("Paired A/B comparisons") < versions.index("Run-to-run comparisons")
+    assert "A/A + injected 5 %" in versions and path.name in versions
 
 
 def test_a_case_one_side_cannot_run_is_said_case_by_case(tmp_path: Path) -> None:

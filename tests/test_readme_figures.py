@@ -289,8 +289,11 @@ def test_the_cross_version_paragraph_is_the_committed_runs() -> None:
 
 
 # `sepbench ab`: the committed comparisons, re-derived with numpy and scipy's t-test, BH by hand.
-AB_FILES = {"A/A, 1st": "aa-default-*-20261123T14*.jsonl", "A/A + 5 % injected": "aa-default-*inject5pct*.jsonl",
-            "2.12.0 → 2.13.0": "ab-default-*.jsonl"}
+AA = "aa-default-cpu-vm-torch2.13.0+cpu-vs-torch2.13.0+cpu"
+AB_FILES = {"A/A": f"{AA}-20261123T141815Z.jsonl",
+            "A/A, B slowed 5 % (`--inject 5`)": f"{AA}-inject5pct-20261123T151401Z.jsonl",
+            "2.12.0 (A) → 2.13.0 (B)": "ab-default-cpu-vm-torch2.12.0+cu130-vs-torch2.13.0+cpu-20261123T145351Z.jsonl",
+            "A/A, again (8 min)": f"{AA}-20261123T15*.jsonl"}
 
 
 def ab_file(pattern: str) -> tuple[dict, list[dict]]:
@@ -345,7 +348,7 @@ def ab_summary_table() -> str:
     return "\n".join(lines)
 
 
-def ab_flagged_table(pattern: str = AB_FILES["2.12.0 → 2.13.0"]) -> str:
+def ab_flagged_table(pattern: str = AB_FILES["2.12.0 (A) → 2.13.0 (B)"]) -> str:
     _, records = ab_file(pattern)
     table = ab_cases(records)
     flagged = table[(table["status"] == "ok") & (table["q"] < 0.05)].sort_values("ratio")
@@ -357,7 +360,60 @@ def ab_flagged_table(pattern: str = AB_FILES["2.12.0 → 2.13.0"]) -> str:
     return "\n".join(lines)
 
 
+AB_INJECT_12_MIN = f"{AA}-inject5pct-20261123T143935Z.jsonl"
+
+
+def ab_findings() -> str:
+    """The side-by-side and calibration bullets under the A/B table, from the files."""
+    from scipy import stats
+
+    table, _, resolvable = cross_version()
+    run_mdc = float(np.expm1(np.log(table["high"] / table["low"]) / 2).median())
+    header, records = ab_file(AB_FILES["2.12.0 (A) → 2.13.0 (B)"])
+    ab = ab_cases(records)
+    ok = ab[ab["status"] == "ok"]
+    pairs = header["workers"]
+    se = np.log(ok["high"] / ok["low"]) / 2 / stats.t.ppf(0.975, pairs - 1)
+    bar = float(np.median(np.exp(stats.t.ppf(1 - FDR / (2 * len(ok)), pairs - 1) * se)))
+    inject = ab_cases(ab_file(AB_FILES["A/A, B slowed 5 % (`--inject 5`)"])[1])
+    short = ab_cases(ab_file(AB_INJECT_12_MIN)[1])
+    return f"""- **Side by side, the same 20 minutes of this machine.** Six whole runs alternated between the two
+  versions (3 + 3, 19.7 min; the cross-version paragraph under [The report](#the-report)) leave each
+  case a 95 % interval of ±{100 * run_mdc:.0f} % (median over the 216 cases), and a lone change must
+  reach {resolvable:.2f}× to be flagged among them. `sepbench ab` in {_minutes(header, records):.1f} minutes leaves
+  ±{100 * ok["mdc"].median():.2f} % (the median minimum detectable change), and a lone change is
+  flagged from about {bar:.3f}×.
+- **Calibration.** The A/A comparisons count what this machine flags by chance. With B's blocks
+  stretched by 5 %, {int((inject["q"] < FDR).sum())} of {len(inject)} cases are flagged and the median
+  ratio reads {inject["ratio"].median():.4f}. A shorter budget resolves less: the same injection with 12
+  minutes (`results/ab/{AB_INJECT_12_MIN}`, one pass over the worker pairs per case) flagged
+  {int((short["q"] < FDR).sum())} of {len(short)}, median ratio {short["ratio"].median():.4f}."""
+
+
+def test_the_ab_tables_are_the_committed_comparisons() -> None:
+    assert ab_summary_table() in README
+    assert ab_flagged_table() in README
+    assert ab_findings() in README
+
+
 if __name__ == "__main__":
     print(cpu_table(), two_thread_dws32(), unstable_counts(ONE_THREAD), unstable_counts(TWO_THREADS),
           gpu_tf32_table(), {k: round(v, 3) for k, v in cudnn_benchmark_off().items()}, sep="\n\n")
-    print(ab_summary_table(), ab_flagged_table(), sep="\n\n")
+    print(ab_summary_table(), ab_flagged_table(), ab_findings(), sep="\n\n")
+
+
+def test_the_stability_shares_are_the_committed_runs() -> None:
+    """Both judgements recomputed from the runs' stored block times, not read from the CSV."""
+    import sys
+
+    sys.path.insert(0, str(RESULTS.parent / "benchmarks"))
+    from stability_share import shares
+
+    one = shares([p for p in sorted(RESULTS.glob("default-cpu-vm-*.jsonl"))]).query("threads == 1")
+    assert len(one) >= 6
+    text = re.sub(r"\s+", " ", README)
+    assert (f"the raw rule flagged {one['raw_flagged_variants'].min()}–{one['raw_flagged_variants'].max()} of 192 "
+            f"variants and the paired rule {one['paired_flagged_variants'].min()}–"
+            f"{one['paired_flagged_variants'].max()}") in text
+    spread = one["median_speedup_spread"]
+    assert f"(median per-round speedup spread {100 * spread.min():.0f}–{100 * spread.max():.0f} %)" in text
