@@ -23,6 +23,10 @@ try:
 except ImportError:  # commits before the measure/ and report/ layout, for `asv run` over history
     from sepbench.spec import Case, load_grid  # type: ignore[no-redef]
     from sepbench.workload import Workload, backend_flags  # type: ignore[no-redef]
+try:
+    from sepbench.measure.timer import cores_for, pinned
+except ImportError:  # commits from before sepbench pinned its measurements to cores
+    cores_for = pinned = None  # type: ignore[assignment]
 
 GRID = load_grid(Path(__file__).with_name("grid.toml"))
 AXES = GRID.spec.grid
@@ -41,17 +45,20 @@ _READY: dict[tuple, Workload] = {}
 
 def prepared(device: str, mode: str, c_in: int, variant: str) -> Workload:
     """The Workload of a parameter set, built on first use in this process, with the grid's intra-op
-    threads and the case's backend flags (TF32, cudnn.benchmark) set for the rest of the process, as
-    `sepbench run` holds them for a whole group. asv gives every parameter set a process of its own,
-    so nothing needs restoring; building once keeps oneDNN's weight reorders out of the timed calls.
+    threads, the cores `sepbench run` pins its blocks to, and the case's backend flags (TF32,
+    cudnn.benchmark) set for the rest of the process, as `sepbench run` holds them for a whole group.
+    asv gives every parameter set a process of its own, so nothing needs restoring; building once
+    keeps oneDNN's weight reorders out of the timed calls.
     Looked up by the parameter tuple (about 0.1 µs), never by `Case.id`, which formats 20 fields
     (about 3 µs, 4–8 % of the shortest steps here) and would be timed with every call."""
     key = (device, mode, c_in, variant)
     work = _READY.get(key)
     if work is None:
         case = case_for(*key)
-        if GRID.measure.threads:
-            torch.set_num_threads(GRID.measure.threads)
+        threads = GRID.measure.threads or torch.get_num_threads()
+        torch.set_num_threads(threads)
+        if pinned is not None:
+            pinned(cores_for(threads)).__enter__()
         backend_flags(case).__enter__()
         work = _READY[key] = Workload(case)
     return work

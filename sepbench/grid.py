@@ -210,10 +210,11 @@ def _unique(values: list) -> list:
     return list(dict.fromkeys(values))
 
 
-def _geometries(axes: GridAxes, family: str) -> tuple[int, Iterator[dict]]:
+def _geometries(axes: GridAxes, family: str, first: int = 0, step: int = 1) -> tuple[int, Iterator[dict]]:
     """The distinct geometries one family of variants crosses, and how many. A network ignores the layer
     knobs (channels, kernel, stride, …), so its geometries are only size × batch × dtype × device × mode ×
-    layout; every case of a group shares its group's geometry, so a shard of geometries never splits a group."""
+    layout; every case of a group shares its group's geometry, so a shard of geometries never splits a group.
+    Only every `step`-th from `first` is made into a dict: the others stay tuples the product skips."""
     common = {k: _unique(getattr(axes, k)) for k in ("size", "batch", "dtype", "device", "mode", "memory_format")}
     if family == "network":
         lists = common
@@ -226,7 +227,8 @@ def _geometries(axes: GridAxes, family: str) -> tuple[int, Iterator[dict]]:
         lists = {"channels": channel_pairs, **layer, **common}
     count = math.prod(len(v) for v in lists.values())
     keys = list(lists)
-    return count, (dict(zip(keys, values, strict=True)) for values in itertools.product(*lists.values()))
+    sliced = itertools.islice(itertools.product(*lists.values()), first, None, step)
+    return count, (dict(zip(keys, values, strict=True)) for values in sliced)
 
 
 def expand(axes: GridAxes, shard_spec: tuple[int, int] | None = None) -> tuple[list[Case], Counter[str]]:
@@ -248,12 +250,12 @@ def expand(axes: GridAxes, shard_spec: tuple[int, int] | None = None) -> tuple[l
     offset = 0  # geometries are numbered across both families, layers first
     for family in ("layer", "network"):
         variants = [v for v in _unique(axes.variants) if VARIANTS[v].family == family]
-        count, geometries = _geometries(axes, family)
+        first = (k - 1 - offset) % n
+        count, geometries = _geometries(axes, family, first, n)
         if not variants:
             continue
-        first = (k - 1 - offset) % n
         offset += count
-        for geometry in itertools.islice(geometries, first, None, n):
+        for geometry in geometries:
             c_in, c_out = geometry.pop("channels", (3, 1000))
             for variant in variants:
                 for g, t, a, cb, tf in per_variant:

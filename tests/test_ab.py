@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from conftest import committed, sepbench, tiny_grid
 from sepbench.ab.stats import paired, summarize, verdicts
@@ -22,11 +23,25 @@ PYTHON = sys.executable
 FAST = ["--budget", "0.2", "--block-ms", "2", "--target", "50", "--workers", "2"]
 
 
+# The blocks' noise as a VM gives it: on the committed A/A comparison
+# (results/ab/aa-default-cpu-vm-torch2.13.0+cpu-vs-torch2.13.0+cpu-20261123T141815Z.jsonl) a round's
+# log ratio, about its pair's median, has a robust SD of 2.5 % but an SD of 6.1 %, kurtosis 16, and
+# 12 % of rounds beyond 3 robust SDs: a steady jitter, and bursts (steal time) that hit one block.
+JITTER, BURST_SHARE, BURST_MEAN = 0.025, 0.10, 0.15
+
+
+def _blocks(rng: np.random.Generator, n: int, bursts: bool) -> np.ndarray:
+    noise = rng.lognormal(0, JITTER, n)
+    if bursts:
+        noise *= 1 + rng.exponential(BURST_MEAN, n) * (rng.random(n) < BURST_SHARE)
+    return noise
+
+
 def _synthetic(cases: int, shift: float, seed: int, instance_sd: float = 0.0, by_instance: bool = True,
-               instances: int = 8, rounds: int = 5) -> pd.DataFrame:
-    """Rounds of A and B with 3 % block-to-block noise; B = A × shift; both sides of a round slowed together
-    by up to 2× over the comparison, as whole runs drift on this machine; and each build (instance) of a
-    case on each side with a lasting speed of its own, of spread `instance_sd`."""
+               instances: int = 8, rounds: int = 5, bursts: bool = True) -> pd.DataFrame:
+    """Rounds of A and B with the VM's block noise (above); B = A × shift; both sides of a round slowed
+    together by up to 2× over the comparison, as whole runs drift on this machine; and each build
+    (instance) of a case on each side with a lasting speed of its own, of spread `instance_sd`."""
     rng = np.random.default_rng(seed)
     rows = []
     n = instances * rounds
@@ -35,8 +50,8 @@ def _synthetic(cases: int, shift: float, seed: int, instance_sd: float = 0.0, by
         machine = np.linspace(1, 2, n) * rng.lognormal(0, 0.2, n)
         build_a = np.repeat(rng.lognormal(0, instance_sd, instances), rounds)
         build_b = np.repeat(rng.lognormal(0, instance_sd, instances), rounds)
-        a = base * machine * build_a * rng.lognormal(0, 0.03, n)
-        b = base * shift * machine * build_b * rng.lognormal(0, 0.03, n)
+        a = base * machine * build_a * _blocks(rng, n, bursts)
+        b = base * shift * machine * build_b * _blocks(rng, n, bursts)
         est = paired(a, b, list(np.repeat(np.arange(instances), rounds)) if by_instance else None)
         rows.append({"case_id": f"c{c}", "ratio": est.ratio, "low": est.low, "high": est.high, "p": est.p,
                      "mdc": est.mdc, "rounds": est.rounds})
@@ -46,24 +61,40 @@ def _synthetic(cases: int, shift: float, seed: int, instance_sd: float = 0.0, by
 def test_a_synthetic_aa_flags_nothing() -> None:
     table = _synthetic(216, 1.0, seed=1)
     assert summarize(table)["flagged"] == 0
-    assert summarize(table)["median_mdc"] < 0.02  # 3 % noise per block, 40 rounds: about ±1 %
+    assert summarize(table)["median_mdc"] < 0.03  # 2.5 % jitter and bursts, 40 rounds in 8 pairs: about ±2 %
 
 
-def test_a_synthetic_five_percent_slowdown_is_found_in_every_case() -> None:
+def test_a_synthetic_five_percent_slowdown_is_found_in_nearly_every_case() -> None:
     table = _synthetic(216, 1.05, seed=2)
     s = summarize(table)
-    assert s["b_slower"] == 216 and s["b_faster"] == 0
+    assert s["b_slower"] >= 0.95 * 216 and s["b_faster"] == 0
     assert 1.045 < s["median_ratio"] < 1.055
+
+
+def test_a_pairs_median_resists_the_bursts_a_mean_does_not() -> None:
+    """On the VM's noise the same rounds give a narrower interval through each pair's median than through
+    its mean, and the median finds more of a 5 % slowdown: why a pair's figure is its median."""
+    rng = np.random.default_rng(6)
+    by_median, by_mean = [], []
+    for _ in range(200):
+        a, b = _blocks(rng, 40, bursts=True), 1.05 * _blocks(rng, 40, bursts=True)
+        d = np.log(b / a).reshape(8, 5)
+        by_median.append(paired(a, b, list(np.repeat(np.arange(8), 5))))
+        by_mean.append(stats.ttest_1samp(d.mean(axis=1), 0.0))
+    widths = np.array([est.half_width for est in by_median])
+    mean_widths = np.array([(lambda ci: (ci.high - ci.low) / 2)(t.confidence_interval(0.95)) for t in by_mean])
+    assert np.median(widths) < 0.8 * np.median(mean_widths)
+    assert sum(est.p < 0.05 for est in by_median) > sum(t.pvalue < 0.05 for t in by_mean)
 
 
 def test_builds_with_a_speed_of_their_own_are_the_unit_not_the_rounds() -> None:
     """Each build lasting 3 % off (SD) on its side: rounds taken as independent flag many cases of an A/A;
     instance pairs as the unit flag none, and still find a 5 % slowdown in most cases."""
-    naive = _synthetic(216, 1.0, seed=4, instance_sd=0.03, by_instance=False)
-    grouped = _synthetic(216, 1.0, seed=4, instance_sd=0.03)
+    naive = _synthetic(216, 1.0, seed=4, instance_sd=0.03, by_instance=False, bursts=False)
+    grouped = _synthetic(216, 1.0, seed=4, instance_sd=0.03, bursts=False)
     assert summarize(naive)["flagged"] > 20
     assert summarize(grouped)["flagged"] == 0
-    slower = summarize(_synthetic(216, 1.05, seed=5, instance_sd=0.03, instances=16))
+    slower = summarize(_synthetic(216, 1.05, seed=5, instance_sd=0.03, instances=16, bursts=False))
     assert slower["b_slower"] >= 0.8 * 216 and slower["b_faster"] == 0
 
 

@@ -19,7 +19,7 @@ import torch
 from sepbench.case import Case
 from sepbench.grid import load_grid
 from sepbench.measure.environment import fingerprint
-from sepbench.measure.timer import calibrate, intra_op_threads, synchronizer, warm_up
+from sepbench.measure.timer import calibrate, cores_for, intra_op_threads, pinned, synchronizer, warm_up
 from sepbench.measure.workload import Workload, backend_flags
 from sepbench.theory import case_cost, compare
 
@@ -47,7 +47,8 @@ def test_layer_step(benchmark, case: Case, environment: dict) -> None:
         **{f"env_{k}": v for k, v in environment.items()},
     )
     sync = synchronizer(case.device)
-    with backend_flags(case), intra_op_threads(GRID.measure.threads or torch.get_num_threads()):
+    threads = GRID.measure.threads or torch.get_num_threads()
+    with backend_flags(case), intra_op_threads(threads), pinned(cores_for(threads)):  # as `sepbench run` is
         work = Workload(case)
 
         def step() -> None:

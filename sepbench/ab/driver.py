@@ -159,7 +159,8 @@ class Settings:
     block_time: float = 0.04  # 40 ms blocks: the per-round spread is half of what 10 ms gives here
     warmup_time: float = 0.05  # per instance; the first of a case also calibrates the block
     workers: int = 6  # processes per side; a pair of them (one A, one B) is the unit of replication
-    rounds_per_instance: int = 3
+    rounds_per_instance: int = 4  # kept rounds per visit to a pair: a visit's build and warm-up are paid once
+    settle_fraction: int = 4  # the settling round's blocks are a quarter of a timed one
     max_cycles: int = 100  # passes over all worker pairs
     target: float = 0.01  # stop a case when its interval's half-width is within ±1 %
     threads: int = 1
@@ -227,7 +228,7 @@ class Comparison:
         """Measure the cases left, one finished case per line; `open` first."""
         rng = random.Random(self.seed + self.done)
         # The cases left get their share of the budget, less the time spent starting, less 3 %: a case
-        # ends only after a whole pass over the worker pairs, so the last ones run a little over.
+        # always completes its first pass over the worker pairs, so the last ones run a little over.
         share = self.budget_s * len(self.todo) / max(len(self.cases), 1)
         budget = Budget(0.97 * share - (time.monotonic() - self.started), time.monotonic())
         for i, case in enumerate(self.todo):
@@ -274,7 +275,8 @@ class Comparison:
     def _case(self, workers: dict[str, list[Worker]], case: Case, rng: random.Random, allowance: float,
               results: ResultsFile) -> ABCaseRecord:
         """The case in every worker pair, a few rounds per pair, cycling over the pairs until the interval
-        (over pairs) is narrow enough or the time is up."""
+        (over pairs) is narrow enough or the time is up. The first pass over the pairs always completes,
+        so every case has all its pairs; after it the time is checked pair by pair."""
         s = self.settings
         started = time.monotonic()
         base = {"ab_id": self.ab_id, "case_id": case.id, "case": case}
@@ -285,8 +287,10 @@ class Comparison:
         backends: dict[str, str | None] = {"A": None, "B": None}
         for cycle in range(s.max_cycles):
             for k in range(s.workers):
+                if cycle and time.monotonic() - started >= allowance:
+                    break
                 # Who builds (and warms up) last starts with its data in cache: the order is drawn, and a
-                # settling round after the builds is timed but not kept.
+                # short settling block on each side after the builds is timed but not kept.
                 pair = {side: workers[side][k] for side in rng.sample(["A", "B"], 2)}
                 prepared = {side: w.call("prepare", PREPARE_TIMEOUT_S, case=case.as_dict(), block_time=s.block_time,
                                          warmup_time=s.warmup_time, pad_bytes=rng.randrange(0, s.max_pad, 64),
@@ -308,7 +312,8 @@ class Comparison:
                     first = rng.choice("AB")
                     timed = {}
                     for side in (first, "B" if first == "A" else "A"):
-                        answer = pair[side].call("block", BLOCK_TIMEOUT_S, number=numbers[side])
+                        number = numbers[side] if r else max(1, numbers[side] // s.settle_fraction)
+                        answer = pair[side].call("block", BLOCK_TIMEOUT_S, number=number)
                         if not answer.get("ok"):
                             raise SepbenchError(f"worker {pair[side].side} failed a block of {case.label()} at "
                                                 f"{case.geometry()}: {answer.get('error')}")
