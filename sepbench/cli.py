@@ -1,4 +1,4 @@
-"""`sepbench` command line: run, ab, cost, list, env, show, timercheck, crosscheck, report.
+"""`sepbench` command line: run, ab, cost, list, env, show, merge, timercheck, crosscheck, report.
 
 Bad input of any kind ends with one line on stderr and exit code 2, never a traceback. An
 interrupted run (Ctrl-C, SIGTERM) keeps every finished case and says how to resume.
@@ -30,7 +30,7 @@ from rich.progress import (
 from sepbench import __version__
 from sepbench.case import ACTS, DTYPES, MODES, PADDINGS, VARIANTS, Case, check
 from sepbench.errors import SepbenchError
-from sepbench.grid import group_cases, load_grid, load_preset, parse_axis, parse_shard, preset_names
+from sepbench.grid import Grid, group_cases, load_grid, load_preset, parse_axis, parse_shard, preset_names
 
 if TYPE_CHECKING:
     from sepbench.ab.driver import Comparison
@@ -114,16 +114,7 @@ def run(preset: str | None, grid_file: Path | None, device: str | None, out_dir:
     from sepbench.measure.runner import Runner
     from sepbench.store import ensure_writable, load, read_run
 
-    if preset and grid_file:
-        raise SepbenchError("give --preset or --grid, not both")
-    grid = load_grid(grid_file) if grid_file else load_preset(preset or "default")
-    if axes:
-        grid = grid.with_axes(dict(parse_axis(a) for a in axes))
-    if device:
-        grid = grid.with_device(device)
-    updates = {k: v for k, v in (("threads", threads), ("memory", False if no_memory else None)) if v is not None}
-    if updates:
-        grid = type(grid)(grid.name, grid.spec.model_copy(update={"measure": grid.measure.model_copy(update=updates)}))
+    grid = _grid_from(preset, grid_file, axes, device, threads, no_memory)
     shard_spec = parse_shard(shard_text) if shard_text else None
     started = time.perf_counter()
     # Everything that can refuse the input (grid, device, output directory) speaks before the bar starts.
@@ -167,6 +158,22 @@ def run(preset: str | None, grid_file: Path | None, device: str | None, out_dir:
     out.print(f"{len(outcome.records)} cases measured in {elapsed:.0f} s"
               + (f" ({outcome.already_done} already done before --resume)" if outcome.already_done else "")
               + (f", {skipped} skipped" if skipped else "") + f" → {outcome.path}", highlight=False)
+
+
+def _grid_from(preset: str | None, grid_file: Path | None, axes: tuple[str, ...], device: str | None,
+               threads: int | None, no_memory: bool) -> Grid:
+    """The grid `run` measures for these options (and `merge` expects): its digest depends on all of them."""
+    if preset and grid_file:
+        raise SepbenchError("give --preset or --grid, not both")
+    grid = load_grid(grid_file) if grid_file else load_preset(preset or "default")
+    if axes:
+        grid = grid.with_axes(dict(parse_axis(a) for a in axes))
+    if device:
+        grid = grid.with_device(device)
+    updates = {k: v for k, v in (("threads", threads), ("memory", False if no_memory else None)) if v is not None}
+    if updates:
+        grid = type(grid)(grid.name, grid.spec.model_copy(update={"measure": grid.measure.model_copy(update=updates)}))
+    return grid
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
@@ -458,6 +465,51 @@ def show(results: tuple[Path, ...]) -> None:
         _fail(f"damaged results: {damaged[0]}{more}")
     if not len(df):
         _fail(f"no results found in {', '.join(map(str, results or ['results']))}")
+
+
+@cli.command()
+@click.argument("results", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--preset", help="The grid the shards were cut from; files of any other grid are refused.")
+@click.option("--grid", "grid_file", type=click.Path(dir_okay=False, path_type=Path), help="A grid file (as --preset).")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), help="As given to `sepbench run`.")
+@THREADS
+@click.option("--no-memory", is_flag=True, help="As given to `sepbench run`.")
+@click.option("--axis", "axes", multiple=True, metavar="KEY=V1,V2", help="As given to `sepbench run` (repeatable).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Write each complete (grid, torch, device) as one run file here.")
+def merge(results: tuple[Path, ...], preset: str | None, grid_file: Path | None, device: str | None,
+          threads: int | None, no_memory: bool, axes: tuple[str, ...], out_dir: Path | None) -> None:
+    """Check that shards (`sepbench run --shard K/N`, from any number of machines) hold every case of
+    their grid exactly once per PyTorch build and device, and with --out write each as one run. Missing
+    shards, missing or duplicated cases and foreign grids are listed, and the exit code is then 2."""
+    from rich.table import Table
+
+    from sepbench.merge import check
+    from sepbench.merge import merge as write_merged
+
+    expected = _grid_from(preset, grid_file, axes, device, threads, no_memory) if preset or grid_file else None
+    coverage, problems = check(list(results), expected)
+    table = Table("grid", "torch", "device", "files", "shards", "cases", "measured", "missing", "duplicated",
+                  title="shards", title_justify="left")
+    for c in coverage:
+        shards = f"{len({r.header.shard for r in c.runs if r.header})} of {c.shards_of}" if c.shards_of else "unsharded"
+        table.add_row(c.grid_name, c.torch, c.device, str(len(c.runs)), shards, str(c.expected), str(c.measured),
+                      str(len(c.missing)), str(len(c.duplicated)))
+    out.print(table)
+    lines = [str(p) for p in problems] + [line for c in coverage for line in c.problems()]
+    if not coverage and not lines:
+        lines.append(f"no results files in {', '.join(map(str, results))}")
+    for line in lines[:-1]:
+        err.print(f"sepbench: {line}", markup=False, highlight=False, soft_wrap=True)
+    if lines:
+        _fail(lines[-1] + (f" ({len(lines)} problems above and here; nothing merged)" if len(lines) > 1 else
+                           " (nothing merged)"))
+    for c in coverage:
+        if out_dir is not None:
+            out.print(f"{c.grid_name} · torch {c.torch} · {c.device}: {c.expected} cases → {write_merged(c, out_dir)}",
+                      highlight=False)
+        else:
+            out.print(f"{c.grid_name} · torch {c.torch} · {c.device}: complete, {c.expected} cases", highlight=False)
 
 
 @cli.command()

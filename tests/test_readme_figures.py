@@ -290,10 +290,14 @@ def test_the_cross_version_paragraph_is_the_committed_runs() -> None:
 
 # `sepbench ab`: the committed comparisons, re-derived with numpy and scipy's t-test, BH by hand.
 AA = "aa-default-cpu-vm-torch2.13.0+cpu-vs-torch2.13.0+cpu"
-AB_FILES = {"A/A": f"{AA}-20261123T141815Z.jsonl",
-            "A/A, B slowed 5 % (`--inject 5`)": f"{AA}-inject5pct-20261123T151401Z.jsonl",
-            "2.12.0 (A) → 2.13.0 (B)": "ab-default-cpu-vm-torch2.12.0+cu130-vs-torch2.13.0+cpu-20261123T145351Z.jsonl",
-            "A/A, again (8 min)": f"{AA}-20261123T15*.jsonl"}
+AB_AB = "2.12.0 (A) → 2.13.0 (B), earlier driver"
+AB_INJECT = "A/A, B slowed 5 % (`--inject 5`)"
+AB_FILES = {"A/A": f"{AA}-20261123T171839Z.jsonl",
+            AB_INJECT: f"{AA}-inject5pct-20261123T165856Z.jsonl",
+            AB_AB: "ab-default-cpu-vm-torch2.12.0+cu130-vs-torch2.13.0+cpu-20261123T145351Z.jsonl",
+            "A/A, earlier driver": f"{AA}-20261123T141815Z.jsonl",
+            "A/A, B slowed 5 %, earlier driver": f"{AA}-inject5pct-20261123T151401Z.jsonl",
+            "A/A, 8 min, earlier driver": f"{AA}-20261123T153414Z.jsonl"}
 
 
 def ab_file(pattern: str) -> tuple[dict, list[dict]]:
@@ -303,7 +307,7 @@ def ab_file(pattern: str) -> tuple[dict, list[dict]]:
 
 
 def ab_cases(records: list[dict]) -> pd.DataFrame:
-    """Per case: mean over worker pairs of the pair's mean log ratio B/A; t interval over the pairs; q."""
+    """Per case: mean over worker pairs of the pair's median log ratio B/A; t interval over the pairs; q."""
     from scipy import stats
 
     rows = []
@@ -311,7 +315,7 @@ def ab_cases(records: list[dict]) -> pd.DataFrame:
         if r["status"] != "ok":
             rows.append({"case_id": r["case_id"], "status": r["status"]})
             continue
-        d = pd.Series(np.log(np.array(r["b_s"]) / np.array(r["a_s"]))).groupby(r["instance"]).mean()
+        d = pd.Series(np.log(np.array(r["b_s"]) / np.array(r["a_s"]))).groupby(r["instance"]).median()
         test = stats.ttest_1samp(d, 0.0)
         ci = test.confidence_interval(0.95)
         rows.append({"case_id": r["case_id"], "status": "ok", "variant": r["case"]["variant"],
@@ -348,7 +352,7 @@ def ab_summary_table() -> str:
     return "\n".join(lines)
 
 
-def ab_flagged_table(pattern: str = AB_FILES["2.12.0 (A) → 2.13.0 (B)"]) -> str:
+def ab_flagged_table(pattern: str = AB_FILES[AB_AB]) -> str:
     _, records = ab_file(pattern)
     table = ab_cases(records)
     flagged = table[(table["status"] == "ok") & (table["q"] < 0.05)].sort_values("ratio")
@@ -369,25 +373,33 @@ def ab_findings() -> str:
 
     table, _, resolvable = cross_version()
     run_mdc = float(np.expm1(np.log(table["high"] / table["low"]) / 2).median())
-    header, records = ab_file(AB_FILES["2.12.0 (A) → 2.13.0 (B)"])
+    header, records = ab_file(AB_FILES[AB_AB])
     ab = ab_cases(records)
     ok = ab[ab["status"] == "ok"]
     pairs = header["workers"]
     se = np.log(ok["high"] / ok["low"]) / 2 / stats.t.ppf(0.975, pairs - 1)
     bar = float(np.median(np.exp(stats.t.ppf(1 - FDR / (2 * len(ok)), pairs - 1) * se)))
-    inject = ab_cases(ab_file(AB_FILES["A/A, B slowed 5 % (`--inject 5`)"])[1])
+    inject = ab_cases(ab_file(AB_FILES[AB_INJECT])[1])
     short = ab_cases(ab_file(AB_INJECT_12_MIN)[1])
+    earlier = ab_cases(ab_file(AB_FILES["A/A, B slowed 5 %, earlier driver"])[1])
+    aa = [ab_cases(ab_file(p)[1]) for name, p in AB_FILES.items() if name.startswith("A/A") and "slowed" not in name]
+    def found(t: pd.DataFrame) -> int:
+        return int((t["q"] < FDR).sum())
+
+    counts = {found(t) for t in aa}
+    aa_flags = counts.pop() if len(counts) == 1 else "/".join(map(str, sorted(counts)))
     return f"""- **Side by side, the same 20 minutes of this machine.** Six whole runs alternated between the two
   versions (3 + 3, 19.7 min; the cross-version paragraph under [The report](#the-report)) leave each
   case a 95 % interval of ±{100 * run_mdc:.0f} % (median over the 216 cases), and a lone change must
-  reach {resolvable:.2f}× to be flagged among them. `sepbench ab` in {_minutes(header, records):.1f} minutes leaves
-  ±{100 * ok["mdc"].median():.2f} % (the median minimum detectable change), and a lone change is
-  flagged from about {bar:.3f}×.
-- **Calibration.** The A/A comparisons count what this machine flags by chance. With B's blocks
-  stretched by 5 %, {int((inject["q"] < FDR).sum())} of {len(inject)} cases are flagged and the median
-  ratio reads {inject["ratio"].median():.4f}. A shorter budget resolves less: the same injection with 12
-  minutes (`results/ab/{AB_INJECT_12_MIN}`, one pass over the worker pairs per case) flagged
-  {int((short["q"] < FDR).sum())} of {len(short)}, median ratio {short["ratio"].median():.4f}."""
+  reach {resolvable:.2f}× to be flagged among them. `sepbench ab` (earlier driver) in
+  {_minutes(header, records):.1f} minutes leaves ±{100 * ok["mdc"].median():.2f} % (the median minimum
+  detectable change), and a lone change is flagged from about {bar:.3f}×.
+- **Calibration.** The A/A comparisons count what this machine flags by chance: {aa_flags} of 216 in
+  each of the {len(aa)} above. With B's blocks stretched by 5 %, {found(inject)} of {len(inject)} cases
+  are flagged and the median ratio reads {inject["ratio"].median():.4f}, in a slow spell of this VM.
+  The earlier driver found {found(earlier)} of {len(earlier)} in its 20 minutes and {found(short)} in 12
+  (`results/ab/{AB_INJECT_12_MIN}`, one pass over the worker pairs per case), median ratios
+  {earlier["ratio"].median():.4f} and {short["ratio"].median():.4f}."""
 
 
 def test_the_ab_tables_are_the_committed_comparisons() -> None:
@@ -417,3 +429,90 @@ def test_the_stability_shares_are_the_committed_runs() -> None:
             f"{one['paired_flagged_variants'].max()}") in text
     spread = one["median_speedup_spread"]
     assert f"(median per-round speedup spread {100 * spread.min():.0f}–{100 * spread.max():.0f} %)" in text
+
+
+SHARDS = {"H100 (torch 2.11.0+cu130)": ("full-shard1of200-cuda-h100-torch2.11.0+cu130-20261123T033422Z.jsonl",
+                                        "cuda")}
+
+
+def shard_cost_table() -> str:
+    """Per device: the committed 1/200 shard's cases per minute (its wall time, from the header's start to
+    the last record), the full grid's size, and the wall time on 1, 20 and 100 runners, measuring only."""
+    from datetime import datetime
+
+    from sepbench.grid import load_preset
+
+    lines = ["| device | shard file (`results/`) | cases | wall time | cases / min | full grid | "
+             "1 runner | 20 runners | 100 runners |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, (pattern, device) in SHARDS.items():
+        (path,) = committed(pattern)
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        header, cases = rows[0], [r for r in rows[1:] if r["kind"] == "case"]
+        start, end = (datetime.fromisoformat(x) for x in (header["started"], cases[-1]["finished"]))
+        minutes = (end - start).total_seconds() / 60
+        rate = len(cases) / minutes
+        total = len(load_preset("full").with_device(device).expand()[0])
+        hours = [total / rate / n / 60 for n in (1, 20, 100)]
+        cells = [f"{h:.1f} h" if h >= 1 else f"{h * 60:.0f} min" for h in hours]
+        lines.append(f"| {name} | `{path.name}` | {len(cases)} | {minutes:.1f} min | {rate:.1f} | {total:,} | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines).replace(",", " ")
+
+
+def test_the_shard_cost_table_is_the_committed_shards() -> None:
+    assert shard_cost_table() in README
+
+
+def test_the_slow_spell_figure_is_the_two_injected_comparisons() -> None:
+    """How much slower the same A workers read every case in the later injected comparison."""
+    def a_medians(pattern: str) -> pd.Series:
+        _, records = ab_file(pattern)
+        return pd.Series({r["case_id"]: np.median(r["a_s"]) for r in records if r["status"] == "ok"})
+
+    later = a_medians(f"{AA}-inject5pct-20261123T165856Z.jsonl")
+    ratio = (later / a_medians(f"{AA}-inject5pct-20261123T151401Z.jsonl")).dropna()
+    text = re.sub(r"\s+", " ", README)
+    assert f"read the {len(ratio)} cases {ratio.median():.2f}× slower" in text
+
+
+EARLIER = ["20261123T141815Z", "inject5pct-20261123T143935Z", "inject5pct-20261123T151401Z", "20261123T153414Z"]
+EARLIER_AB = "ab-default-cpu-vm-torch2.12.0+cu130-vs-torch2.13.0+cpu-20261123T145351Z.jsonl"
+
+
+def _cases_by(records: list[dict], unit: str) -> pd.DataFrame:
+    """ab_cases with the pair's figure taken as its `unit` ("mean" or "median") of the rounds."""
+    from scipy import stats
+
+    rows = []
+    for r in records:
+        if r["status"] != "ok":
+            continue
+        d = getattr(pd.Series(np.log(np.array(r["b_s"]) / np.array(r["a_s"]))).groupby(r["instance"]), unit)()
+        ci = stats.ttest_1samp(d, 0.0).confidence_interval(0.95)
+        rows.append({"p": stats.ttest_1samp(d, 0.0).pvalue, "mdc": np.expm1((ci.high - ci.low) / 2)})
+    table = pd.DataFrame(rows)
+    table["q"] = _benjamini_hochberg(table["p"].to_numpy())
+    return table
+
+
+def earlier_estimator_gain() -> tuple[str, str, list[int]]:
+    """On the earlier driver's files: how much the pair median narrows the median minimum detectable
+    change against the pair mean, and the injected 20-minute comparison's flags under each."""
+    gains, flags, aa_flags = [], {}, []
+    for pattern in [*(f"{AA}-{t}.jsonl" for t in EARLIER), EARLIER_AB]:
+        _, records = ab_file(pattern)
+        mean, median = _cases_by(records, "mean"), _cases_by(records, "median")
+        gains.append(1 - median["mdc"].median() / mean["mdc"].median())
+        if "151401Z" in pattern:
+            flags = {u: int((t["q"] < 0.05).sum()) for u, t in (("mean", mean), ("median", median))}
+        if "inject" not in pattern and pattern != EARLIER_AB:
+            aa_flags.append(int((median["q"] < 0.05).sum()))
+    return (f"{100 * min(gains):.0f}–{100 * max(gains):.0f} %", f"{flags['mean']} to {flags['median']}", aa_flags)
+
+
+def test_the_estimator_choice_figures_are_the_earlier_files() -> None:
+    gain, inject, aa_flags = earlier_estimator_gain()
+    assert aa_flags == [0, 0]
+    text = re.sub(r"\s+", " ", README)
+    assert f"narrowed the median minimum detectable change by {gain} and flagged no A/A case either" in text
+    assert f"the injected 20-minute comparison went from {inject} of 216" in text

@@ -175,6 +175,15 @@ def _remove_unnamed_folders(out: Path, current: str) -> None:
             stale.unlink(missing_ok=True)
 
 
+def incomplete_shards(paths: list[Path]) -> list[str]:
+    """What the sharded runs among `paths` lack or hold twice (`sepbench merge`'s check), one line each:
+    a page built from shards names a failed or missing shard rather than showing fewer cases."""
+    from sepbench.merge import check
+
+    coverage, _ = check(paths, sharded_only=True)
+    return [line for c in coverage for line in c.problems()]
+
+
 def build(paths: list[Path], out: Path, *, pytest_benchmark: Path | None = None, asv_url: str | None = None,
           step: Callable[[str], None] = lambda _: None) -> Built:
     """Load, derive, draw and render. Returns where the page is and what went into it."""
@@ -274,6 +283,7 @@ def build(paths: list[Path], out: Path, *, pytest_benchmark: Path | None = None,
         feature_plot=feature_plot,
         maps=list(maps), pb=_pytest_benchmark(pytest_benchmark), asv_url=asv_url,
         problems=[str(p) for p in problems], records=len(df), files=df["file"].nunique(),
+        incomplete=incomplete_shards(paths),
     )
     index = out / "index.html"
     tmp = out / f".index-{os.getpid()}.html"
