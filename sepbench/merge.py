@@ -19,7 +19,7 @@ from pathlib import Path
 from sepbench.errors import SepbenchError
 from sepbench.grid import Grid, GridFile, parse_shard
 from sepbench.records import CaseRecord, RunHeader
-from sepbench.store import Problem, ResultsFile, RunFile, read_run, results_files
+from sepbench.store import Problem, ResultsFile, RunFile, read_runs
 
 
 @dataclass
@@ -78,10 +78,10 @@ def check(paths: list[Path], expected_grid: Grid | None = None,
     """Group the run files under `paths` and check each group's cases against its grid. With
     `expected_grid`, a file of any other grid is a problem (a foreign digest), not a group of its own;
     with `sharded_only`, groups without a shard are left out (a folder of whole runs repeats cases)."""
-    files, problems = results_files(paths)
+    runs, problems = read_runs(paths)
     groups: dict[tuple[str, str, str], Coverage] = {}
-    for path in files:
-        run = read_run(path)
+    for run in runs:
+        path = run.path
         problems += [p for p in run.problems if not p.torn_tail]
         if run.header is None:
             continue

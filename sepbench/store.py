@@ -363,19 +363,28 @@ def _flatten(run: RunFile, record: CaseRecord) -> dict[str, Any]:
     return row
 
 
+def read_runs(paths: list[Path]) -> tuple[list[RunFile], list[Problem]]:
+    """Every run file under `paths`, read; a file that cannot be read is a Problem, not an error. The
+    runs' own line problems stay with each RunFile."""
+    files, problems = results_files(paths)
+    runs = []
+    for path in files:
+        try:
+            runs.append(read_run(path))
+        except SepbenchError as exc:
+            problems.append(Problem(path, 0, str(exc).split(": ", 1)[-1]))
+    return runs, problems
+
+
 def load(paths: list[Path]) -> tuple[pd.DataFrame, list[Problem]]:
     """Merge results from many files, machines and PyTorch versions into one table (one row per
     case record), with every problem found on the way. Records of a file without a valid header,
     and records already read from another file (same run and case: a copy), are refused."""
-    files, problems = results_files(paths)
+    runs, problems = read_runs(paths)
     rows = []
     seen: dict[tuple[str, str], Path] = {}
-    for path in files:
-        try:
-            run = read_run(path)
-        except SepbenchError as exc:
-            problems.append(Problem(path, 0, str(exc).split(": ", 1)[-1]))
-            continue
+    for run in runs:
+        path = run.path
         problems += run.problems
         if run.header is None:
             if run.records:

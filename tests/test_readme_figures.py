@@ -308,8 +308,9 @@ def ab_file(pattern: str) -> tuple[dict, list[dict]]:
     return lines[0], lines[1:]
 
 
-def ab_cases(records: list[dict]) -> pd.DataFrame:
-    """Per case: mean over worker pairs of the pair's median log ratio B/A; t interval over the pairs; q."""
+def ab_cases(records: list[dict], unit: str = "median") -> pd.DataFrame:
+    """Per case: mean over worker pairs of the pair's median (or `unit`: "mean") log ratio B/A; t interval
+    over the pairs; q."""
     from scipy import stats
 
     rows = []
@@ -317,7 +318,7 @@ def ab_cases(records: list[dict]) -> pd.DataFrame:
         if r["status"] != "ok":
             rows.append({"case_id": r["case_id"], "status": r["status"]})
             continue
-        d = pd.Series(np.log(np.array(r["b_s"]) / np.array(r["a_s"]))).groupby(r["instance"]).median()
+        d = pd.Series(np.log(np.array(r["b_s"]) / np.array(r["a_s"]))).groupby(r["instance"]).agg(unit)
         test = stats.ttest_1samp(d, 0.0)
         ci = test.confidence_interval(0.95)
         rows.append({"case_id": r["case_id"], "status": "ok", "variant": r["case"]["variant"],
@@ -492,29 +493,13 @@ EARLIER = ["20261123T141815Z", "inject5pct-20261123T143935Z", "inject5pct-202611
 EARLIER_AB = "ab-default-cpu-vm-torch2.12.0+cu130-vs-torch2.13.0+cpu-20261123T145351Z.jsonl"
 
 
-def _cases_by(records: list[dict], unit: str) -> pd.DataFrame:
-    """ab_cases with the pair's figure taken as its `unit` ("mean" or "median") of the rounds."""
-    from scipy import stats
-
-    rows = []
-    for r in records:
-        if r["status"] != "ok":
-            continue
-        d = getattr(pd.Series(np.log(np.array(r["b_s"]) / np.array(r["a_s"]))).groupby(r["instance"]), unit)()
-        ci = stats.ttest_1samp(d, 0.0).confidence_interval(0.95)
-        rows.append({"p": stats.ttest_1samp(d, 0.0).pvalue, "mdc": np.expm1((ci.high - ci.low) / 2)})
-    table = pd.DataFrame(rows)
-    table["q"] = _benjamini_hochberg(table["p"].to_numpy())
-    return table
-
-
 def earlier_estimator_gain() -> tuple[str, str, list[int]]:
     """On the earlier driver's files: how much the pair median narrows the median minimum detectable
     change against the pair mean, and the injected 20-minute comparison's flags under each."""
     gains, flags, aa_flags = [], {}, []
     for pattern in [*(f"{AA}-{t}.jsonl" for t in EARLIER), EARLIER_AB]:
         _, records = ab_file(pattern)
-        mean, median = _cases_by(records, "mean"), _cases_by(records, "median")
+        mean, median = ab_cases(records, "mean"), ab_cases(records)
         gains.append(1 - median["mdc"].median() / mean["mdc"].median())
         if "151401Z" in pattern:
             flags = {u: int((t["q"] < 0.05).sum()) for u, t in (("mean", mean), ("median", median))}
