@@ -321,9 +321,9 @@ def timercheck(preset: str, grid_file: Path | None, device: str | None, threads:
               help="A case stops once its 95 % interval lies within ±PCT % (or its share of the budget is spent).")
 @click.option("--block-ms", type=click.FloatRange(min=1, max=1000), default=40.0, show_default=True,
               help="Milliseconds per timed block.")
-@click.option("--workers", type=click.IntRange(min=2, max=32), default=6, show_default=True,
+@click.option("--workers", type=click.IntRange(min=2, max=32), default=10, show_default=True,
               help="Worker processes per side; a pair of them is the unit the interval is taken over. More "
-                   "pairs find smaller changes, but every case makes one whole pass over them.")
+                   "pairs find smaller changes; a case whose share of the budget is spent stops after 6.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("results/ab"),
               show_default=True, help="Directory for the comparison file.")
 @click.option("--resume", is_flag=True,

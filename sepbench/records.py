@@ -142,6 +142,8 @@ class ABHeader(_Strict):
     threads: int
     cores: list[int] | None
     workers: int = 1  # worker processes per side
+    warmup_time: float | None = None  # per instance; None in files from before it was recorded
+    rounds_per_visit: int | None = None
 
 
 class ABCaseRecord(_Strict):

@@ -157,8 +157,11 @@ class Budget:
 @dataclass
 class Settings:
     block_time: float = 0.04  # 40 ms blocks: the per-round spread is half of what 10 ms gives here
-    warmup_time: float = 0.05  # per instance; the first of a case also calibrates the block
-    workers: int = 6  # processes per side; a pair of them (one A, one B) is the unit of replication
+    # Per instance, after at least 3 calls (the first-call costs): a fresh worker's first kept round after
+    # 20 ms was no slower than its later ones, and a warm-up is a sixth of a visit at 50 ms.
+    warmup_time: float = 0.02
+    workers: int = 10  # processes per side; a pair of them (one A, one B) is the unit of replication
+    min_pairs: int = 6  # the first pass may stop here once the case's share of the budget is spent
     rounds_per_instance: int = 4  # kept rounds per visit to a pair: a visit's build and warm-up are paid once
     settle_fraction: int = 4  # the settling round's blocks are a quarter of a timed one
     max_cycles: int = 100  # passes over all worker pairs
@@ -228,7 +231,7 @@ class Comparison:
         """Measure the cases left, one finished case per line; `open` first."""
         rng = random.Random(self.seed + self.done)
         # The cases left get their share of the budget, less the time spent starting, less 3 %: a case
-        # always completes its first pass over the worker pairs, so the last ones run a little over.
+        # always completes its first `min_pairs` visits, so the last ones may run a little over.
         share = self.budget_s * len(self.todo) / max(len(self.cases), 1)
         budget = Budget(0.97 * share - (time.monotonic() - self.started), time.monotonic())
         for i, case in enumerate(self.todo):
@@ -265,7 +268,8 @@ class Comparison:
         header = ABHeader(ab_id=self.ab_id, grid_name=self.grid.name, grid_digest=digest,
                           grid=self.grid.spec.model_dump(mode="json"), started=now(), a=sides["A"], b=sides["B"],
                           aa=self.aa, inject=self.inject, seed=self.seed, budget_s=self.budget_s,
-                          block_time=s.block_time, threads=s.threads, cores=cores, workers=s.workers)
+                          block_time=s.block_time, threads=s.threads, cores=cores, workers=s.workers,
+                          warmup_time=s.warmup_time, rounds_per_visit=s.rounds_per_instance)
         env_a, env_b = sides["A"].environment, sides["B"].environment
         kind = "aa" if self.aa else "ab"
         stem = (f"{kind}-{self.grid.name}-{env_a['device']}-{env_a['machine']}-torch{env_a['torch']}"
@@ -275,8 +279,8 @@ class Comparison:
     def _case(self, workers: dict[str, list[Worker]], case: Case, rng: random.Random, allowance: float,
               results: ResultsFile) -> ABCaseRecord:
         """The case in every worker pair, a few rounds per pair, cycling over the pairs until the interval
-        (over pairs) is narrow enough or the time is up. The first pass over the pairs always completes,
-        so every case has all its pairs; after it the time is checked pair by pair."""
+        (over pairs) is narrow enough or the time is up. The time is checked pair by pair once the first
+        `min_pairs` pairs are done, so a slow spell shortens cases rather than the budget."""
         s = self.settings
         started = time.monotonic()
         base = {"ab_id": self.ab_id, "case_id": case.id, "case": case}
@@ -287,7 +291,7 @@ class Comparison:
         backends: dict[str, str | None] = {"A": None, "B": None}
         for cycle in range(s.max_cycles):
             for k in range(s.workers):
-                if cycle and time.monotonic() - started >= allowance:
+                if (cycle or k >= s.min_pairs) and time.monotonic() - started >= allowance:
                     break
                 # Who builds (and warms up) last starts with its data in cache: the order is drawn, and a
                 # short settling block on each side after the builds is timed but not kept.
