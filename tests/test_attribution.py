@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import requires_cuda, tiny_grid
+from conftest import requires_cuda, sepbench, tiny_grid
 from sepbench import theory
 from sepbench.case import VARIANTS, Case
 from sepbench.grid import load_grid
@@ -146,3 +146,28 @@ def test_cuda_stages_are_kernel_time_and_the_rest_is_device_idle() -> None:
     assert profiled.device_busy_s is not None and 0 < profiled.device_busy_s <= profiled.wall_s
     assert profiled.stages["dw"] > 0 and profiled.stages["pw"] > 0
     assert profiled.total_s == pytest.approx(profiled.wall_s, rel=0.05)
+
+
+def test_explain_reads_a_case_from_results_and_measures_one_that_is_not_there(tmp_path: Path) -> None:
+    grid = load_grid(tiny_grid(tmp_path / "tiny.toml"))
+    runner.Runner(grid, tmp_path / "out").run()
+    done = sepbench("explain", "depthwise_separable", "--c-in", "8", "--size", "8", "--threads", "1",
+                    "--results", tmp_path / "out")
+    assert done.returncode == 0, done.stderr
+    assert "dw ◀" in done.stdout and "pw" in done.stdout and "timer median" in done.stdout
+    assert "tiny" in done.stdout and "measured now" not in done.stdout  # from the file, which it names
+    fresh = sepbench("explain", "inverted_residual", "--c-in", "8", "--size", "8", "--threads", "1", "--mode",
+                     "train", "--results", tmp_path / "out")
+    assert fresh.returncode == 0, fresh.stderr
+    assert "measured now" in fresh.stdout and "body.dw" in fresh.stdout and "grad accumulation" in fresh.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["no_such_variant"], "unknown variant 'no_such_variant'"),
+    (["grouped", "--c-in", "6", "--groups", "4"], "groups"),
+    (["standard", "--results", "/no/such/dir"], "does not exist"),
+])
+def test_explain_refuses_bad_input_in_one_line(args: list[str], message: str) -> None:
+    done = sepbench("explain", *args)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert message in done.stderr and len(done.stderr.strip().splitlines()) <= 2
