@@ -100,8 +100,9 @@ def cli() -> None:
 @click.option("--preset", help="A named grid (see `sepbench list`). Default: default.")
 @click.option("--grid", "grid_file", type=click.Path(dir_okay=False, path_type=Path), help="A TOML grid file.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), help="Override the grid's device axis.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
-              show_default=True, help="Directory for the results file.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("results/local"),
+              show_default=True, help="Directory for the results file (results/local/ is ignored by git: a run "
+                                      "leaves a clone clean; to commit a run, give --out results).")
 @click.option("--resume", is_flag=True, help="Continue the newest interrupted run of this grid in --out.")
 @click.option("--shard", "shard_text", metavar="K/N", help="Measure only the K-th of N slices of the grid.")
 @THREADS
@@ -584,7 +585,8 @@ def merge(results: tuple[Path, ...], preset: str | None, grid_file: Path | None,
 
 @cli.command()
 @click.argument("results", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("results/report"),
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("results/local/report"),
               show_default=True, help="Directory for index.html and its figures.")
 @click.option("--pytest-benchmark", "pb_dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
               help="pytest-benchmark storage to include (its latest save). Default: a pytest-benchmark/ "
