@@ -61,7 +61,7 @@ LAYOUT_OPS = frozenset({
 CPU_OVERHEADS = ("layout", "grad accumulation", "unstaged", "framework")
 CUDA_OVERHEADS = ("layout", "grad accumulation", "unstaged", "device idle")
 STEPS = 7
-WARM_CALLS, WARM_S = 5, 0.02
+WARM_CALLS, WARM_S = 3, 0.02  # warm-up: calls after the profiler starts; seconds before it
 
 
 @dataclass(frozen=True)
@@ -229,16 +229,17 @@ def event_cost(repeats: int = 5, calls: int = 2000) -> float:
     return statistics.median(costs)
 
 
-def _profiled_steps(step: Callable[[], None], sync: Callable[[], None], steps: int) -> None:
-    """Warm-up steps (recorded, not used), then the profiled ones. A step that follows a pause runs
-    up to 3× slower and takes a few steps to recover (caches refilled); the timer's blocks never see
-    that, so neither may the profiled steps."""
-    start = time.perf_counter()
-    calls = 0
-    while calls < WARM_CALLS or time.perf_counter() - start < WARM_S:
+def _warm(step: Callable[[], None], sync: Callable[[], None], calls: int, seconds: float = 0.0) -> None:
+    start, done = time.perf_counter(), 0
+    while done < calls or time.perf_counter() - start < seconds:
         step()
         sync()
-        calls += 1
+        done += 1
+
+
+def _profiled_steps(step: Callable[[], None], sync: Callable[[], None], steps: int) -> None:
+    """A few warm steps (recorded, not used), then the profiled ones, each in a STEP range."""
+    _warm(step, sync, WARM_CALLS)
     for _ in range(steps):
         with record_function(STEP):
             step()
@@ -250,6 +251,10 @@ def profile_case(step: Callable[[], None], module: nn.Module, sync: Callable[[],
     """One profiler session: a hooked step that maps units to stages, then the hooks off, a warm-up
     and `steps` timed steps, each split into stages and overheads."""
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    # A step that follows a pause runs up to 3× slower and takes a few steps to recover (caches
+    # refilled); the timer's blocks never see that, so neither may the profiled steps. Warm up before
+    # the profiler starts (its events would cost more to parse than the steps), and again after.
+    _warm(step, sync, WARM_CALLS, WARM_S)
     with profile(activities) as prof:
         with ExitStack() as hooks:
             _hook_modules(module, hooks)
