@@ -123,6 +123,7 @@ class Attribution(_Strict):
     overheads: dict[str, float]  # layout, grad accumulation, unstaged, framework | device idle
     bottleneck: str | None  # the stage whose share of time most exceeds its share of FLOPs
     device_busy_s: float | None = None  # CUDA: kernel time per step
+    profile_s: float = 0.0  # wall time spent profiling the case: its cost to the run
 
 
 class CaseRecord(_Strict):

@@ -33,13 +33,14 @@ built workloads, and the hooks are removed before it returns.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import statistics
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -78,7 +79,7 @@ class Profiled:
     steps: int
     method: str  # "positions" (hooks on a mapping step only) or "hooks" (order differed; hooks on throughout)
     device_busy_s: float | None = None  # CUDA: kernel time per step
-    unmatched: list[str] = field(default_factory=list)
+    profile_s: float = 0.0  # what profiling this case cost, start to finish (its part of a run's wall time)
 
     @property
     def total_s(self) -> float:
@@ -250,6 +251,7 @@ def profile_case(step: Callable[[], None], module: nn.Module, sync: Callable[[],
                  cost_per_event: float, steps: int = STEPS) -> Profiled:
     """One profiler session: a hooked step that maps units to stages, then the hooks off, a warm-up
     and `steps` timed steps, each split into stages and overheads."""
+    started = time.perf_counter()
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
     # A step that follows a pause runs up to 3× slower and takes a few steps to recover (caches
     # refilled); the timer's blocks never see that, so neither may the profiled steps. Warm up before
@@ -274,7 +276,8 @@ def profile_case(step: Callable[[], None], module: nn.Module, sync: Callable[[],
             _profiled_steps(step, sync, steps)
         timed, method = _steps(prof.events(), STEP), "hooks"
     kinds = {name or ROOT: type(m).__name__ for name, m in module.named_modules()}
-    return _decompose(timed, owners, kinds, device, cost_per_event, method)
+    found = _decompose(timed, owners, kinds, device, cost_per_event, method)
+    return dataclasses.replace(found, profile_s=time.perf_counter() - started)
 
 
 def _decompose(timed: list, owners: list[str], kinds: dict[str, str], device: str, cost_per_event: float,
@@ -338,7 +341,7 @@ def figures(profiled: Profiled, cost: Cost, mode: str, peak_flops: float, peak_b
     return Attribution(method=profiled.method, steps=profiled.steps, events=profiled.events,
                        event_cost_s=cost_per_event, wall_s=profiled.wall_s, total_s=total, stages=stages,
                        overheads=profiled.overheads, bottleneck=bottleneck(stages, step_flops),
-                       device_busy_s=profiled.device_busy_s)
+                       device_busy_s=profiled.device_busy_s, profile_s=profiled.profile_s)
 
 
 def bottleneck(stages: list[StageFigures], step_flops: int) -> str | None:
