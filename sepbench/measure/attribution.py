@@ -172,6 +172,11 @@ def _steps(events: list, name: str) -> list[tuple[object, list]]:
     for e in events:
         if _is_unit(e):
             step = next((p for p in _ancestors(e) if p.name == name), None)
+            if step is None and _is_node(e):
+                # On CUDA the autograd engine runs backward on a thread of its own: no range of the
+                # step encloses it there, so it belongs to the step whose span holds its start.
+                step = next((s for s in steps if s.time_range.start <= e.time_range.start <= s.time_range.end),
+                            None)
             if step is not None:
                 units[id(step)].append(e)
     return [(s, sorted(units[id(s)], key=lambda e: e.time_range.start)) for s in steps]
