@@ -33,7 +33,9 @@ built workloads, and the hooks are removed before it returns.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
+import itertools
 import os
 import statistics
 import time
@@ -243,8 +245,47 @@ def _warm(step: Callable[[], None], sync: Callable[[], None], calls: int, second
         done += 1
 
 
-def _profiled_steps(step: Callable[[], None], sync: Callable[[], None], steps: int) -> None:
-    """A few warm steps (recorded, not used), then the profiled ones, each in a STEP range."""
+@dataclass(frozen=True)
+class _Step:
+    start_us: float
+    end_us: float
+    events: int  # profiler events recorded in it
+    units: list
+
+
+def _ranged(events: list, name: str) -> list[_Step]:
+    return [_Step(s.time_range.start, s.time_range.end, _descendants(s), units) for s, units in _steps(events, name)]
+
+
+def _chunked(events: list, after_us: float, names: list[str], steps: int) -> list[_Step] | None:
+    """The timed steps, found without a range of their own: a `record_function` costs 8–15 µs of
+    Python per step, as much as a small layer, so the timed steps run bare, back to back, and are
+    told apart by their units (each step runs the mapped step's units in the same order). A step
+    lasts from its first unit's start to the next step's; the last step run only marks that end.
+    None when the units do not split into steps of the mapped order."""
+    units = sorted((e for e in events if _is_unit(e) and e.time_range.start > after_us),
+                   key=lambda e: e.time_range.start)
+    k = len(names)
+    if not k or len(units) < (steps + 1) * k or len(units) % k:
+        return None
+    units = units[-(steps + 1) * k:]
+    chunks = [units[i * k:(i + 1) * k] for i in range(steps + 1)]
+    if any([e.name for e in chunk] != names for chunk in chunks):
+        return None
+    starts = sorted(e.time_range.start for e in events)
+    found = []
+    for chunk, following in itertools.pairwise(chunks):
+        begin, end = chunk[0].time_range.start, following[0].time_range.start
+        found.append(_Step(begin, end, bisect.bisect_left(starts, end) - bisect.bisect_left(starts, begin), chunk))
+    return found
+
+
+def _bare_steps(step: Callable[[], None], sync: Callable[[], None], steps: int) -> None:
+    """A few warm steps, then the timed ones and one more that marks where the last timed one ends."""
+    _warm(step, sync, WARM_CALLS + steps + 1)
+
+
+def _ranged_steps(step: Callable[[], None], sync: Callable[[], None], steps: int) -> None:
     _warm(step, sync, WARM_CALLS)
     for _ in range(steps):
         with record_function(STEP):
@@ -268,34 +309,34 @@ def profile_case(step: Callable[[], None], module: nn.Module, sync: Callable[[],
             with record_function(MAP):
                 step()
                 sync()
-        _profiled_steps(step, sync, steps)
+        _bare_steps(step, sync, steps)
     events = prof.events()
     mapped = _steps(events, MAP)
-    owners = _owners(mapped[0][1]) if mapped else []
-    names = [e.name for e in mapped[0][1]] if mapped else []
-    timed, method = _steps(events, STEP), "positions"
-    if any([e.name for e in units] != names for _, units in timed):
-        # The op order changed between steps: time hooked steps instead, each mapped directly.
+    units = mapped[0][1] if mapped else []
+    owners, names = _owners(units), [e.name for e in units]
+    map_end = max((e.time_range.end for e in events if e.name == MAP), default=0.0)
+    timed, method = _chunked(events, map_end, names, steps), "positions"
+    if timed is None:
+        # The op order changed between steps: time hooked steps, each in a range and mapped directly.
         with profile(activities) as prof, ExitStack() as hooks:
             _hook_modules(module, hooks)
-            _profiled_steps(step, sync, steps)
-        timed, method = _steps(prof.events(), STEP), "hooks"
+            _ranged_steps(step, sync, steps)
+        timed, method = _ranged(prof.events(), STEP), "hooks"
     kinds = {name or ROOT: type(m).__name__ for name, m in module.named_modules()}
     found = _decompose(timed, owners, kinds, device, cost_per_event, method)
     return dataclasses.replace(found, profile_s=time.perf_counter() - started)
 
 
-def _decompose(timed: list, owners: list[str], kinds: dict[str, str], device: str, cost_per_event: float,
+def _decompose(timed: list[_Step], owners: list[str], kinds: dict[str, str], device: str, cost_per_event: float,
                method: str) -> Profiled:
     per_step: list[dict[str, float]] = []
     walls, raw_walls, events, busy = [], [], [], []
-    for step, units in timed:
-        mine = owners if method == "positions" else _owners(units)
+    for step in timed:
+        mine = owners if method == "positions" else _owners(step.units)
         parts: dict[str, float] = defaultdict(float)
-        n_events = _descendants(step)
-        raw = step.time_range.elapsed_us() * 1e-6
-        wall = max(raw - cost_per_event * n_events, 0.0) if device != "cuda" else raw
-        for unit, owner in zip(units, mine, strict=True):
+        raw = (step.end_us - step.start_us) * 1e-6
+        wall = max(raw - cost_per_event * step.events, 0.0) if device != "cuda" else raw
+        for unit, owner in zip(step.units, mine, strict=True):
             if device == "cuda":
                 seconds = _device_s(unit)
             else:
@@ -306,7 +347,7 @@ def _decompose(timed: list, owners: list[str], kinds: dict[str, str], device: st
         per_step.append(parts)
         walls.append(wall)
         raw_walls.append(raw)
-        events.append(n_events)
+        events.append(step.events)
         busy.append(covered)
     keys = sorted({k for parts in per_step for k in parts})
     median = {k: statistics.median(parts.get(k, 0.0) for parts in per_step) for k in keys}
