@@ -6,7 +6,7 @@
     nox -s "ab(torch='2.12.0')"           that PyTorch against the default one, paired block by block (sepbench ab)
     nox -s asv -- HEAD~1..HEAD            asv run over a commit range, then asv publish
     nox -s crosscheck                     the same grid through sepbench, asv and pytest-benchmark
-    nox -s report                         the HTML report from results/ into results/report/
+    nox -s report                         the HTML report from results/ into results/local/report/
     nox -s pages                          the published site: report at site/, asv at site/asv/
 
 Default sessions install torch==2.13.0, which on this project's machines is a CPU wheel on disk: no
@@ -47,8 +47,8 @@ def _bench(session: nox.Session) -> None:
     """pytest-benchmark suite (`-- --gate`: compared with the last save), the default grid, the report."""
     gate = ["--benchmark-compare", "--benchmark-compare-fail=median:10%"] if "--gate" in session.posargs else []
     _pytest_benchmark(session, PB_STORAGE, *gate)
-    session.run("sepbench", "run", "--preset", "default", "--out", "results")
-    _report(session, "results/report")
+    session.run("sepbench", "run", "--preset", "default", "--out", "results/local")
+    _report(session, "results/local/report")
 
 
 @nox.session
@@ -148,9 +148,9 @@ def _report(session: nox.Session, out: str, *extra: str) -> None:
 
 @nox.session(default=False)
 def report(session: nox.Session) -> None:
-    """The HTML report from every results file under results/, into results/report/."""
+    """The HTML report from every results file under results/, into results/local/report/ (ignored by git)."""
     _install(session, extras=None)
-    _report(session, "results/report")
+    _report(session, "results/local/report")
 
 
 @nox.session(default=False)

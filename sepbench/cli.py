@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -99,17 +100,21 @@ def cli() -> None:
 @click.option("--preset", help="A named grid (see `sepbench list`). Default: default.")
 @click.option("--grid", "grid_file", type=click.Path(dir_okay=False, path_type=Path), help="A TOML grid file.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), help="Override the grid's device axis.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
-              show_default=True, help="Directory for the results file.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("results/local"),
+              show_default=True, help="Directory for the results file (results/local/ is ignored by git: a run "
+                                      "leaves a clone clean; to commit a run, give --out results).")
 @click.option("--resume", is_flag=True, help="Continue the newest interrupted run of this grid in --out.")
 @click.option("--shard", "shard_text", metavar="K/N", help="Measure only the K-th of N slices of the grid.")
 @THREADS
 @click.option("--no-memory", is_flag=True, help="Skip the per-case peak memory probes.")
+@click.option("--no-profile", is_flag=True,
+              help="Skip the per-case profile after timing (where the time goes, stage by stage).")
 @click.option("--axis", "axes", multiple=True, metavar="KEY=V1,V2",
               help="Replace one grid axis, e.g. --axis c_in=32,64 --axis mode=train (repeatable).")
 @click.option("--dry-run", is_flag=True, help="Print what the run (or shard) would measure, and measure nothing.")
 def run(preset: str | None, grid_file: Path | None, device: str | None, out_dir: Path, resume: bool,
-        shard_text: str | None, threads: int | None, no_memory: bool, axes: tuple[str, ...], dry_run: bool) -> None:
+        shard_text: str | None, threads: int | None, no_memory: bool, no_profile: bool, axes: tuple[str, ...],
+        dry_run: bool) -> None:
     """Measure a grid: theory and measurement side by side, one results file per run."""
     from sepbench.measure.runner import Runner
     from sepbench.store import ensure_writable, load, read_run
@@ -118,7 +123,7 @@ def run(preset: str | None, grid_file: Path | None, device: str | None, out_dir:
     shard_spec = parse_shard(shard_text) if shard_text else None
     started = time.perf_counter()
     # Everything that can refuse the input (grid, device, output directory) speaks before the bar starts.
-    runner = Runner(grid, out_dir, resume=resume, shard_spec=shard_spec)
+    runner = Runner(grid, out_dir, resume=resume, shard_spec=shard_spec, profile=not no_profile)
     if runner.plan.dropped:
         reasons = "; ".join(f"{n}× {why}" for why, n in runner.plan.dropped.most_common())
         err.print(f"dropped {sum(runner.plan.dropped.values())} invalid combinations ({reasons})", markup=False,
@@ -180,23 +185,35 @@ def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _case_options(f: Callable) -> Callable:
+    """The knobs of one case, shared by `cost` and `explain`."""
+    for option in reversed(CASE_OPTIONS):
+        f = option(f)
+    return f
+
+
+CASE_OPTIONS = [
+    click.option("--c-in", type=int, default=32, show_default=True),
+    click.option("--c-out", type=int, help="Default: c_in."),
+    click.option("--size", type=int, default=56, show_default=True, help="Input height = width (ρ for networks)."),
+    click.option("--kernel", type=int, default=3, show_default=True),
+    click.option("--stride", type=int, default=1, show_default=True),
+    click.option("--dilation", type=int, default=1, show_default=True),
+    click.option("--padding", type=click.Choice(PADDINGS), default="same", show_default=True),
+    click.option("--groups", type=int, default=4, show_default=True, help="For grouped."),
+    click.option("--expansion", type=int, default=6, show_default=True, help="For inverted_residual."),
+    click.option("--alpha", type=float, default=1.0, show_default=True, help="Width multiplier, for networks."),
+    click.option("--bias", is_flag=True),
+    click.option("--act", type=click.Choice(ACTS), default="none", show_default=True),
+    click.option("--batch", type=int, default=1, show_default=True),
+    click.option("--dtype", type=click.Choice(DTYPES), default="float32", show_default=True),
+    click.option("--mode", type=click.Choice(MODES), default="inference", show_default=True),
+]
+
+
 @cli.command()
 @click.argument("variant", metavar="VARIANT|all")
-@click.option("--c-in", type=int, default=32, show_default=True)
-@click.option("--c-out", type=int, help="Default: c_in.")
-@click.option("--size", type=int, default=56, show_default=True, help="Input height = width (ρ for networks).")
-@click.option("--kernel", type=int, default=3, show_default=True)
-@click.option("--stride", type=int, default=1, show_default=True)
-@click.option("--dilation", type=int, default=1, show_default=True)
-@click.option("--padding", type=click.Choice(PADDINGS), default="same", show_default=True)
-@click.option("--groups", type=int, default=4, show_default=True, help="For grouped.")
-@click.option("--expansion", type=int, default=6, show_default=True, help="For inverted_residual.")
-@click.option("--alpha", type=float, default=1.0, show_default=True, help="Width multiplier, for networks.")
-@click.option("--bias", is_flag=True)
-@click.option("--act", type=click.Choice(ACTS), default="none", show_default=True)
-@click.option("--batch", type=int, default=1, show_default=True)
-@click.option("--dtype", type=click.Choice(DTYPES), default="float32", show_default=True)
-@click.option("--mode", type=click.Choice(MODES), default="inference", show_default=True)
+@_case_options
 @click.option("--layers", is_flag=True, help="Also print the per-layer breakdown.")
 def cost(variant: str, c_out: int | None, layers: bool, **knobs: object) -> None:
     """Exact cost of one case without running it: shapes, params, MACs, FLOPs (both conventions),
@@ -227,6 +244,59 @@ def cost(variant: str, c_out: int | None, layers: bool, **knobs: object) -> None
               "reports; bias ignored); FLOPs [exact] = L multiplies + L−1 adds per output of a length-L dot product, "
               "+1 per output with bias. Bytes: minimum traffic, each stage reads input and weights once and writes "
               "output once. Training step = 3 × forward FLOPs.", style="dim", markup=False)
+
+
+@cli.command()
+@click.argument("variant", metavar="VARIANT")
+@_case_options
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@THREADS
+@click.option("--results", "paths", multiple=True, type=click.Path(exists=True, path_type=Path),
+              help="Results files or folders to look in (repeatable; default: results/).")
+@click.option("--measure", is_flag=True, help="Measure and profile the case now, even where results have it.")
+def explain(variant: str, c_out: int | None, device: str, threads: int | None, paths: tuple[Path, ...],
+            measure: bool, **knobs: object) -> None:
+    """Where one case's time goes, stage by stage: from the results that have it (newest per machine,
+    torch and device), or measured and profiled on the spot when none do."""
+    from sepbench.report.tables import attribution_table
+
+    if variant not in VARIANTS:
+        raise SepbenchError(f"unknown variant {variant!r}; valid: {', '.join(VARIANTS)}")
+    knobs["c_out"] = knobs["c_in"] if c_out is None else c_out
+    case = Case(variant, device=device, **knobs)  # type: ignore[arg-type]
+    check(case)
+    shown = 0 if measure else _explain_from_results(case, list(paths) or [Path("results")])
+    if shown:
+        return
+    from sepbench.measure.explain import measure_case
+
+    att, timer_s, step_flops, where = measure_case(case, threads)
+    out.print(attribution_table(att, step_flops, f"{case.label()} at {case.geometry()} · measured now on {where}",
+                                timer_s))
+    out.print(f"bottleneck: {att.bottleneck} (◀). Times are per step, profiler cost taken off; achieved against "
+              "this machine's measured peaks.", style="dim", markup=False)
+
+
+def _explain_from_results(case: Case, paths: list[Path]) -> int:
+    """Print the case's attribution from every environment in the results that has one; how many."""
+    import json
+
+    from sepbench.records import Attribution
+    from sepbench.report.tables import attribution_table
+    from sepbench.store import load
+
+    if not any(p.exists() for p in paths):
+        return 0
+    df, _ = load([p for p in paths if p.exists()])
+    if df.empty or "attribution_json" not in df:
+        return 0
+    rows = df[(df["case_id"] == case.id) & df["attribution_json"].notna()]
+    rows = rows.sort_values("run_started").groupby(["env_machine", "env_torch", "device"], dropna=False).tail(1)
+    for _, row in rows.iterrows():
+        att = Attribution.model_validate(json.loads(row["attribution_json"]))
+        title = f"{case.label()} at {case.geometry()} · {row['env_machine']} torch {row['env_torch']} · {row['file']}"
+        out.print(attribution_table(att, int(row["theory_flops_step"]), title, row["timing_median_s"]))
+    return len(rows)
 
 
 @cli.command(name="list")
@@ -515,7 +585,8 @@ def merge(results: tuple[Path, ...], preset: str | None, grid_file: Path | None,
 
 @cli.command()
 @click.argument("results", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("results/report"),
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("results/local/report"),
               show_default=True, help="Directory for index.html and its figures.")
 @click.option("--pytest-benchmark", "pb_dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
               help="pytest-benchmark storage to include (its latest save). Default: a pytest-benchmark/ "

@@ -94,6 +94,38 @@ class MemoryFigures:
     error: str | None = None
 
 
+class StageFigures(_Strict):
+    """One stage of a profiled step: a module's own ops, with its part of the cost model."""
+
+    name: str  # the module's qualified name; "(module)" for the top module's own ops (the residual add)
+    kind: str  # the module's class
+    seconds: float = Field(ge=0)  # per step
+    share: float = Field(ge=0)  # of the step's parts
+    flops: int  # 2mac, one step (forward, or forward + grad-input + grad-weight)
+    bytes: int  # the stage's part of the minimum traffic, one step
+    flop_s: float | None = None  # achieved; None where the stage has no FLOPs or took no time
+    byte_s: float | None = None
+    ceiling_share: float | None = None  # achieved over the roofline at the stage's intensity
+
+
+class Attribution(_Strict):
+    """Where one step's time goes (`sepbench.measure.attribution`): stages, named overheads, the
+    bottleneck. Versioned on its own, so records without it (or with an older one) still load."""
+
+    version: Literal[1] = 1
+    method: str  # "positions": hooks on a mapping step only; "hooks": on every profiled step
+    steps: int
+    events: float  # profiler events per step
+    event_cost_s: float  # the profiler's cost per event, measured and taken off
+    wall_s: float  # the profiled step's wall time, less that cost
+    total_s: float  # stages + overheads (CPU: equals wall_s by construction up to per-part medians)
+    stages: list[StageFigures]
+    overheads: dict[str, float]  # layout, grad accumulation, unstaged, framework | device idle
+    bottleneck: str | None  # the stage whose share of time most exceeds its share of FLOPs
+    device_busy_s: float | None = None  # CUDA: kernel time per step
+    profile_s: float = 0.0  # wall time spent profiling the case: its cost to the run
+
+
 class CaseRecord(_Strict):
     kind: Literal["case"] = "case"
     run_id: str
@@ -107,6 +139,8 @@ class CaseRecord(_Strict):
     timing: TimingFigures | None = None
     realized: RealizedFigures | None = None
     memory: MemoryFigures | None = None
+    attribution: Attribution | None = None  # None: profiling was off, or failed (attribution_error says why)
+    attribution_error: str | None = None
     finished: str
 
 

@@ -360,7 +360,24 @@ def _flatten(run: RunFile, record: CaseRecord) -> dict[str, Any]:
         if part is not None:
             fields = part.model_dump() if isinstance(part, BaseModel) else asdict(part)
             row.update({f"{prefix}_{k}": v for k, v in fields.items()})
+    row.update(_attribution_columns(record))
     return row
+
+
+def _attribution_columns(record: CaseRecord) -> dict[str, Any]:
+    """The attribution in a few flat columns; the stages themselves as JSON (report.analysis unpacks them)."""
+    a = record.attribution
+    if a is None:
+        return {"attribution_error": record.attribution_error}
+    top = next((s for s in a.stages if s.name == a.bottleneck), None)
+    step_flops = record.theory.flops_step
+    return {
+        "attribution_error": record.attribution_error, "attribution_method": a.method,
+        "attribution_wall_s": a.wall_s, "attribution_total_s": a.total_s, "attribution_busy_s": a.device_busy_s,
+        "attribution_bottleneck": a.bottleneck, "attribution_bottleneck_share": top.share if top else None,
+        "attribution_bottleneck_flop_share": top.flops / step_flops if top and step_flops else None,
+        "attribution_json": a.model_dump_json(),
+    }
 
 
 def read_runs(paths: list[Path]) -> tuple[list[RunFile], list[Problem]]:

@@ -48,6 +48,20 @@ class LayerCost:
     stage: bool  # moves memory on its own; elementwise layers are fused into a stage
     inplace: bool = False
 
+    def step_flops(self, mode: str = "inference") -> int:
+        """FLOPs (2mac) of this layer in one step: forward, or forward + grad-input + grad-weight."""
+        return (3 if mode == "train" else 1) * 2 * self.macs
+
+    def step_bytes(self, element_size: int, mode: str = "inference") -> int:
+        """This layer's part of the minimum traffic (see the module docstring): its weights, and its
+        input and output when it is a stage of its own."""
+        weights = self.params * element_size
+        fwd = (math.prod(self.in_shape) + math.prod(self.out_shape)) * element_size if self.stage else 0
+        if mode != "train":
+            return fwd + weights
+        bwd = (2 * math.prod(self.in_shape) + math.prod(self.out_shape)) * element_size if self.stage else 0
+        return fwd + weights + bwd + 2 * weights
+
 
 @dataclass(frozen=True)
 class Cost:
@@ -95,14 +109,8 @@ class Cost:
         return math.prod(self.in_shape) * self.element_size
 
     def bytes(self, mode: str = "inference") -> int:
-        """Minimum memory traffic (see the module docstring)."""
-        e = self.element_size
-        stages = [lc for lc in self.layers if lc.stage]
-        fwd = sum(math.prod(lc.in_shape) + math.prod(lc.out_shape) for lc in stages) * e + self.weight_bytes
-        if mode != "train":
-            return fwd
-        bwd = sum(2 * math.prod(lc.in_shape) + math.prod(lc.out_shape) for lc in stages) * e + 2 * self.weight_bytes
-        return fwd + bwd
+        """Minimum memory traffic (see the module docstring): the layers' parts summed."""
+        return sum(lc.step_bytes(self.element_size, mode) for lc in self.layers)
 
     def intensity(self, mode: str = "inference") -> float:
         """Arithmetic intensity, FLOPs (2mac) per byte of minimum traffic."""

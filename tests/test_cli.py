@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -123,3 +124,19 @@ def test_cost_prints_both_conventions_and_the_theoretical_speedup() -> None:
     assert result.returncode == 0, result.stderr
     assert "FLOPs [2mac]" in result.stdout and "FLOPs [exact]" in result.stdout
     assert "7.89×" in result.stdout  # depthwise-separable 32→64, 3×3: 1 / (1/64 + 1/9)
+
+
+def test_what_a_local_run_and_report_write_is_ignored_by_git() -> None:
+    """The README's main command must leave a clone clean: `run` and `report` write under results/local/
+    by default, and git ignores it (the committed runs were made with --out results)."""
+    from sepbench.cli import report, run
+
+    defaults = {c.name: p.default for c in (run, report) for p in c.params if p.name == "out_dir"}
+    assert defaults == {"run": Path("results/local"), "report": Path("results/local/report")}
+    root = Path(__file__).resolve().parent.parent
+    local = ["results/local/default-cpu-x.jsonl", "results/local/report/index.html"]
+    done = subprocess.run(["git", "check-ignore", *local], cwd=root, capture_output=True, text=True)
+    assert done.returncode == 0 and len(done.stdout.splitlines()) == 2, done.stderr
+    tracked = subprocess.run(["git", "check-ignore", "--no-index", "results/default-cpu-x.jsonl"], cwd=root,
+                             capture_output=True, text=True)
+    assert tracked.returncode == 1  # a run given --out results is not hidden

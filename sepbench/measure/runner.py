@@ -1,8 +1,10 @@
 """A grid run: spec → build → theory → measure → record, one group of variants at a time.
 
 The variants of a group (one geometry) and their baseline are timed interleaved in this process,
-so each realized speedup comes from paired rounds. Each finished case is appended to the results
-file at once; an interrupted run keeps every finished case and `resume=True` measures only the rest.
+so each realized speedup comes from paired rounds. After the group's timing, each case is profiled
+on the same built workload (`attribution`: where its step's time goes), unless `profile=False`.
+Each finished case is appended to the results file at once; an interrupted run keeps every
+finished case and `resume=True` measures only the rest.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from sepbench import theory
 from sepbench.case import Case, tensor_elements
 from sepbench.errors import SepbenchError
 from sepbench.grid import Grid, group_cases
-from sepbench.measure import memory
+from sepbench.measure import attribution, memory
 from sepbench.measure.environment import fingerprint
 from sepbench.measure.peaks import Peaks, measure_peaks
 from sepbench.measure.timer import (
@@ -141,8 +143,11 @@ def _measure_memory(case: Case, work: Workload, threads: int) -> MemoryFigures:
 
 class Runner:
     def __init__(self, grid: Grid, out_dir: Path, *, resume: bool = False,
-                 shard_spec: tuple[int, int] | None = None, progress: Progress | None = None) -> None:
+                 shard_spec: tuple[int, int] | None = None, progress: Progress | None = None,
+                 profile: bool = True) -> None:
         self.grid, self.out_dir, self.resume, self.shard_spec = grid, Path(out_dir), resume, shard_spec
+        self.profile = profile
+        self.event_cost: float | None = None  # the CPU profiler's cost per event, measured on first use
         self.settings = grid.measure
         self.threads = self.settings.threads or torch.get_num_threads()
         check_threads(self.threads)
@@ -257,8 +262,22 @@ class Runner:
             realized = RealizedFigures(speedup=s.ratio, low=s.low, high=s.high, efficiency=s.ratio / tf.speedup,
                                        spread=dispersion, unstable=dispersion > self.settings.unstable_threshold)
         mem = _measure_memory(case, work, self.threads) if self.settings.memory else None
+        found, error = self._attribute(case, work) if self.profile else (None, None)
         return CaseRecord(
             run_id=self.run_id, case_id=case.id, group_id=case.group_id, case=case, status="ok",
             backend=work.conv_backends(), theory=tf, timing=_timing_figures(t, self.threads), realized=realized,
-            memory=mem, finished=now(),
+            memory=mem, attribution=found, attribution_error=error, finished=now(),
         )
+
+    def _attribute(self, case: Case, work: Workload) -> tuple[attribution.Attribution | None, str | None]:
+        """Profile a few steps of the case (its timing is done) and split them into stages."""
+        if self.event_cost is None:
+            self.event_cost = attribution.event_cost()
+        peaks = self.peaks[case.device]
+        try:
+            profiled = attribution.profile_case(work.step, work.module, synchronizer(case.device), case.device,
+                                                self.event_cost)
+            return attribution.figures(profiled, theory.case_cost(case), case.mode, peaks.ceiling(case.ceiling)[1],
+                                       peaks.bandwidth, self.event_cost), None
+        except (RuntimeError, ValueError) as exc:
+            return None, (str(exc).splitlines() or [type(exc).__name__])[0][:300]

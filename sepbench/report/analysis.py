@@ -5,6 +5,9 @@ measurement stay in separately named columns all the way to the page.
 
 from __future__ import annotations
 
+import json
+import re
+
 import numpy as np
 import pandas as pd
 
@@ -186,3 +189,129 @@ def ceilings(df: pd.DataFrame) -> pd.DataFrame:
     best run's figure where several ran)."""
     return ok(df).groupby(["env", "ceiling"], as_index=False).agg(
         peak_flops=("peak_flops", "max"), peak_bandwidth=("peak_bandwidth", "max"))
+
+
+# ----------------------------------------------------------------------------------------------
+# Where the time goes: the records' stage attribution, and the composition check.
+
+COMPOSITION_TOLERANCE = 0.15  # a composite within ±15 % of the sum of its stage variants "composes"
+SUM_TOLERANCE = 0.10  # the parts of a profiled step within ±10 % of the timer's median
+
+
+def stage_role(name: str) -> str:
+    """A stage's name without its block prefix, so a network's stages pool by role: 'b3_dw' → 'dw',
+    'b5.body.project' → 'project', 'b2.se.fc1' → 'se.fc1'."""
+    parts = [p for p in name.split(".") if not re.fullmatch(r"b\d+|body", p)]
+    return re.sub(r"^b\d+_", "", ".".join(parts)) or name
+
+
+def stages(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per stage or named overhead of every attributed case: its time share of the step and
+    (stages) its FLOP share."""
+    if "attribution_json" not in df:
+        return pd.DataFrame(columns=["env", "label", "mode", "case_id", "part", "overhead", "time_share",
+                                     "flop_share", "seconds"])
+    rows = []
+    for _, r in ok(df)[df["attribution_json"].notna()].iterrows():
+        a = json.loads(r["attribution_json"])
+        total = a["total_s"] or 1.0
+        flops = r["theory_flops_step"] or 0
+        base = {"env": r["env"], "label": r["label"], "mode": r["mode"], "case_id": r["case_id"],
+                "family": r["family"], "setting": r["setting"], "batch": r["batch"]}
+        pooled: dict[str, list[float]] = {}
+        for s in a["stages"]:
+            part = pooled.setdefault(stage_role(s["name"]), [0.0, 0.0])
+            part[0] += s["seconds"]
+            part[1] += s["flops"]
+        for part, (seconds, stage_flops) in pooled.items():
+            rows.append({**base, "part": part, "overhead": False, "seconds": seconds, "time_share": seconds / total,
+                         "flop_share": stage_flops / flops if flops else np.nan})
+        for part, seconds in a["overheads"].items():
+            rows.append({**base, "part": part, "overhead": True, "seconds": seconds, "time_share": seconds / total,
+                         "flop_share": 0.0})
+    return pd.DataFrame(rows)
+
+
+def stage_shares(st: pd.DataFrame) -> pd.DataFrame:
+    """Per environment, mode and variant: each part's mean share of the step's time and of its FLOPs
+    over the attributed cases (shares of one case sum to 1, so the means do too)."""
+    if st.empty:
+        return st
+    cases = st.groupby(["env", "mode", "label"])["case_id"].nunique().rename("cases")
+    out = st.groupby(["env", "mode", "label", "part", "overhead"], as_index=False).agg(
+        time_share=("time_share", "sum"), flop_share=("flop_share", "sum"))
+    out = out.join(cases, on=["env", "mode", "label"])
+    out["time_share"] /= out["cases"]
+    out["flop_share"] /= out["cases"]
+    return out
+
+
+def bottlenecks(df: pd.DataFrame) -> pd.DataFrame:
+    """Per environment, mode and variant: the most frequent bottleneck stage, how often it is the
+    bottleneck, and its median share of time against its median share of FLOPs."""
+    if "attribution_bottleneck" not in df:
+        return pd.DataFrame()
+    rows = ok(df)[df["attribution_bottleneck"].notna()].assign(
+        stage=lambda d: d["attribution_bottleneck"].map(stage_role))
+    out = []
+    for (env, mode, label), part in rows.groupby(["env", "mode", "label"]):
+        top = part["stage"].value_counts()
+        chosen = part[part["stage"] == top.index[0]]
+        out.append({"env": env, "mode": mode, "label": label, "stage": top.index[0], "cases": len(part),
+                    "times": int(top.iloc[0]), "time_share": chosen["attribution_bottleneck_share"].median(),
+                    "flop_share": chosen["attribution_bottleneck_flop_share"].median()})
+    return pd.DataFrame(out)
+
+
+def attribution_sums(df: pd.DataFrame) -> pd.DataFrame:
+    """Per environment: how close the profiled parts come to the timer's median, case by case."""
+    if "attribution_total_s" not in df:
+        return pd.DataFrame()
+    rows = ok(df)[df["attribution_total_s"].notna()]
+    rel = rows["attribution_total_s"] / rows["timing_median_s"] - 1
+    rows = rows.assign(rel=rel)
+    return rows.groupby("env", as_index=False).agg(
+        cases=("rel", "size"), within=("rel", lambda r: float((r.abs() <= SUM_TOLERANCE).mean())),
+        median=("rel", "median"), q1=("rel", lambda r: r.quantile(0.25)), q3=("rel", lambda r: r.quantile(0.75)))
+
+
+# A composite variant and the variants of its group that are its stages, one after the other.
+COMPOSITES = {"depthwise_separable": ("depthwise", "pointwise")}
+
+
+def composition(df: pd.DataFrame) -> pd.DataFrame:
+    """Each composite case's measured median against the sum of its stage variants' medians from the
+    same run and group: measured / predicted, 1 when the stages compose with nothing lost or gained."""
+    rows = ok(df)
+    rows = rows[rows["timing_median_s"].notna()]
+    median = rows.set_index(["run_id", "group_id", "variant"])["timing_median_s"]
+    median = median[~median.index.duplicated()]
+    out = []
+    for composite, parts in COMPOSITES.items():
+        for _, r in rows[rows["variant"] == composite].iterrows():
+            keys = [(r["run_id"], r["group_id"], p) for p in parts]
+            if all(k in median.index for k in keys):
+                predicted = float(sum(median[k] for k in keys))
+                out.append({"env": r["env"], "file": r["file"], "label": r["label"], "mode": r["mode"],
+                            "geometry": r["geometry"], "setting": r["setting"], "measured_s": r["timing_median_s"],
+                            "predicted_s": predicted, "ratio": r["timing_median_s"] / predicted})
+    return pd.DataFrame(out)
+
+
+def composition_summary(comp: pd.DataFrame) -> pd.DataFrame:
+    if comp.empty:
+        return comp
+    return comp.groupby(["env", "mode"], as_index=False).agg(
+        cases=("ratio", "size"),
+        within=("ratio", lambda r: float(((r - 1).abs() <= COMPOSITION_TOLERANCE).mean())),
+        median=("ratio", "median"), low=("ratio", "min"), high=("ratio", "max"))
+
+
+def device_busy(df: pd.DataFrame) -> pd.DataFrame:
+    """CUDA: the share of each profiled step during which a kernel ran, per environment and batch."""
+    if "attribution_busy_s" not in df:
+        return pd.DataFrame()
+    rows = ok(df)[df["attribution_busy_s"].notna()]
+    rows = rows.assign(busy=rows["attribution_busy_s"] / rows["attribution_wall_s"])
+    return rows.groupby(["env", "batch"], as_index=False).agg(cases=("busy", "size"), busy=("busy", "median"),
+                                                              low=("busy", "min"), high=("busy", "max"))

@@ -31,8 +31,8 @@ from sepbench.report.tables import UNSTABLE_MARK, fmt_bytes, fmt_count, fmt_time
 from sepbench.store import ensure_writable, load, read_ab, results_files
 
 # Section ids, in page order: the browser test checks each is there.
-SECTIONS = ["overview", "grids", "theory-vs-realized", "roofline", "memory", "versions", "networks",
-            "feature-maps", "harnesses", "method"]
+SECTIONS = ["overview", "grids", "theory-vs-realized", "roofline", "where-time-goes", "memory", "versions",
+            "networks", "feature-maps", "harnesses", "method"]
 PR_SET_PDEATHSIG = 1  # prctl(2)
 TOP = 15  # rows in the largest-regressions table and panels in the trend plot
 
@@ -232,6 +232,12 @@ def build(paths: list[Path], out: Path, *, pytest_benchmark: Path | None = None,
     share = points.groupby(["env", "label"], as_index=False)["roofline_share"].median() \
         .pivot(index="label", columns="env", values="roofline_share") if len(points) else pd.DataFrame()
 
+    shares = analysis.stage_shares(analysis.stages(df))
+    stage_plots = [(env, mode, figure(f"stages-{i}", plots.stage_shares, shares, env, mode))
+                   for i, (env, mode) in enumerate(shares[["env", "mode"]].drop_duplicates().itertuples(index=False))] \
+        if len(shares) else []
+    comp = analysis.composition(df)
+
     mem_rows = analysis.ok(df)
     mem_rows = mem_rows[mem_rows["measured_memory_bytes"].notna()]
     mem_rows = mem_rows.assign(memory_method=mem_rows["measured_memory_method"] + "\n" + mem_rows["env"])
@@ -273,6 +279,9 @@ def build(paths: list[Path], out: Path, *, pytest_benchmark: Path | None = None,
         unstable_mark=UNSTABLE_MARK, sections=SECTIONS, envs=envs, environment=_environment(df, ceilings),
         overview=overview, settings=settings, grids=grids, scatter=scatter, slower=slower,
         roofline=roofline, roofline_share=roofline_share, share=share, memory=memory,
+        stage_plots=stage_plots, bottlenecks=analysis.bottlenecks(df), sums=analysis.attribution_sums(df),
+        composition=analysis.composition_summary(comp), busy=analysis.device_busy(df),
+        sum_tolerance=analysis.SUM_TOLERANCE, composition_tolerance=analysis.COMPOSITION_TOLERANCE,
         memory_methods=memory_methods, nvml=_nvml(df),
         comparisons=comparisons, ab_fdr=ab_stats.FDR,
         cmp=cmp, version_summary=versions.summarize(cmp) if len(cmp) else cmp, version_runs=versions.runs(

@@ -292,3 +292,43 @@ def ab_ratios(table: pd.DataFrame, title: str, path: Path) -> Path:
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8, loc="upper left")
     return _save(fig, path)
+
+
+OVERHEAD_COLOURS = {"framework": "#9e9e9e", "layout": "#bdbdbd", "grad accumulation": "#757575",
+                    "unstaged": "#e0e0e0", "device idle": "#616161"}
+
+
+def stage_shares(shares: pd.DataFrame, env: str, mode: str, path: Path) -> Path:
+    """Per variant, two stacked bars: where the step's time went (stages, then the named overheads in
+    greys) and where its FLOPs are. A stage far longer in the first bar than in the second is where
+    theory and practice part."""
+    part = shares[(shares["env"] == env) & (shares["mode"] == mode)]
+    labels = sorted(part["label"].unique())
+    stage_names = sorted(part.loc[~part["overhead"], "part"].unique())
+    # tab20 without its two greys, which are the overheads' here.
+    hues = [c for i, c in enumerate(sns.color_palette("tab20", 20)) if i not in (14, 15)]
+    colours = {name: hues[i % len(hues)] for i, name in enumerate(stage_names)} | OVERHEAD_COLOURS
+    fig, ax = plt.subplots(figsize=(10, 0.75 * len(labels) + 1.6))
+    y = np.arange(len(labels))
+    for row, (column, offset, name) in enumerate((("time_share", -0.2, "time"), ("flop_share", 0.2, "FLOPs"))):
+        left = np.zeros(len(labels))
+        for p in [*stage_names, *OVERHEAD_COLOURS]:
+            values = part[part["part"] == p].set_index("label")[column].reindex(labels).fillna(0).to_numpy()
+            if not values.any():
+                continue
+            ax.barh(y + offset, values, left=left, height=0.38, color=colours[p],
+                    label=p if row == 0 or p not in OVERHEAD_COLOURS else None, edgecolor="white", linewidth=0.5)
+            left += values
+        for yi in y:
+            ax.text(-0.01, yi + offset, name, ha="right", va="center", fontsize=7, color="#555")
+    ax.set_yticks(y, labels)
+    ax.tick_params(axis="y", pad=38)
+    ax.set_xlim(0, 1)
+    ax.xaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
+    ax.invert_yaxis()
+    ax.set_title(f"{env} · {mode}: share of the step's time (upper bar) and of its FLOPs (lower bar)", fontsize=9)
+    handles, names = ax.get_legend_handles_labels()
+    unique = dict(zip(names, handles, strict=True))
+    ax.legend(unique.values(), unique.keys(), loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=7, frameon=False,
+              title="stage / overhead", title_fontsize=7)
+    return _save(fig, path)

@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from sepbench.case import Case
+from sepbench.records import Attribution
 from sepbench.theory import Cost
 
 UNSTABLE_MARK = "⚠"  # the speedup a run reports is not steady
@@ -87,6 +88,7 @@ def results_table(df: pd.DataFrame, title: str = "") -> Table:
     table.add_column("params", justify="right", style="cyan")
     table.add_column("mem theory\nact + weights", justify="right", style="cyan")
     table.add_column("mem measured\n(peak rise)", justify="right", style="green")
+    table.add_column("bottleneck\ntime / FLOPs", justify="right")
     group_order = df.groupby("group_id", sort=False).ngroup()
     df = df.assign(_g=group_order, _base=df["realized_speedup"].isna() if "realized_speedup" in df else True)
     for _, group in df.sort_values(["_g", "_base"], ascending=[True, False]).groupby("_g", sort=False):
@@ -96,7 +98,8 @@ def results_table(df: pd.DataFrame, title: str = "") -> Table:
             if row["status"] != "ok":
                 table.add_row(
                     geometry, row["label"], _ratio(row["theory_speedup"]), _ratio(row["theory_roofline_speedup"]),
-                    f"skipped: {row['reason']}", "", "", "", fmt_count(row["theory_params"]), _theory_memory(row), "",
+                    f"skipped: {row['reason']}", "", "", "", fmt_count(row["theory_params"]), _theory_memory(row),
+                    "", "",
                 )
                 continue
             unstable, drift = bool(row.get("realized_unstable")), bool(row.get("timing_unstable"))
@@ -106,9 +109,19 @@ def results_table(df: pd.DataFrame, title: str = "") -> Table:
                 geometry, row["label"] + (f" {UNSTABLE_MARK}" if unstable else ""),
                 _ratio(row["theory_speedup"]), _ratio(row["theory_roofline_speedup"]), _realized(row), eff,
                 fmt_time(row["timing_median_s"]), f"{iqr:.0%}" + (f" {DRIFT_MARK}" if drift else ""),
-                fmt_count(row["theory_params"]), _theory_memory(row), _measured_memory(row),
+                fmt_count(row["theory_params"]), _theory_memory(row), _measured_memory(row), _bottleneck(row),
             )
     return table
+
+
+def _bottleneck(row: pd.Series) -> str:
+    """'dw 62% / 4%': the stage whose share of the step's time most exceeds its share of the FLOPs."""
+    name = row.get("attribution_bottleneck")
+    if missing(name):
+        return "err" if not missing(row.get("attribution_error")) else "–"
+    flop_share = row.get("attribution_bottleneck_flop_share")
+    flops = "–" if missing(flop_share) else f"{flop_share:.0%}"
+    return f"{name} {row['attribution_bottleneck_share']:.0%} / {flops}"
 
 
 def print_results(df: pd.DataFrame, console: Console) -> None:
@@ -269,3 +282,28 @@ def ab_table(table: pd.DataFrame, header: object, limit: int = 25) -> Table:
     for _, r in table[table["status"] != "ok"].iterrows():
         view.add_row(r["geometry"], r["label"], "", "", "", "", "", "", "0", f"{r['status']}: {r['reason']}")
     return view
+
+
+def attribution_table(att: Attribution, step_flops: int, title: str, timer_s: float | None = None) -> Table:
+    """One case's step, stage by stage: time and its share beside the FLOP share, what each stage
+    achieved and how close to the roofline at its intensity; then the named overheads."""
+    table = Table(title=title, title_justify="left", header_style="bold", pad_edge=False)
+    for name, justify in (("stage", "left"), ("kind", "left"), ("time / step", "right"), ("time share", "right"),
+                          ("FLOP share", "right"), ("achieved", "right"), ("of roofline", "right")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for s in sorted(att.stages, key=lambda s: -s.seconds):
+        achieved = (f"{fmt_count(s.flop_s)}FLOP/s" if s.flop_s else
+                    f"{fmt_bytes(s.byte_s)}/s" if s.byte_s else "–")
+        mark = " ◀" if s.name == att.bottleneck else ""
+        table.add_row(s.name + mark, s.kind, fmt_time(s.seconds), f"{s.share:.0%}",
+                      f"{s.flops / step_flops:.0%}" if step_flops else "–", achieved,
+                      "–" if s.ceiling_share is None else f"{s.ceiling_share:.1%}")
+    table.add_section()
+    total = att.total_s or 1.0
+    for name, seconds in att.overheads.items():
+        table.add_row(name, "overhead", fmt_time(seconds), f"{seconds / total:.0%}", "–", "–", "–")
+    table.add_section()
+    table.add_row("sum of parts", "", fmt_time(att.total_s), "", "", "", "")
+    if timer_s:
+        table.add_row("timer median", "", fmt_time(timer_s), f"parts {att.total_s / timer_s - 1:+.0%}", "", "", "")
+    return table

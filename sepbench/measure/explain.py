@@ -1,0 +1,35 @@
+"""One case measured and profiled on the spot, for `sepbench explain` when no results have it: the
+same steps a run takes for it (pinned cores, the timer, then the profile), without a results file."""
+
+from __future__ import annotations
+
+import torch
+
+from sepbench import theory
+from sepbench.case import Case
+from sepbench.grid import MeasureSettings
+from sepbench.measure import attribution
+from sepbench.measure.environment import fingerprint
+from sepbench.measure.peaks import measure_peaks
+from sepbench.measure.timer import check_threads, cores_for, intra_op_threads, measure_interleaved, pinned, synchronizer
+from sepbench.measure.workload import Workload, backend_flags, require_device
+from sepbench.records import Attribution
+
+
+def measure_case(case: Case, threads: int | None = None) -> tuple[Attribution, float, int, str]:
+    """The case's attribution, its timer median, its step FLOPs, and where it was measured."""
+    require_device(case.device)
+    threads = threads or torch.get_num_threads()
+    check_threads(threads)
+    with pinned(cores_for(threads)), intra_op_threads(threads), backend_flags(case):
+        peaks = measure_peaks(case.device, threads)
+        work = Workload(case)
+        sync = synchronizer(case.device)
+        timing = measure_interleaved({"case": work.step}, sync, **MeasureSettings().interleaved())["case"]
+        cost_per_event = attribution.event_cost()
+        profiled = attribution.profile_case(work.step, work.module, sync, case.device, cost_per_event)
+    cost = theory.case_cost(case)
+    att = attribution.figures(profiled, cost, case.mode, peaks.ceiling(case.ceiling)[1], peaks.bandwidth,
+                              cost_per_event)
+    env = fingerprint(case.device, threads)
+    return att, timing.median, cost.flops(case.mode), f"{env['machine']} torch {env['torch']}, {threads} threads"
