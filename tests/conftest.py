@@ -36,10 +36,10 @@ def grid_file(tmp_path: Path) -> Path:
     return tiny_grid(tmp_path / "tiny.toml")
 
 
-def sepbench(*args: str | os.PathLike, timeout: float = 300) -> subprocess.CompletedProcess:
+def sepbench(*args: str | os.PathLike, timeout: float = 300, columns: int = 200) -> subprocess.CompletedProcess:
     """The CLI as a user meets it: a separate process, its exit code, stdout and stderr."""
     return subprocess.run([sys.executable, "-m", "sepbench", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "COLUMNS": "200"})
+                          timeout=timeout, env={**os.environ, "COLUMNS": str(columns)})
 
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"

@@ -181,9 +181,12 @@ def test_the_gpu_batch_one_and_network_figures_are_the_committed_runs() -> None:
     assert f"realize {train.min():.2f}–{train.max():.2f}×" in text
 
 
-def test_the_printed_excerpt_is_what_show_prints_from_the_committed_smoke_run() -> None:
-    (smoke,) = committed("smoke-cpu-vm-torch2.13.0+cpu-20261123T120618Z.jsonl")
-    shown = sepbench("show", smoke)
+EXCERPT_RUN = "default-cpu-vm-torch2.13.0+cpu-20261123T204719Z.jsonl"
+
+
+def test_the_printed_excerpt_is_what_show_prints_from_the_committed_run() -> None:
+    (run,) = committed(EXCERPT_RUN)
+    shown = sepbench("show", run, columns=240)
     assert shown.returncode == 0, shown.stderr
     printed = {line.rstrip() for line in shown.stdout.splitlines()}
     block = README.split("## What a run prints", 1)[1].split("```")[1]
@@ -441,8 +444,19 @@ def test_the_stability_shares_are_the_committed_runs() -> None:
     assert (f"the raw rule flagged {one['raw_flagged_variants'].min()}–{one['raw_flagged_variants'].max()} of 192 "
             f"variants and the paired rule {one['paired_flagged_variants'].min()}–"
             f"{one['paired_flagged_variants'].max()}") in text
-    spread = one["median_speedup_spread"]
-    assert f"(median per-round speedup spread {100 * spread.min():.0f}–{100 * spread.max():.0f} %)" in text
+    pinned = {"173807Z": "slow", "204719Z": "quiet"}
+    rows = {key: one[one["file"].str.contains(key)].iloc[0] for key in pinned}
+    slow, quiet = rows["173807Z"], rows["204719Z"]
+    assert (f"flagged {slow['paired_flagged_variants']} of 192 by the paired rule against "
+            f"{slow['raw_flagged_variants']} by the raw one (median per-round speedup spread "
+            f"{100 * slow['median_speedup_spread']:.1f} %)") in text
+    assert quiet["paired_flagged_variants"] == quiet["raw_flagged_variants"] == 0
+    assert f"flagged none by either (spread {100 * quiet['median_speedup_spread']:.1f} %)" in text
+    rest = one[~one["file"].str.contains("|".join(pinned))]
+    assert (f"flagged {rest['paired_flagged_variants'].min()}–{rest['paired_flagged_variants'].max()} by the "
+            f"paired rule and {rest['raw_flagged_variants'].min()}–{rest['raw_flagged_variants'].max()} by the raw "
+            f"one (spread {100 * rest['median_speedup_spread'].min():.0f}–"
+            f"{100 * rest['median_speedup_spread'].max():.0f} %)") in text
 
 
 SHARDS = {"H100 (torch 2.11.0+cu130)": ("full-shard1of200-cuda-h100-torch2.11.0+cu130-20261123T033422Z.jsonl",
