@@ -94,11 +94,11 @@ class Cost:
         """Forward FLOPs under `convention`; a training step is 3 × forward (2mac only)."""
         if convention not in CONVENTIONS:
             raise SepbenchError(f"unknown FLOP convention {convention!r}; valid: {', '.join(CONVENTIONS)}")
-        if mode == "train":
-            if convention != "2mac":
-                raise SepbenchError("training-step FLOPs are defined under the 2mac convention only")
-            return 3 * self.flops_2mac
-        return self.flops_2mac if convention == "2mac" else self.flops_exact
+        if mode == "train" and convention != "2mac":
+            raise SepbenchError("training-step FLOPs are defined under the 2mac convention only")
+        if convention == "exact":
+            return self.flops_exact
+        return sum(lc.step_flops(mode) for lc in self.layers)
 
     @property
     def weight_bytes(self) -> int:

@@ -49,8 +49,12 @@ from torch import nn
 from torch.profiler import ProfilerActivity, record_function
 from torch.profiler import profile as _profile
 
+from sepbench.case import Case
+from sepbench.measure.peaks import Peaks
+from sepbench.measure.timer import synchronizer
+from sepbench.measure.workload import Workload
 from sepbench.records import Attribution, StageFigures
-from sepbench.theory import Cost
+from sepbench.theory import Cost, case_cost
 
 STEP = "sepbench.step"
 MAP = "sepbench.map"
@@ -164,7 +168,7 @@ def _walk(e: object):
 
 
 def _descendants(e: object) -> int:
-    return sum(1 + _descendants(c) for c in e.cpu_children)  # type: ignore[attr-defined]
+    return sum(1 for _ in _walk(e)) - 1
 
 
 def _steps(events: list, name: str) -> list[tuple[object, list]]:
@@ -232,8 +236,7 @@ def event_cost(repeats: int = 5, calls: int = 2000) -> float:
         plain = loop()
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             profiled = loop()
-        n = sum(1 for e in prof.events() if e.name != "ProfilerStep*")
-        costs.append(max(profiled - plain, 0.0) / max(n, 1))
+        costs.append(max(profiled - plain, 0.0) / max(len(prof.events()), 1))
     return statistics.median(costs)
 
 
@@ -388,6 +391,14 @@ def figures(profiled: Profiled, cost: Cost, mode: str, peak_flops: float, peak_b
                        event_cost_s=cost_per_event, wall_s=profiled.wall_s, total_s=total, stages=stages,
                        overheads=profiled.overheads, bottleneck=bottleneck(stages, step_flops),
                        device_busy_s=profiled.device_busy_s, profile_s=profiled.profile_s)
+
+
+def attribute(case: Case, work: Workload, peaks: Peaks, cost_per_event: float) -> Attribution:
+    """A built case, its timing done: profiled, split into stages and joined to the cost model under
+    the machine's measured ceilings. What `sepbench run` records per case and `sepbench explain` shows."""
+    profiled = profile_case(work.step, work.module, synchronizer(case.device), case.device, cost_per_event)
+    return figures(profiled, case_cost(case), case.mode, peaks.ceiling(case.ceiling)[1], peaks.bandwidth,
+                   cost_per_event)
 
 
 def bottleneck(stages: list[StageFigures], step_flops: int) -> str | None:

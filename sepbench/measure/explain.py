@@ -24,12 +24,9 @@ def measure_case(case: Case, threads: int | None = None) -> tuple[Attribution, f
     with pinned(cores_for(threads)), intra_op_threads(threads), backend_flags(case):
         peaks = measure_peaks(case.device, threads)
         work = Workload(case)
-        sync = synchronizer(case.device)
-        timing = measure_interleaved({"case": work.step}, sync, **MeasureSettings().interleaved())["case"]
-        cost_per_event = attribution.event_cost()
-        profiled = attribution.profile_case(work.step, work.module, sync, case.device, cost_per_event)
-    cost = theory.case_cost(case)
-    att = attribution.figures(profiled, cost, case.mode, peaks.ceiling(case.ceiling)[1], peaks.bandwidth,
-                              cost_per_event)
+        timing = measure_interleaved({"case": work.step}, synchronizer(case.device),
+                                     **MeasureSettings().interleaved())["case"]
+        att = attribution.attribute(case, work, peaks, attribution.event_cost())
     env = fingerprint(case.device, threads)
-    return att, timing.median, cost.flops(case.mode), f"{env['machine']} torch {env['torch']}, {threads} threads"
+    return (att, timing.median, theory.case_cost(case).flops(case.mode),
+            f"{env['machine']} torch {env['torch']}, {threads} threads")

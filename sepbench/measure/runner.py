@@ -273,11 +273,7 @@ class Runner:
         """Profile a few steps of the case (its timing is done) and split them into stages."""
         if self.event_cost is None:
             self.event_cost = attribution.event_cost()
-        peaks = self.peaks[case.device]
         try:
-            profiled = attribution.profile_case(work.step, work.module, synchronizer(case.device), case.device,
-                                                self.event_cost)
-            return attribution.figures(profiled, theory.case_cost(case), case.mode, peaks.ceiling(case.ceiling)[1],
-                                       peaks.bandwidth, self.event_cost), None
+            return attribution.attribute(case, work, self.peaks[case.device], self.event_cost), None
         except (RuntimeError, ValueError) as exc:
             return None, (str(exc).splitlines() or [type(exc).__name__])[0][:300]
