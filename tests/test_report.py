@@ -148,14 +148,15 @@ def test_report_has_every_section_and_every_figure_on_disk(built: Path) -> None:
     assert 'href="asv/"' in html
     for env in ("vm · cpu · torch 2.12.0+cu130 · 1 thr", "vm · cpu · torch 2.13.0+cpu · 1 thr",
                 "vm · cpu · torch 2.13.0+cpu · 2 thr", "h100 · cuda · torch 2.11.0+cu130 · 16 thr"):
-        assert f"<h3>{env}</h3>" in html
+        assert f"<summary>{env}: " in html
 
 
 def test_report_tells_theory_and_measurement_apart_with_their_numbers(built: Path) -> None:
     html = built.read_text()
     df = analysis.prepare(load([*CPU_PAIR, *GPU, *NETWORKS])[0])
-    row = analysis.summary(df, ["env", "mode", "label"]).query(
-        "env == 'h100 · cuda · torch 2.11.0+cu130 · 16 thr' and mode == 'inference' and label == 'depthwise_separable'")
+    row = analysis.summary(df, ["env", "setting", "label"]).query(
+        "env == 'h100 · cuda · torch 2.11.0+cu130 · 16 thr' and setting == 'n1 float32 TF32 inference cudnn.benchmark'"
+        " and label == 'depthwise_separable'")
     assert len(row) == 1
     assert f'<td class="theory">{row["theory"].iloc[0]:.2f}×</td>' in html
     assert f"{row['realized'].iloc[0]:.2f}×</td>" in html
@@ -286,6 +287,7 @@ def test_the_overview_agrees_with_an_independent_computation_on_synthetic_result
     found = {}
     for row in re.findall(r"<tr>(<td class=\"l\">.*?)</tr>", overview, flags=re.S):
         cells = re.findall(cell, row)
-        # mode, variant, cases, theory, roofline, realized, interval, efficiency, slower, unstable, memory ×2
-        found[(cells[0], cells[1].split("(")[0])] = [cells[i] for i in (2, 3, 5, 7, 8, 9, 11)]
+        # setting, variant, cases, theory, roofline, realized, interval, efficiency, slower, unstable, memory ×2
+        mode = next(word for word in cells[0].split() if word in ("inference", "train"))
+        found[(mode, cells[1].split("(")[0])] = [cells[i] for i in (2, 3, 5, 7, 8, 9, 11)]
     assert found == expected

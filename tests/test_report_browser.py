@@ -23,6 +23,7 @@ SUBSET = committed("default-cpu-vm-torch2.12.0+cu130-20261123T045948Z.jsonl",
                    "default-cpu-vm-torch2.13.0+cpu-20261123T050308Z.jsonl",
                    "networks-cpu-vm-torch2.13.0+cpu-20261123T011107Z.jsonl",
                    "default-cuda-h100-torch2.11.0+cu130-20261123T025103Z.jsonl")
+BUILT: dict[str, int] = {}
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 # Without these, Chromium dials Google's services at start; on a closed network that floods errors.
 CHROMIUM_ARGS = ["--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -41,7 +42,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("site")
     subprocess.run([sys.executable, "-m", "asv", "publish", "--no-pull", "--html-dir", str(root / "asv")],
                    cwd=ROOT, check=True, capture_output=True, timeout=300)
-    build(SUBSET, root, pytest_benchmark=RESULTS / "pytest-benchmark", asv_url="asv/")
+    built = build(SUBSET, root, pytest_benchmark=RESULTS / "pytest-benchmark", asv_url="asv/")
+    BUILT["records"] = built.records
     return root
 
 
@@ -79,20 +81,70 @@ def _open(browser, url: str) -> tuple[object, list[str]]:
     return page, errors
 
 
+def _screenshots(tmp_path: Path) -> Path:
+    shots = Path(os.environ.get("SEPBENCH_SCREENSHOTS", tmp_path))
+    shots.mkdir(parents=True, exist_ok=True)
+    return shots
+
+
 def test_every_section_renders_with_its_figures_and_no_errors(browser, server: str, tmp_path: Path) -> None:
     page, errors = _open(browser, server)
     for section in SECTIONS:
         heading = page.locator(f"section#{section} h2")
         assert heading.count() == 1 and heading.is_visible(), section
+    assert page.evaluate("document.querySelector('main section').id") == "summary"
     images = page.evaluate("Array.from(document.images, i => [i.getAttribute('src'), i.complete, i.naturalWidth])")
     assert len(images) >= 8
     assert [src for src, complete, width in images if not (complete and width > 0)] == []
     assert errors == []
-    shots = Path(os.environ.get("SEPBENCH_SCREENSHOTS", tmp_path))
-    shots.mkdir(parents=True, exist_ok=True)
+
+
+def test_every_figure_has_an_anchor_a_heading_and_a_full_size_link(browser, server: str) -> None:
+    page, _ = _open(browser, server)
+    figures = page.evaluate("""Array.from(document.images, img => {
+        const f = img.closest('figure');
+        const full = f && f.querySelector('a.full-size');
+        return [img.getAttribute('src'), f ? f.id : '', f ? !!f.querySelector('h3 a[href="#' + f.id + '"]') : false,
+                full ? full.getAttribute('href') : ''];
+    })""")
+    assert figures
+    bad = [src for src, anchor, heading, full in figures if not (anchor and heading and full == src)]
+    assert bad == []
+    ids = [anchor for _, anchor, _, _ in figures]
+    assert len(set(ids)) == len(ids)
+
+
+@pytest.mark.parametrize("width", [1400, 400])
+def test_no_horizontal_overflow_and_screenshots(browser, server: str, tmp_path: Path, width: int) -> None:
+    """The page never scrolls sideways (wide tables scroll in their own box); the first screen and each
+    section are photographed for a person to look at."""
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    page.goto(server, wait_until="networkidle")
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, f"the page is {overflow} px wider than a {width} px window"
+    shots = _screenshots(tmp_path)
+    page.screenshot(path=str(shots / f"first-screen-{width}.png"))
     page.add_style_tag(content="nav { position: static; }")  # the sticky bar would cover the section's top
-    page.locator("section#overview").screenshot(path=str(shots / "overview.png"))
-    assert (shots / "overview.png").stat().st_size > 10_000
+    for section in SECTIONS:
+        page.locator(f"section#{section}").screenshot(path=str(shots / f"{section}-{width}.png"))
+    assert (shots / f"summary-{width}.png").stat().st_size > 10_000
+    page.close()
+
+
+def test_the_data_downloads_and_parses(browser, server: str, tmp_path: Path) -> None:
+    """records.csv, linked from the page, downloads; it parses with one row per record; every column it
+    has is explained in columns.csv."""
+    import pandas as pd
+
+    page, _ = _open(browser, server)
+    with page.expect_download() as info:
+        page.locator("section#summary a[download]").first.click()
+    path = tmp_path / "records.csv"
+    info.value.save_as(path)
+    records = pd.read_csv(path)
+    assert len(records) == BUILT["records"] and {"env", "variant", "realized_speedup", "timing_median_s"} <= set(records)
+    columns = pd.read_csv(server + page.eval_on_selector("a[href$='columns.csv']", "a => a.getAttribute('href')"))
+    assert list(columns["column"]) == list(records.columns) and columns["meaning"].notna().all()
 
 
 def test_report_and_asv_site_link_to_each_other(browser, server: str) -> None:

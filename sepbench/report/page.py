@@ -26,15 +26,25 @@ from sepbench import __version__
 from sepbench.ab import stats as ab_stats
 from sepbench.crosscheck import latest_pytest_benchmark_save
 from sepbench.errors import SepbenchError
-from sepbench.report import analysis, plots, versions
+from sepbench.report import analysis, download, plots, summary, versions
 from sepbench.report.tables import UNSTABLE_MARK, fmt_bytes, fmt_count, fmt_time, missing
 from sepbench.store import ensure_writable, load, read_ab, results_files
 
 # Section ids, in page order: the browser test checks each is there.
-SECTIONS = ["overview", "grids", "theory-vs-realized", "roofline", "where-time-goes", "memory", "versions",
+SECTIONS = ["summary", "overview", "grids", "theory-vs-realized", "roofline", "where-time-goes", "memory", "versions",
             "networks", "feature-maps", "harnesses", "method"]
 PR_SET_PDEATHSIG = 1  # prctl(2)
 TOP = 15  # rows in the largest-regressions table and panels in the trend plot
+
+
+@dataclass
+class Figure:
+    """A figure on the page: its anchor, heading, image (relative to the page) and alt text."""
+
+    id: str
+    title: str
+    src: str
+    alt: str
 
 
 @dataclass
@@ -175,6 +185,18 @@ def _remove_unnamed_folders(out: Path, current: str) -> None:
             stale.unlink(missing_ok=True)
 
 
+def _with_baselines(df: pd.DataFrame, common: pd.DataFrame) -> pd.DataFrame:
+    """The summary's variant rows and the baseline rows they were measured against (same run and
+    group), each tagged with its summary column: the data of the time-against-channels figure."""
+    if common.empty:
+        return common
+    groups = common[["run_id", "group_id", "column"]].drop_duplicates()
+    base = analysis.ok(df)
+    base = base[base["is_baseline"]].merge(groups, on=["run_id", "group_id"])
+    rows = pd.concat([common, base], ignore_index=True)
+    return rows[rows["timing_median_s"].notna()]
+
+
 def incomplete_shards(paths: list[Path]) -> list[str]:
     """What the sharded runs among `paths` lack or hold twice (`sepbench merge`'s check), one line each:
     a page built from shards names a failed or missing shard rather than showing fewer cases."""
@@ -204,36 +226,58 @@ def build(paths: list[Path], out: Path, *, pytest_benchmark: Path | None = None,
     img = ensure_writable(out / folder)
     jobs: list[partial[Path]] = []
 
-    def figure(name: str, draw: Callable[..., Path], *args: object) -> str:
+    def figure(name: str, draw: Callable[..., Path], *args: object, title: str = "", alt: str = "") -> Figure:
         """Plan a figure: `draw(*args, path)` runs later, with the others, in parallel."""
         jobs.append(partial(draw, *args, img / f"{name}.png"))
-        return f"{folder}/{name}.png"
+        return Figure(f"fig-{name}", title or name.replace("-", " "), f"{folder}/{name}.png", alt or title or name)
 
     step("deriving")
     envs = sorted(df["env"].unique())
-    overview = analysis.summary(df, ["env", "mode", "label"])
+    comparisons = _ab_comparisons(paths)
+    columns, common = summary.common_cases(df)
+    answer = summary.summary_table(common)
+    findings = summary.findings(df, columns, common, comparisons)
+    summary_plot = figure("summary", plots.summary_dots, answer, [c.env for c in columns],
+                          title="Theoretical against realized speedup, same cases on every device",
+                          alt="theoretical and realized speedup per variant, per device class") if len(answer) else None
+    channel_rows = _with_baselines(df, common)
+    channels_plot = figure("time-vs-channels", plots.time_vs_channels, channel_rows,
+                           title="Time per step against channels, per device",
+                           alt="median time per step against input channels, log-log, per device and input size") \
+        if len(channel_rows) else None
+    overview = analysis.summary(df, ["env", "setting", "label"])
     settings = {}
     for env in envs:
         pivot = analysis.settings_pivot(df, env)
         if pivot.shape[0] > 2:  # several settings measured here (a GPU run over its axes)
             title = f"{env}: realized × per setting (geometric mean over geometries)"
-            settings[env] = figure(f"settings-{len(settings)}", plots.settings_heatmap, pivot, title)
-    grids = [(env, setting, figure(f"grid-{i}", plots.grid_heatmaps, part, f"{env} · {setting}"))
-             for i, (env, setting, part) in enumerate(analysis.grids(df))]
+            settings[env] = figure(f"settings-{len(settings)}", plots.settings_heatmap, pivot, title, title=title)
+    grids, theory_drawn = [], {}
+    for i, (env, setting, part) in enumerate(analysis.grids(df)):
+        # Theory depends on the geometry alone: drawn in the first figure of each set of geometries.
+        shape = (setting.split(" · ", 1)[-1], frozenset(zip(part["label"], part["c_in"], part["size"], strict=True)))
+        first = theory_drawn.setdefault(shape, f"fig-grid-{i}")
+        title = f"{env} · {setting}"
+        grids.append((figure(f"grid-{i}", plots.grid_heatmaps, part, title, first == f"fig-grid-{i}", title=title),
+                      None if first == f"fig-grid-{i}" else first))
 
     layer_variants = analysis.variants(df)
     layer_variants = layer_variants[layer_variants["family"] != "network"]
-    scatter = figure("theory-vs-realized", plots.speedup_scatter, layer_variants) if len(layer_variants) else None
+    scatter = figure("theory-vs-realized", plots.speedup_scatter, layer_variants,
+                     title="Every layer case: theoretical against realized") if len(layer_variants) else None
     slower = analysis.slower_than_baseline(df)
 
     points, ceilings = analysis.roofline_points(df), analysis.ceilings(df)
-    roofline = figure("roofline", plots.roofline, points, ceilings) if len(points) else None
-    roofline_share = figure("roofline-share", plots.roofline_share, points) if len(points) else None
+    roofline = figure("roofline", plots.roofline, points, ceilings, title="Roofline per environment") \
+        if len(points) else None
+    roofline_share = figure("roofline-share", plots.roofline_share, points, title="Share of the roofline bound reached") \
+        if len(points) else None
     share = points.groupby(["env", "label"], as_index=False)["roofline_share"].median() \
         .pivot(index="label", columns="env", values="roofline_share") if len(points) else pd.DataFrame()
 
     shares = analysis.stage_shares(analysis.stages(df))
-    stage_plots = [(env, mode, figure(f"stages-{i}", plots.stage_shares, shares, env, mode))
+    stage_plots = [(env, mode, figure(f"stages-{i}", plots.stage_shares, shares, env, mode,
+                                      title=f"Time and FLOP share per stage: {env} · {mode}"))
                    for i, (env, mode) in enumerate(shares[["env", "mode"]].drop_duplicates().itertuples(index=False))] \
         if len(shares) else []
     comp = analysis.composition(df)
@@ -242,23 +286,28 @@ def build(paths: list[Path], out: Path, *, pytest_benchmark: Path | None = None,
     mem_rows = mem_rows[mem_rows["measured_memory_bytes"].notna()]
     mem_rows = mem_rows.assign(memory_method=mem_rows["measured_memory_method"] + "\n" + mem_rows["env"])
     memory_methods = sorted(set(zip(mem_rows["device"], mem_rows["measured_memory_method"], strict=True)))
-    memory = figure("memory", plots.memory, mem_rows) if len(mem_rows) else None
+    memory = figure("memory", plots.memory, mem_rows, title="Theoretical against measured memory") \
+        if len(mem_rows) else None
 
     cmp = versions.compare_versions(df)
     if not cmp.empty:
         cmp = cmp.assign(abs_log=cmp["ratio"].map(lambda r: abs(math.log(r)))).sort_values("abs_log", ascending=False)
     flagged = cmp[cmp["verdict"].isin(["regression", "improvement"])] if not cmp.empty else cmp
-    version_plot = figure("versions", plots.version_ratios, cmp) if not cmp.empty else None
-    # The trend of the largest flagged changes, or of the largest ratios when none is flagged.
-    trend_plot = figure("trends", plots.trends, versions.trend(df, (flagged if len(flagged) else cmp).head(12))) \
+    version_plot = figure("versions", plots.version_ratios, cmp, title="Time ratio per case between versions") \
         if not cmp.empty else None
+    # The trend of the largest flagged changes, or of the largest ratios when none is flagged.
+    trend_plot = figure("trends", plots.trends, versions.trend(df, (flagged if len(flagged) else cmp).head(12)),
+                        title="Trend per case") if not cmp.empty else None
 
-    comparisons = _ab_comparisons(paths)
     for i, c in enumerate(comparisons):
-        c["plot"] = figure(f"ab-{i}", plots.ab_ratios, c["table"], c["title"])
+        c["plot"] = figure(f"ab-{i}", plots.ab_ratios, c["table"], c["title"], title=c["title"])
 
     net = analysis.networks(df)
-    networks = figure("networks", plots.networks, net) if len(net) else None
+    networks = figure("networks", plots.networks, net, title="Networks against their full-conv twins") \
+        if len(net) else None
+
+    step("writing the data files")
+    records_csv, columns_csv = download.write(df, img / "data")
 
     step(f"drawing {len(jobs)} figures")
     figures = _draw(jobs)
@@ -266,7 +315,8 @@ def build(paths: list[Path], out: Path, *, pytest_benchmark: Path | None = None,
     from sepbench.report import featuremaps  # torch, imported only after the drawing processes have forked
 
     maps = featuremaps.stage_outputs()
-    feature_plot = f"{folder}/feature-maps.png"
+    feature_plot = Figure("fig-feature-maps", "Feature maps per stage", f"{folder}/feature-maps.png",
+                          f"channel-mean and per-channel feature maps of {', '.join(maps)}")
     figures.append(plots.feature_maps(maps, img / "feature-maps.png"))
 
     step("rendering")
@@ -275,6 +325,10 @@ def build(paths: list[Path], out: Path, *, pytest_benchmark: Path | None = None,
     env.filters.update(ratio=_ratio, interval=_interval, percent=_percent, percent2=_percent2, time=fmt_time,
                        bytes=fmt_bytes, count=fmt_count)
     html = env.get_template("report.html.j2").render(
+        answer=answer, columns=columns, findings=findings, summary_plot=summary_plot, channels_plot=channels_plot,
+        shared=bool(len(common)) and bool(common["shared"].iloc[0]),
+        data={"records": f"{folder}/data/{records_csv.name}", "columns": f"{folder}/data/{columns_csv.name}"},
+        dictionary=[(c, *download.COLUMNS[c]) for c in download.COLUMNS if c in df],
         version=__version__, generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         unstable_mark=UNSTABLE_MARK, sections=SECTIONS, envs=envs, environment=_environment(df, ceilings),
         overview=overview, settings=settings, grids=grids, scatter=scatter, slower=slower,

@@ -5,7 +5,8 @@ and draws what it is given: no figure computes a number of its own.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import io
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -18,17 +19,48 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.colors import TwoSlopeNorm
-from matplotlib.ticker import FormatStrFormatter
+from PIL import Image
+from matplotlib.ticker import EngFormatter, FormatStrFormatter, FuncFormatter, LogLocator
 
-DPI = 90
-SPEEDUP_CMAP = "RdYlGn"  # red below 1 (slower than the baseline), green above
-sns.set_theme(style="whitegrid", context="notebook", font_scale=0.85)
+from sepbench.case import VARIANTS
+from sepbench.report.tables import fmt_bytes, fmt_time
+
+DPI = 90  # a figure's natural size is what the page shows at 1400 px: 8 pt text is 10 CSS px
+SPEEDUP_CMAP = "RdBu"  # diverging and colour-blind safe: red below 1× (slower than the baseline), blue above
+EFFICIENCY_CMAP = "viridis"  # sequential, 0 (nothing of the FLOP saving realized) to 1 (all of it)
+TEXT = 8  # the smallest font on any figure, in points
+sns.set_theme(style="whitegrid", context="notebook", font_scale=0.85, rc={"font.size": TEXT + 1})
+
+# One colour per variant, fixed by its name, so a variant has the same colour in every figure and every
+# report: seaborn's colour-blind palette in the zoo's order (networks after the layers; a full-conv twin
+# is drawn as the baseline it is).
+_ORDER = [name for name in VARIANTS if not name.endswith("_fullconv")]
+_HUES = [*sns.color_palette("colorblind", 10), (0.0, 0.0, 0.0), (0.45, 0.45, 0.45)]
+VARIANT_COLOURS = {name: _HUES[i % len(_HUES)] for i, name in enumerate(_ORDER)}
+
+
+def variant_colour(label: str) -> tuple:
+    """The colour of a variant label ('grouped(g=4)' is the grouped variant's)."""
+    name = label.split("(")[0]
+    if name.endswith("_fullconv"):
+        name = "standard"
+    return VARIANT_COLOURS.get(name, (0.6, 0.6, 0.6))
 
 
 def _palette(labels: pd.Series) -> dict[str, tuple]:
-    """One colour per variant label, the same in every figure of a report."""
-    names = sorted(labels.unique())
-    return dict(zip(names, sns.color_palette("tab20" if len(names) > 10 else "tab10", len(names)), strict=True))
+    """The fixed variant colours of the labels drawn."""
+    return {label: variant_colour(label) for label in sorted(labels.unique())}
+
+
+def wrap_label(label: str, width: int = 14) -> str:
+    """A long variant name broken at its underscores, so heatmap headings never run into each other."""
+    lines: list[str] = []
+    for word in label.split("_"):
+        if lines and len(lines[-1]) + 1 + len(word) <= width:
+            lines[-1] += "_" + word
+        else:
+            lines.append(word if not lines else "_" + word)
+    return "\n".join(lines)
 
 
 @contextmanager
@@ -44,63 +76,120 @@ def _fixed_jitter() -> Iterator[None]:
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    """PNG with a 256-colour palette: a third of the RGBA file's bytes, and a figure has few colours."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=DPI, bbox_inches="tight")
     plt.close(fig)
+    image = Image.open(buffer).convert("RGB")
+    image.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(path, optimize=True)
     return path
 
 
 def _speedup_norm(values: np.ndarray) -> TwoSlopeNorm:
-    """Diverging at 1× on a log scale: a 2× slowdown is as red as a 2× speedup is green."""
+    """Diverging at 1× on a log scale: a 2× slowdown is as red as a 2× speedup is blue."""
     logs = np.log2(values[np.isfinite(values) & (values > 0)])
     span = max(float(np.abs(logs).max()) if logs.size else 1.0, 0.1)
     return TwoSlopeNorm(vcenter=0.0, vmin=-span, vmax=span)
 
 
-def grid_heatmaps(part: pd.DataFrame, title: str, path: Path) -> Path:
-    """Channels × spatial size per variant: theoretical speedup, realized speedup, efficiency. One
-    heatmap per measure with the variants side by side (seaborn redraws the whole figure once per
+def _times_ticks(cbar: matplotlib.colorbar.Colorbar, norm: TwoSlopeNorm) -> None:
+    """Label a log2 speedup colour bar in ×."""
+    step = max(1, int(np.ceil((norm.vmax - norm.vmin) / 6)))
+    ticks = [t for t in range(-step * int(np.ceil(-norm.vmin / step)), int(norm.vmax) + 1, step)
+             if norm.vmin <= t <= norm.vmax]
+    cbar.set_ticks(ticks, labels=[f"{2.0 ** t:g}×" for t in ticks])
+    cbar.ax.tick_params(labelsize=TEXT)
+
+
+def _speedup_heatmap(ax: plt.Axes, values: pd.DataFrame, norm: TwoSlopeNorm, fmt: str, label: str,
+                     **kwargs: object) -> None:
+    """A speedup heatmap on the diverging scale, with its colour bar and cell values."""
+    sns.heatmap(np.log2(values.where(values > 0)), ax=ax, cmap=SPEEDUP_CMAP, norm=norm, cbar=True,
+                cbar_kws={"label": label, "shrink": 0.9, "pad": 0.01}, **kwargs)
+    _times_ticks(ax.collections[0].colorbar, norm)
+    ax.collections[0].colorbar.set_label(label, fontsize=TEXT)
+    _annotate(ax, values, fmt, lambda v: plt.get_cmap(SPEEDUP_CMAP)(norm(np.log2(v))) if v > 0 else (1, 1, 1, 1))
+
+
+def _efficiency_heatmap(ax: plt.Axes, values: pd.DataFrame, **kwargs: object) -> None:
+    """Efficiency (realized / theoretical) on its own sequential scale from 0 to 1."""
+    sns.heatmap(values.clip(upper=1), ax=ax, cmap=EFFICIENCY_CMAP, vmin=0, vmax=1, cbar=True,
+                cbar_kws={"label": "efficiency", "shrink": 0.9, "pad": 0.01}, **kwargs)
+    cbar = ax.collections[0].colorbar
+    cbar.set_ticks([0, 0.25, 0.5, 0.75, 1], labels=["0", "25 %", "50 %", "75 %", "100 %"])
+    cbar.ax.tick_params(labelsize=TEXT)
+    cbar.set_label("efficiency", fontsize=TEXT)
+    _annotate(ax, values, ".2f", lambda v: plt.get_cmap(EFFICIENCY_CMAP)(min(max(v, 0), 1)))
+
+
+def grid_heatmaps(part: pd.DataFrame, title: str, theory: bool, path: Path) -> Path:
+    """Channels × spatial size per variant: theoretical speedup (when `theory`; it depends on the
+    geometry alone, so the page draws it once per set of geometries), realized speedup and efficiency.
+    One heatmap per measure with the variants side by side (seaborn redraws the whole figure once per
     heatmap, so one heatmap per variant would cost quadratic time)."""
-    rows = [("theory_speedup", "theoretical × (FLOP ratio, 2mac)", ".1f"),
-            ("realized_speedup", "realized × (median times)", ".2f"),
-            ("realized_efficiency", "efficiency = realized / theoretical", ".2f")]
+    rows = [("theory_speedup", "theoretical × (FLOP ratio, 2mac)", ".1f")] if theory else []
+    rows += [("realized_speedup", "realized × (median times)", ".2f"),
+             ("realized_efficiency", "efficiency = realized / theoretical", ".2f")]
     labels = sorted(part["label"].unique())
     sizes = sorted(part["size"].unique())
     columns = pd.MultiIndex.from_product([labels, sizes], names=["label", "size"])
-    fig, axes = plt.subplots(len(rows), 1, figsize=(0.5 * len(columns) + 2, 1.0 + 0.42 * part["c_in"].nunique() * 3
-                                                                                   + 0.9 * len(rows)), squeeze=False)
+    norm = _speedup_norm(part[[c for c, _, _ in rows if c != "realized_efficiency"]].to_numpy().ravel())
+    fig, axes = plt.subplots(len(rows), 1, figsize=(0.62 * len(columns) + 3, 1.4 + 0.45 * part["c_in"].nunique()
+                                                    * len(rows) + 1.0 * len(rows)), squeeze=False)
     for ax, (column, name, fmt) in zip(axes[:, 0], rows, strict=True):
         pivot = part.pivot_table(index="c_in", columns=["label", "size"], values=column, aggfunc="median")
         pivot = pivot.reindex(columns=columns)
-        sns.heatmap(np.log2(pivot.where(pivot > 0)), ax=ax, cmap=SPEEDUP_CMAP, norm=_speedup_norm(pivot.to_numpy()),
-                    cbar=False, xticklabels=[str(s) for _, s in columns], yticklabels=list(pivot.index))
-        _annotate(ax, pivot, fmt)
+        ticks = {"xticklabels": [str(s) for _, s in columns], "yticklabels": list(pivot.index)}
+        if column == "realized_efficiency":
+            _efficiency_heatmap(ax, pivot, **ticks)
+        else:
+            _speedup_heatmap(ax, pivot, norm, fmt, "speedup (×)", **ticks)
         ax.grid(False)
         for i in range(1, len(labels)):
             ax.axvline(i * len(sizes), color="white", lw=3)
         for i, lab in enumerate(labels):
-            ax.text((i + 0.5) * len(sizes), -0.15, lab, ha="center", va="bottom", fontsize=7.5)
-        ax.set_xlabel("spatial size (per variant)", fontsize=8)
-        ax.set_ylabel("C_in", fontsize=8)
-        ax.set_title(name, fontsize=9, loc="left", pad=16)
-        ax.tick_params(axis="x", labelsize=7, rotation=0)
-    fig.suptitle(title, fontsize=10, x=0.01, ha="left")
-    fig.subplots_adjust(hspace=0.45)
+            ax.text((i + 0.5) * len(sizes), -0.15, wrap_label(lab, 2 * len(sizes) + 6), ha="center", va="bottom",
+                    fontsize=TEXT)
+        ax.set_xlabel("spatial size (per variant)", fontsize=TEXT + 1)
+        ax.set_ylabel("C_in", fontsize=TEXT + 1)
+        ax.set_title(name, fontsize=TEXT + 2, loc="left", pad=34)
+        ax.tick_params(axis="both", labelsize=TEXT, rotation=0)
+    fig.suptitle(title, fontsize=TEXT + 3, x=0.01, ha="left")
+    fig.subplots_adjust(hspace=0.75)
     return _save(fig, path)
 
 
-def _annotate(ax: plt.Axes, values: pd.DataFrame, fmt: str) -> None:
-    """Cell values, added after seaborn's heatmap has drawn: its own `annot` text is re-laid-out on
-    every later heatmap's full-figure draw."""
+def _annotate(ax: plt.Axes, values: pd.DataFrame, fmt: str, colour_of: Callable[[float], tuple]) -> None:
+    """Cell values, added after seaborn's heatmap has drawn (its own `annot` text is re-laid-out on every
+    later heatmap's full-figure draw), white on dark cells and black on light ones."""
     for (r, c), v in np.ndenumerate(values.to_numpy()):
         if np.isfinite(v):
-            ax.text(c + 0.5, r + 0.5, format(v, fmt), ha="center", va="center", fontsize=7)
+            red, green, blue, _ = colour_of(v)
+            light = 0.2126 * red + 0.7152 * green + 0.0722 * blue > 0.45
+            ax.text(c + 0.5, r + 0.5, format(v, fmt), ha="center", va="center", fontsize=TEXT,
+                    color="black" if light else "white")
+
+
+def _times_axis(axis: matplotlib.axis.Axis) -> None:
+    """A log axis of speedups labelled in ×."""
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}×"))
+    axis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+
+
+def _variant_legend(g: sns.FacetGrid) -> None:
+    if g.legend is not None:
+        g.legend.set_title("")
+        for text in g.legend.texts:
+            text.set_text({"label": "variant", "mode": "mode"}.get(text.get_text(), text.get_text()))
+            text.set_fontsize(TEXT + 1)
 
 
 def speedup_scatter(v: pd.DataFrame, path: Path) -> Path:
     """Theoretical against realized speedup, one panel per environment, with y = x and y = 1."""
     g = sns.relplot(data=v, x="theory_speedup", y="realized_speedup", hue="label", style="mode", col="env",
                     palette=_palette(v["label"]), hue_order=sorted(v["label"].unique()),
-                    col_order=sorted(v["env"].unique()), col_wrap=min(2, v["env"].nunique()), height=3.6,
+                    col_order=sorted(v["env"].unique()), col_wrap=min(2, v["env"].nunique()), height=4.2,
                     aspect=1.15, s=22, alpha=0.8,
                     facet_kws={"sharex": True, "sharey": True})
     lo = float(min(v["theory_speedup"].min(), v["realized_speedup"].min())) * 0.8
@@ -108,10 +197,84 @@ def speedup_scatter(v: pd.DataFrame, path: Path) -> Path:
     for ax in g.axes.flat:
         ax.set(xscale="log", yscale="log", xlim=(lo, hi), ylim=(lo, hi))
         ax.plot([lo, hi], [lo, hi], color="0.3", lw=1, ls="--", label="y = x (theory realized)")
-        ax.axhline(1, color="tab:red", lw=0.8, ls=":")
-        ax.set_title(ax.get_title().replace("env = ", ""), fontsize=8)
+        ax.axhline(1, color="#b3261e", lw=0.8, ls=":")
+        ax.set_title(ax.get_title().replace("env = ", ""), fontsize=TEXT + 1)
+        _times_axis(ax.xaxis)
+        _times_axis(ax.yaxis)
+    _variant_legend(g)
     g.set_axis_labels("theoretical speedup (FLOP ratio, 2mac)", "realized speedup (median times)")
     return _save(g.figure, path)
+
+
+def summary_dots(table: pd.DataFrame, columns: list[str], path: Path) -> Path:
+    """The answer in one figure: per variant (rows) and mode (panels), the theoretical × (hollow
+    diamond, the same cases in every column) against the realized × of each device class (dots with
+    their 95 % intervals), on one log axis with 1× marked."""
+    modes = sorted(table["mode"].unique())
+    labels = sorted(table["label"].unique(), key=lambda lab: -table.loc[table["label"] == lab, "theory"].max())
+    colours = dict(zip(columns, sns.color_palette("colorblind", len(columns) + 2)[2:], strict=True)) \
+        if len(columns) > 1 else {columns[0]: sns.color_palette("colorblind")[2]}
+    fig, axes = plt.subplots(1, len(modes), figsize=(6.2 * len(modes), 0.55 * len(labels) + 1.8), squeeze=False,
+                             sharey=True)
+    y = {lab: i for i, lab in enumerate(labels)}
+    offsets = np.linspace(-0.22, 0.22, len(columns) + 1)
+    for ax, mode in zip(axes[0], modes, strict=True):
+        part = table[table["mode"] == mode]
+        theory = part.groupby("label")["theory"].first()
+        ax.scatter(theory.to_numpy(), [y[lab] + offsets[0] for lab in theory.index], marker="D", s=36,
+                   facecolors="white", edgecolors="#1f5f99", linewidths=1.4, label="theoretical ×", zorder=3)
+        for k, column in enumerate(columns, start=1):
+            rows = part[part["column"] == column]
+            ys = np.array([y[lab] + offsets[k] for lab in rows["label"]])
+            err = np.vstack([rows["realized"] - rows["realized_low"].fillna(rows["realized"]),
+                             rows["realized_high"].fillna(rows["realized"]) - rows["realized"]])
+            ax.errorbar(rows["realized"], ys, xerr=err, fmt="o", ms=5, lw=1.2, color=colours[column],
+                        label=f"realized ×, {column}", zorder=4)
+        ax.axvline(1, color="#b3261e", lw=1, ls=":")
+        ax.set_xscale("log")
+        _times_axis(ax.xaxis)
+        ax.set_yticks(range(len(labels)), labels, fontsize=TEXT + 1)
+        ax.invert_yaxis()
+        ax.set_title(mode, fontsize=TEXT + 2)
+        ax.set_xlabel("speedup over the standard conv (×, log scale; left of 1× is slower)", fontsize=TEXT + 1)
+        ax.tick_params(axis="x", labelsize=TEXT)
+    axes[0, 0].legend(loc="upper center", bbox_to_anchor=(0.5 * len(modes) + 0.05 * (len(modes) - 1), -0.16),
+                      ncol=min(3, len(columns) + 1), fontsize=TEXT + 1, frameon=False)
+    return _save(fig, path)
+
+
+def time_vs_channels(rows: pd.DataFrame, path: Path) -> Path:
+    """Absolute median time per step against C_in, log-log, per device class (rows) and mode (columns),
+    every variant and its baseline, at the spatial size measured most: a line that stays flat as the
+    channels grow is bound by launches and framework overhead, not by FLOPs."""
+    size = int(rows["size"].value_counts().index[0])
+    rows = rows[rows["size"] == size].groupby(["column", "mode", "label", "c_in"], as_index=False)["timing_median_s"] \
+        .median()
+    envs = list(dict.fromkeys(rows["column"]))
+    g = sns.relplot(data=rows, x="c_in", y="timing_median_s", hue="label", row="column", col="mode", kind="line",
+                    marker="o", palette=_palette(rows["label"]), hue_order=sorted(rows["label"].unique()),
+                    row_order=envs, col_order=sorted(rows["mode"].unique()), height=3.4, aspect=1.35,
+                    facet_kws={"sharey": False})
+    for ax in g.axes.flat:
+        ax.set(xscale="log", yscale="log")
+        ax.set_xticks(sorted(rows["c_in"].unique()))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: _short_time(v)))
+        ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+        ax.tick_params(labelsize=TEXT)
+    g.set_titles(template=f"{{row_name}} · {{col_name}} · {size}² input", size=TEXT + 1)
+    g.set_axis_labels("C_in (= C_out)", "median time per step")
+    _variant_legend(g)
+    return _save(g.figure, path)
+
+
+def _short_time(s: float) -> str:
+    """1e-05 → '10 µs', 0.002 → '2 ms'."""
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        if s >= scale:
+            return f"{s / scale:.3g} {unit}"
+    return f"{s * 1e9:.3g} ns"
 
 
 def roofline(points: pd.DataFrame, ceilings: pd.DataFrame, path: Path) -> Path:
@@ -125,24 +288,30 @@ def roofline(points: pd.DataFrame, ceilings: pd.DataFrame, path: Path) -> Path:
     for ax, env in zip(axes.flat, envs, strict=False):
         pts = points[points["env"] == env]
         x = np.logspace(np.log10(pts["theory_intensity"].min() / 2), np.log10(pts["theory_intensity"].max() * 2), 200)
-        lines = []
         for _, c in ceilings[ceilings["env"] == env].sort_values("peak_flops", ascending=False).iterrows():
             ax.plot(x, np.minimum(c["peak_flops"], c["peak_bandwidth"] * x), lw=1.2, color="0.25",
                     ls="-" if c["ceiling"] in ("float32", "tf32") else "--")
-            lines.append(f"{c['ceiling']}: {c['peak_flops'] / 1e12:.3g} TFLOP/s")
+            ax.annotate(f"{c['ceiling']} {c['peak_flops'] / 1e12:.3g} TFLOP/s", (x[-1], c["peak_flops"]),
+                        xytext=(-2, 2), textcoords="offset points", ha="right", va="bottom", fontsize=TEXT,
+                        color="0.2")
         bw = ceilings[ceilings["env"] == env]["peak_bandwidth"].max()
-        lines.append(f"copy bandwidth: {bw / 1e9:.0f} GB/s")
-        ax.text(0.98, 0.03, "measured ceilings\n" + "\n".join(lines), transform=ax.transAxes, ha="right", va="bottom",
-                fontsize=7, bbox={"boxstyle": "round", "fc": "white", "ec": "0.7"})
+        ax.annotate(f"copy bandwidth {bw / 1e9:.0f} GB/s", (x[0], bw * x[0]), xytext=(2, 4), textcoords="offset points",
+                    rotation=0, ha="left", va="bottom", fontsize=TEXT, color="0.2")
         sns.scatterplot(data=pts, x="theory_intensity", y="achieved_flops", hue="label", palette=palette,
                         hue_order=labels, style="mode", s=18, alpha=0.75, ax=ax, legend=ax is axes.flat[0])
         ax.set(xscale="log", yscale="log", title=env,
-               xlabel="arithmetic intensity (FLOP/byte, 2mac, minimum traffic)", ylabel="achieved FLOP/s (2mac)")
-        ax.title.set_fontsize(9)
+               xlabel="arithmetic intensity (FLOP/byte, 2mac, minimum traffic)", ylabel="achieved (2mac)")
+        ax.yaxis.set_major_formatter(EngFormatter(unit="FLOP/s"))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.tick_params(labelsize=TEXT)
+        ax.title.set_fontsize(TEXT + 2)
     for ax in list(axes.flat)[len(envs):]:
         ax.remove()
     if axes.flat[0].get_legend():
-        sns.move_legend(axes.flat[0], "upper left", bbox_to_anchor=(1.0 if cols == 1 else 2.25, 1), fontsize=7)
+        sns.move_legend(axes.flat[0], "upper left", bbox_to_anchor=(1.0 if cols == 1 else 2.25, 1), fontsize=TEXT,
+                        title="")
+        for text in axes.flat[0].get_legend().texts:
+            text.set_text({"label": "variant"}.get(text.get_text(), text.get_text()))
     fig.subplots_adjust(hspace=0.35)
     return _save(fig, path)
 
@@ -159,7 +328,8 @@ def roofline_share(points: pd.DataFrame, path: Path) -> Path:
         ax.set_xscale("log")
         ax.set_xticks(ticks, [f"{t * 100:g} %" for t in ticks])
         ax.axvline(1, color="0.3", lw=1, ls="--")
-        ax.set_title(ax.get_title().replace("env = ", ""), fontsize=8)
+        ax.set_title(ax.get_title().replace("env = ", ""), fontsize=TEXT + 1)
+        ax.tick_params(labelsize=TEXT)
     g.set_axis_labels("share of the roofline bound reached", "")
     return _save(g.figure, path)
 
@@ -170,47 +340,50 @@ def memory(rows: pd.DataFrame, path: Path) -> Path:
     g = sns.relplot(data=rows, x="theory_rise_bytes", y="measured_memory_bytes", hue="label", style="mode",
                     palette=_palette(rows["label"]), hue_order=sorted(rows["label"].unique()),
                     col="memory_method", col_order=sorted(rows["memory_method"].unique()),
-                    col_wrap=min(2, rows["memory_method"].nunique()), height=3.6, aspect=1.3, s=20, alpha=0.8,
+                    col_wrap=min(2, rows["memory_method"].nunique()), height=4.2, aspect=1.3, s=20, alpha=0.8,
                     facet_kws={"sharex": False, "sharey": False})
     for ax in g.axes.flat:
         ax.set(xscale="log", yscale="log")
         lo, hi = min(ax.get_xlim()[0], ax.get_ylim()[0]), max(ax.get_xlim()[1], ax.get_ylim()[1])
         ax.plot([lo, hi], [lo, hi], color="0.3", lw=1, ls="--")
-        ax.set_title(ax.get_title().replace("memory_method = ", ""), fontsize=8)
-    g.set_axis_labels("theory: activations (+ weight grads in training), bytes", "measured peak rise, bytes")
+        ax.set_title(ax.get_title().replace("memory_method = ", ""), fontsize=TEXT + 1)
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_major_formatter(FuncFormatter(lambda v, _: fmt_bytes(v)))
+        ax.tick_params(labelsize=TEXT)
+    _variant_legend(g)
+    g.set_axis_labels("theory: activations (+ weight grads in training)", "measured peak rise")
     return _save(g.figure, path)
 
 
 def settings_heatmap(pivot: pd.DataFrame, title: str, path: Path) -> Path:
     """Realized speedup per setting (rows) and variant (columns)."""
-    fig, ax = plt.subplots(figsize=(0.95 * pivot.shape[1] + 4.5, 0.28 * pivot.shape[0] + 1.8))
-    sns.heatmap(np.log2(pivot.where(pivot > 0)), ax=ax, cmap=SPEEDUP_CMAP, norm=_speedup_norm(pivot.to_numpy()),
-                cbar=False, xticklabels=True, yticklabels=True)
-    _annotate(ax, pivot, ".2f")
+    fig, ax = plt.subplots(figsize=(1.1 * pivot.shape[1] + 6, 0.32 * pivot.shape[0] + 2.4))
+    _speedup_heatmap(ax, pivot, _speedup_norm(pivot.to_numpy()), ".2f", "realized speedup (×)",
+                     xticklabels=[wrap_label(c) for c in pivot.columns], yticklabels=True)
     ax.grid(False)
     ax.set(xlabel="", ylabel="", title=title)
-    ax.title.set_fontsize(9)
+    ax.title.set_fontsize(TEXT + 2)
     ax.xaxis.tick_top()
-    ax.tick_params(axis="x", labelsize=7.5, rotation=30)
-    ax.tick_params(axis="y", labelsize=7.5)
-    for label in ax.get_xticklabels():
-        label.set_ha("left")
+    ax.tick_params(axis="x", labelsize=TEXT, rotation=0)
+    ax.tick_params(axis="y", labelsize=TEXT)
     return _save(fig, path)
 
 
 def networks(net: pd.DataFrame, path: Path) -> Path:
     """Each network against its full-conv twin over α × ρ: theoretical and realized, per environment."""
     panels = sorted(net.groupby(["env", "variant"]).groups)
-    fig, axes = plt.subplots(len(panels), 2, figsize=(8.5, 2.9 * len(panels)), squeeze=False)
+    fig, axes = plt.subplots(len(panels), 2, figsize=(12, 3.4 * len(panels)), squeeze=False)
     for r, (env, variant) in enumerate(panels):
         part = net[(net["env"] == env) & (net["variant"] == variant)]
+        norm = _speedup_norm(np.concatenate([part["theory_speedup"], part["realized_speedup"]]))
         for c, (column, name) in enumerate((("theory_speedup", "theoretical ×"), ("realized_speedup", "realized ×"))):
             pivot = part.pivot_table(index="alpha", columns="size", values=column, aggfunc="median")
             pivot = pivot.sort_index(ascending=False)
-            sns.heatmap(np.log2(pivot), ax=axes[r, c], cmap=SPEEDUP_CMAP, annot=pivot, fmt=".2f", cbar=False,
-                        norm=_speedup_norm(np.concatenate([part["theory_speedup"], part["realized_speedup"]])))
-            axes[r, c].set(title=f"{variant} · {env}\n{name}", xlabel="resolution ρ", ylabel="width α")
-            axes[r, c].title.set_fontsize(8)
+            _speedup_heatmap(axes[r, c], pivot, norm, ".2f", "speedup (×)")
+            axes[r, c].set(title=f"{variant} · {name}\n{env}", xlabel="resolution ρ", ylabel="width α")
+            axes[r, c].title.set_fontsize(TEXT + 1)
+            axes[r, c].tick_params(labelsize=TEXT)
+    fig.subplots_adjust(hspace=0.7, wspace=0.3)
     return _save(fig, path)
 
 
@@ -230,7 +403,7 @@ def version_ratios(cmp: pd.DataFrame, path: Path) -> Path:
         ax.set_xticks(ticks, [f"{t:g}×" for t in ticks])
         ax.xaxis.set_minor_locator(plt.NullLocator())
         ax.axvline(1, color="0.2", lw=1)
-        ax.set_title(ax.get_title().replace("pair = ", ""), fontsize=8)
+        ax.set_title(ax.get_title().replace("pair = ", ""), fontsize=TEXT + 1)
     g.set_axis_labels("time ratio newer / older (> 1: slower)", "")
     return _save(g.figure, path)
 
@@ -240,13 +413,13 @@ def trends(tr: pd.DataFrame, path: Path) -> Path:
     PyTorch version."""
     tr = tr.assign(case=tr["label"] + " · " + tr["threads"].astype(str) + " thr\n"
                    + tr["geometry"].str.replace(" | ", "\n", regex=False), median_us=tr["timing_median_s"] * 1e6)
-    g = sns.FacetGrid(tr, col="case", col_wrap=4, height=2.5, aspect=1.2, sharey=False, hue="env_torch")
+    g = sns.FacetGrid(tr, col="case", col_wrap=4, height=2.9, aspect=1.2, sharey=False, hue="env_torch")
     g.map_dataframe(_trend_panel)
     g.add_legend(title="torch")
     for ax in g.axes.flat:
         ax.set_ylim(0, ax.get_ylim()[1])  # after every version's points are in
-    g.set_titles("{col_name}", size=7)
-    g.set_axis_labels("run (numbered as in the table of runs)", "median µs")
+    g.set_titles("{col_name}", size=TEXT)
+    g.set_axis_labels("run (numbered as in the table of runs)", "median time (µs)")
     return _save(g.figure, path)
 
 
@@ -263,11 +436,11 @@ def feature_maps(maps: dict[str, object], path: Path) -> Path:
     for c, name in enumerate(names):
         t = maps[name]
         axes[0, c].imshow(t.mean(0).numpy(), cmap="viridis")
-        axes[0, c].set_title(f"{name}\nchannel mean", fontsize=8)
+        axes[0, c].set_title(f"{name}\nchannel mean", fontsize=TEXT + 1)
         for r in (1, 2, 3):
             if r - 1 < t.shape[0]:
                 axes[r, c].imshow(t[r - 1].numpy(), cmap="viridis")
-                axes[r, c].set_title(f"channel {r - 1}", fontsize=7)
+                axes[r, c].set_title(f"channel {r - 1}", fontsize=TEXT)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
@@ -289,8 +462,8 @@ def ab_ratios(table: pd.DataFrame, title: str, path: Path) -> Path:
     ax.yaxis.set_minor_formatter(FormatStrFormatter("%.2f"))
     ax.set_xlabel("case, sorted by ratio")
     ax.set_ylabel("time ratio B / A")
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8, loc="upper left")
+    ax.set_title(title, fontsize=TEXT + 2)
+    ax.legend(fontsize=TEXT, loc="upper left")
     return _save(fig, path)
 
 
@@ -305,8 +478,8 @@ def stage_shares(shares: pd.DataFrame, env: str, mode: str, path: Path) -> Path:
     part = shares[(shares["env"] == env) & (shares["mode"] == mode)]
     labels = sorted(part["label"].unique())
     stage_names = sorted(part.loc[~part["overhead"], "part"].unique())
-    # tab20 without its two greys, which are the overheads' here.
-    hues = [c for i, c in enumerate(sns.color_palette("tab20", 20)) if i not in (14, 15)]
+    # The colour-blind palette without its grey, which is the overheads' colour here.
+    hues = [c for i, c in enumerate(sns.color_palette("colorblind", 10)) if i != 7]
     colours = {name: hues[i % len(hues)] for i, name in enumerate(stage_names)} | OVERHEAD_COLOURS
     fig, ax = plt.subplots(figsize=(10, 0.75 * len(labels) + 1.6))
     y = np.arange(len(labels))
@@ -320,15 +493,15 @@ def stage_shares(shares: pd.DataFrame, env: str, mode: str, path: Path) -> Path:
                     label=p if row == 0 or p not in OVERHEAD_COLOURS else None, edgecolor="white", linewidth=0.5)
             left += values
         for yi in y:
-            ax.text(-0.01, yi + offset, name, ha="right", va="center", fontsize=7, color="#555")
+            ax.text(-0.01, yi + offset, name, ha="right", va="center", fontsize=TEXT, color="#555")
     ax.set_yticks(y, labels)
     ax.tick_params(axis="y", pad=38)
     ax.set_xlim(0, 1)
     ax.xaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
     ax.invert_yaxis()
-    ax.set_title(f"{env} · {mode}: share of the step's time (upper bar) and of its FLOPs (lower bar)", fontsize=9)
+    ax.set_title(f"{env} · {mode}: share of the step's time (upper bar) and of its FLOPs (lower bar)", fontsize=TEXT + 1)
     handles, names = ax.get_legend_handles_labels()
     unique = dict(zip(names, handles, strict=True))
-    ax.legend(unique.values(), unique.keys(), loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=7, frameon=False,
-              title="stage / overhead", title_fontsize=7)
+    ax.legend(unique.values(), unique.keys(), loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=TEXT, frameon=False,
+              title="stage / overhead", title_fontsize=TEXT)
     return _save(fig, path)
