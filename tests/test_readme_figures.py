@@ -158,6 +158,22 @@ def test_the_crosscheck_rows_are_the_committed_comparisons() -> None:
         assert cells[3] == f"{ratio.min():.2f}–{ratio.max():.2f}", folder
 
 
+def test_two_consecutive_crosschecks_pass_as_the_readme_says() -> None:
+    """The acceptance of the asv agreement: the last two committed comparisons, all 16 cases within ±10 %
+    for both harnesses, with the per-pass spans the README quotes."""
+    text = re.sub(r"\s+", " ", README)
+    for folder in ("20261123T220449Z", "20261123T221131Z"):
+        (csv,) = committed(f"crosscheck/{folder}/crosscheck.csv")
+        table = pd.read_csv(csv)
+        for harness in ("asv", "pytest-benchmark"):
+            assert ((table[f"{harness} / sepbench"] - 1).abs() <= 0.10).all(), (folder, harness)
+        low, high = table["asv / sepbench low"].min(), table["asv / sepbench high"].max()
+        pb = table["pytest-benchmark / sepbench"]
+        assert (f"`{folder}` | fixed (`heap`), every harness pinned | 16 of 16 | " in README
+                and f"asv's per-pass ratios {low:.2f}–{high:.2f}; pytest-benchmark {pb.min():.2f}–{pb.max():.2f} median"
+                in text), folder
+
+
 def test_the_gpu_batch_one_and_network_figures_are_the_committed_runs() -> None:
     text = re.sub(r"\s+", " ", README)
     d = records(committed("default-cuda-h100-*.jsonl")[0].name)
