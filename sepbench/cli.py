@@ -610,7 +610,8 @@ def report(results: tuple[Path, ...], out_dir: Path, pb_dir: Path | None, asv_ur
         built = build(list(results), out_dir, pytest_benchmark=pb_dir, asv_url=asv_url,
                       step=lambda what: progress.update(task, description=what))
     out.print(f"report: {built.index} ({built.records} records from {built.files} files, "
-              f"{len(built.environments)} environments, {len(built.figures)} figures) in {built.seconds:.1f} s",
+              f"{len(built.environments)} environments, {len(built.figures)} figures; "
+              f"page {built.page_bytes / 1e6:.1f} MB, data {built.data_bytes / 1e6:.1f} MB) in {built.seconds:.1f} s",
               highlight=False)
     if built.damaged:
         more = f" and {len(built.damaged) - 1} more" if len(built.damaged) > 1 else ""

@@ -131,7 +131,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert done.returncode == 0, done.stderr
     records = sum(1 for p in (*CPU_PAIR, *GPU, *NETWORKS) for line in p.read_text().splitlines()[1:] if line)
     assert re.fullmatch(rf"report: {re.escape(str(out))}/index.html \({records} records from 4 files, 4 environments, "
-                        r"\d+ figures\) in [\d.]+ s\n", done.stdout)
+                        r"\d+ figures; page [\d.]+ MB, data [\d.]+ MB\) in [\d.]+ s\n", done.stdout)
     return out / "index.html"
 
 
@@ -155,8 +155,8 @@ def test_report_tells_theory_and_measurement_apart_with_their_numbers(built: Pat
     html = built.read_text()
     df = analysis.prepare(load([*CPU_PAIR, *GPU, *NETWORKS])[0])
     row = analysis.summary(df, ["env", "setting", "label"]).query(
-        "env == 'h100 · cuda · torch 2.11.0+cu130 · 16 thr' and setting == 'n1 float32 TF32 inference cudnn.benchmark'"
-        " and label == 'depthwise_separable'")
+        "env == 'h100 · cuda · torch 2.11.0+cu130 · 16 thr'"
+        " and setting == 'n32 float32 no-TF32 inference cudnn.benchmark' and label == 'depthwise_separable'")
     assert len(row) == 1
     assert f'<td class="theory">{row["theory"].iloc[0]:.2f}×</td>' in html
     assert f"{row['realized'].iloc[0]:.2f}×</td>" in html

@@ -57,6 +57,8 @@ class Built:
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
     damaged: list[str] = field(default_factory=list)  # problems that are not a torn last line
+    page_bytes: int = 0  # what a reader's browser loads: the page and its figures
+    data_bytes: int = 0  # the CSV downloads, fetched only on a click
 
 
 def _ratio(x: float | None, digits: int = 2) -> str:
@@ -241,7 +243,7 @@ def build(paths: list[Path], out: Path, *, pytest_benchmark: Path | None = None,
                           title="Theoretical against realized speedup, same cases on every device",
                           alt="theoretical and realized speedup per variant, per device class") if len(answer) else None
     channel_rows = _with_baselines(df, common)
-    channels_plot = figure("time-vs-channels", plots.time_vs_channels, channel_rows,
+    channels_plot = figure("time-vs-channels", plots.time_vs_channels, channel_rows, [c.env for c in columns],
                            title="Time per step against channels, per device",
                            alt="median time per step against input channels, log-log, per device and input size") \
         if len(channel_rows) else None
@@ -270,8 +272,8 @@ def build(paths: list[Path], out: Path, *, pytest_benchmark: Path | None = None,
     points, ceilings = analysis.roofline_points(df), analysis.ceilings(df)
     roofline = figure("roofline", plots.roofline, points, ceilings, title="Roofline per environment") \
         if len(points) else None
-    roofline_share = figure("roofline-share", plots.roofline_share, points, title="Share of the roofline bound reached") \
-        if len(points) else None
+    roofline_share = figure("roofline-share", plots.roofline_share, points,
+                            title="Share of the roofline bound reached") if len(points) else None
     share = points.groupby(["env", "label"], as_index=False)["roofline_share"].median() \
         .pivot(index="label", columns="env", values="roofline_share") if len(points) else pd.DataFrame()
 
@@ -358,4 +360,6 @@ def build(paths: list[Path], out: Path, *, pytest_benchmark: Path | None = None,
     _remove_unnamed_folders(out, folder)
     figures = [img / f.name for f in figures]
     return Built(index, len(df), df["file"].nunique(), envs, figures, [str(p) for p in problems],
-                 time.perf_counter() - started, [str(p) for p in problems if not p.torn_tail])
+                 time.perf_counter() - started, [str(p) for p in problems if not p.torn_tail],
+                 page_bytes=index.stat().st_size + sum(f.stat().st_size for f in figures),
+                 data_bytes=records_csv.stat().st_size + columns_csv.stat().st_size)

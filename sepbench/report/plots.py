@@ -19,11 +19,10 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.colors import TwoSlopeNorm
-from PIL import Image
 from matplotlib.ticker import EngFormatter, FormatStrFormatter, FuncFormatter, LogLocator
+from PIL import Image
 
-from sepbench.case import VARIANTS
-from sepbench.report.tables import fmt_bytes, fmt_time
+from sepbench.report.tables import fmt_bytes
 
 DPI = 90  # a figure's natural size is what the page shows at 1400 px: 8 pt text is 10 CSS px
 SPEEDUP_CMAP = "RdBu"  # diverging and colour-blind safe: red below 1× (slower than the baseline), blue above
@@ -32,22 +31,25 @@ TEXT = 8  # the smallest font on any figure, in points
 sns.set_theme(style="whitegrid", context="notebook", font_scale=0.85, rc={"font.size": TEXT + 1})
 
 # One colour per variant, fixed by its name, so a variant has the same colour in every figure and every
-# report: seaborn's colour-blind palette in the zoo's order (networks after the layers; a full-conv twin
-# is drawn as the baseline it is).
-_ORDER = [name for name in VARIANTS if not name.endswith("_fullconv")]
-_HUES = [*sns.color_palette("colorblind", 10), (0.0, 0.0, 0.0), (0.45, 0.45, 0.45)]
-VARIANT_COLOURS = {name: _HUES[i % len(_HUES)] for i, name in enumerate(_ORDER)}
+# report: the Okabe–Ito colour-blind-safe set for the layer variants (the standard conv black), darker
+# hues for the networks; a full-conv twin is drawn as the baseline it is.
+VARIANT_COLOURS = {
+    "standard": "#000000", "grouped": "#E69F00", "depthwise": "#56B4E9", "pointwise": "#009E73",
+    "depthwise_separable": "#0072B2", "spatially_separable": "#D55E00", "spatial_depthwise_separable": "#CC79A7",
+    "se_depthwise_separable": "#F0E442", "inverted_residual": "#999999",
+    "mobilenet_v1": "#332288", "mobilenet_v2": "#882255", "xception_block": "#117733",
+}
 
 
-def variant_colour(label: str) -> tuple:
+def variant_colour(label: str) -> str:
     """The colour of a variant label ('grouped(g=4)' is the grouped variant's)."""
     name = label.split("(")[0]
     if name.endswith("_fullconv"):
         name = "standard"
-    return VARIANT_COLOURS.get(name, (0.6, 0.6, 0.6))
+    return VARIANT_COLOURS.get(name, "#5f6368")
 
 
-def _palette(labels: pd.Series) -> dict[str, tuple]:
+def _palette(labels: pd.Series) -> dict[str, str]:
     """The fixed variant colours of the labels drawn."""
     return {label: variant_colour(label) for label in sorted(labels.unique())}
 
@@ -134,8 +136,8 @@ def grid_heatmaps(part: pd.DataFrame, title: str, theory: bool, path: Path) -> P
     sizes = sorted(part["size"].unique())
     columns = pd.MultiIndex.from_product([labels, sizes], names=["label", "size"])
     norm = _speedup_norm(part[[c for c, _, _ in rows if c != "realized_efficiency"]].to_numpy().ravel())
-    fig, axes = plt.subplots(len(rows), 1, figsize=(0.62 * len(columns) + 3, 1.4 + 0.45 * part["c_in"].nunique()
-                                                    * len(rows) + 1.0 * len(rows)), squeeze=False)
+    height = 1.4 + 0.45 * part["c_in"].nunique() * len(rows) + 1.0 * len(rows)
+    fig, axes = plt.subplots(len(rows), 1, figsize=(0.62 * len(columns) + 3, height), squeeze=False)
     for ax, (column, name, fmt) in zip(axes[:, 0], rows, strict=True):
         pivot = part.pivot_table(index="c_in", columns=["label", "size"], values=column, aggfunc="median")
         pivot = pivot.reindex(columns=columns)
@@ -154,8 +156,8 @@ def grid_heatmaps(part: pd.DataFrame, title: str, theory: bool, path: Path) -> P
         ax.set_ylabel("C_in", fontsize=TEXT + 1)
         ax.set_title(name, fontsize=TEXT + 2, loc="left", pad=34)
         ax.tick_params(axis="both", labelsize=TEXT, rotation=0)
-    fig.suptitle(title, fontsize=TEXT + 3, x=0.01, ha="left")
-    fig.subplots_adjust(hspace=0.75)
+    fig.subplots_adjust(hspace=0.75, top=1 - 1.2 / height)  # room above the first panel for its headings
+    fig.suptitle(title, fontsize=TEXT + 3, x=0.01, y=1 - 0.1 / height, ha="left", va="top")
     return _save(fig, path)
 
 
@@ -243,14 +245,13 @@ def summary_dots(table: pd.DataFrame, columns: list[str], path: Path) -> Path:
     return _save(fig, path)
 
 
-def time_vs_channels(rows: pd.DataFrame, path: Path) -> Path:
+def time_vs_channels(rows: pd.DataFrame, envs: list[str], path: Path) -> Path:
     """Absolute median time per step against C_in, log-log, per device class (rows) and mode (columns),
     every variant and its baseline, at the spatial size measured most: a line that stays flat as the
     channels grow is bound by launches and framework overhead, not by FLOPs."""
     size = int(rows["size"].value_counts().index[0])
     rows = rows[rows["size"] == size].groupby(["column", "mode", "label", "c_in"], as_index=False)["timing_median_s"] \
         .median()
-    envs = list(dict.fromkeys(rows["column"]))
     g = sns.relplot(data=rows, x="c_in", y="timing_median_s", hue="label", row="column", col="mode", kind="line",
                     marker="o", palette=_palette(rows["label"]), hue_order=sorted(rows["label"].unique()),
                     row_order=envs, col_order=sorted(rows["mode"].unique()), height=3.4, aspect=1.35,
@@ -260,6 +261,7 @@ def time_vs_channels(rows: pd.DataFrame, path: Path) -> Path:
         ax.set_xticks(sorted(rows["c_in"].unique()))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: _short_time(v)))
         ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
         ax.tick_params(labelsize=TEXT)
@@ -288,15 +290,22 @@ def roofline(points: pd.DataFrame, ceilings: pd.DataFrame, path: Path) -> Path:
     for ax, env in zip(axes.flat, envs, strict=False):
         pts = points[points["env"] == env]
         x = np.logspace(np.log10(pts["theory_intensity"].min() / 2), np.log10(pts["theory_intensity"].max() * 2), 200)
+        previous, offset = None, 0.0
         for _, c in ceilings[ceilings["env"] == env].sort_values("peak_flops", ascending=False).iterrows():
             ax.plot(x, np.minimum(c["peak_flops"], c["peak_bandwidth"] * x), lw=1.2, color="0.25",
                     ls="-" if c["ceiling"] in ("float32", "tf32") else "--")
+            # Ceilings within a factor 1.5 of each other get their labels stacked, not printed over each other.
+            close = previous is not None and np.log10(previous / c["peak_flops"]) < 0.18
+            offset = offset - 11 if close else 2.0
+            previous = c["peak_flops"]
             ax.annotate(f"{c['ceiling']} {c['peak_flops'] / 1e12:.3g} TFLOP/s", (x[-1], c["peak_flops"]),
-                        xytext=(-2, 2), textcoords="offset points", ha="right", va="bottom", fontsize=TEXT,
-                        color="0.2")
+                        xytext=(-2, offset), textcoords="offset points", ha="right",
+                        va="bottom" if offset > 0 else "top", fontsize=TEXT, color="0.2",
+                        bbox={"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8})
         bw = ceilings[ceilings["env"] == env]["peak_bandwidth"].max()
         ax.annotate(f"copy bandwidth {bw / 1e9:.0f} GB/s", (x[0], bw * x[0]), xytext=(2, 4), textcoords="offset points",
-                    rotation=0, ha="left", va="bottom", fontsize=TEXT, color="0.2")
+                    rotation=0, ha="left", va="bottom", fontsize=TEXT, color="0.2",
+                    bbox={"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8})
         sns.scatterplot(data=pts, x="theory_intensity", y="achieved_flops", hue="label", palette=palette,
                         hue_order=labels, style="mode", s=18, alpha=0.75, ax=ax, legend=ax is axes.flat[0])
         ax.set(xscale="log", yscale="log", title=env,
@@ -499,7 +508,8 @@ def stage_shares(shares: pd.DataFrame, env: str, mode: str, path: Path) -> Path:
     ax.set_xlim(0, 1)
     ax.xaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
     ax.invert_yaxis()
-    ax.set_title(f"{env} · {mode}: share of the step's time (upper bar) and of its FLOPs (lower bar)", fontsize=TEXT + 1)
+    ax.set_title(f"{env} · {mode}: share of the step's time (upper bar) and of its FLOPs (lower bar)",
+                 fontsize=TEXT + 1)
     handles, names = ax.get_legend_handles_labels()
     unique = dict(zip(names, handles, strict=True))
     ax.legend(unique.values(), unique.keys(), loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=TEXT, frameon=False,

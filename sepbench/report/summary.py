@@ -102,7 +102,7 @@ def summary_table(rows: pd.DataFrame) -> pd.DataFrame:
 
 def _name(env: str) -> str:
     """'vm · cpu · torch 2.13.0+cpu · 1 thr' → 'vm (cpu, torch 2.13.0+cpu, 1 thread)'."""
-    machine, device, torch, threads = (env.split(" · ") + ["", "", ""])[:4]
+    machine, device, torch, threads = [*env.split(" · "), "", "", ""][:4]
     threads = threads.replace(" thr", "")
     return f"{machine} ({device}, {torch}, {threads} thread{'s' if threads != '1' else ''})"
 
@@ -129,6 +129,8 @@ def findings(df: pd.DataFrame, columns: list[Column], rows: pd.DataFrame, compar
             if part.empty:
                 continue
             cases = int(part["cases"].iloc[0])
+            order = [c.env for c in columns]
+            part = part.assign(order=part["column"].map(order.index)).sort_values("order")
             realized = ", ".join(f"{r.realized:.2f}× on {_name(r.column)}" for r in part.itertuples())
             out.append(f"{_label(lead).capitalize()} {mode} ({cases} cases, {_batch(columns[0].setting)}, "
                        f"{columns[0].setting.split()[1]}): {part['theory'].iloc[0]:.1f}× fewer FLOPs in theory; "
