@@ -403,7 +403,7 @@ def version_ratios(cmp: pd.DataFrame, path: Path) -> Path:
     with _fixed_jitter():
         g = sns.catplot(data=cmp, x="ratio", y="label", hue="verdict", col="pair", kind="strip", height=3.8, aspect=1.4,
                         hue_order=["regression", "improvement", "within noise", "no repeat runs"],
-                        palette={"regression": "tab:red", "improvement": "tab:green", "within noise": "0.6",
+                        palette={"regression": "#D55E00", "improvement": "#0072B2", "within noise": "0.6",
                                  "no repeat runs": "0.8"}, jitter=0.25, s=16, col_wrap=1)
     low, high = cmp["ratio"].min() / 1.2, cmp["ratio"].max() * 1.2
     ticks = [t for t in (0.25, 0.35, 0.5, 0.7, 1, 1.4, 2, 2.8, 4) if low <= t <= high]
@@ -461,7 +461,7 @@ def ab_ratios(table: pd.DataFrame, title: str, path: Path) -> Path:
     """Each compared case's ratio B / A with its 95 % interval, sorted: flagged cases in colour."""
     data = table[table["p"].notna()].sort_values("ratio").reset_index(drop=True)
     fig, ax = plt.subplots(figsize=(9, 3.6))
-    colours = {"B slower": "#b3261e", "B faster": "#1b7a3a", "within noise": "#9aa0a6"}
+    colours = {"B slower": "#D55E00", "B faster": "#0072B2", "within noise": "#9aa0a6"}  # Okabe–Ito: colour-blind safe
     for verdict, part in data.groupby("verdict"):
         ax.errorbar(part.index, part["ratio"], yerr=[part["ratio"] - part["low"], part["high"] - part["ratio"]],
                     fmt="o", ms=2.5, lw=0.8, color=colours.get(verdict, "#5f6368"), label=f"{verdict} ({len(part)})")
