@@ -89,7 +89,7 @@ def variants(df: pd.DataFrame) -> pd.DataFrame:
     return rows[~rows["is_baseline"] & rows["realized_speedup"].notna()]
 
 
-def _geomean(x: pd.Series) -> float:
+def geomean(x: pd.Series) -> float:
     x = pd.to_numeric(x, errors="coerce").dropna()
     x = x[x > 0]
     return float(np.exp(np.log(x).mean())) if len(x) else np.nan
@@ -113,18 +113,18 @@ def summary(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     rows = []
     for key, part in variants(df).groupby(by, sort=True, dropna=False):
         low, high = _geomean_interval(part["realized_speedup"])
-        theory, realized = _geomean(part["theory_speedup"]), _geomean(part["realized_speedup"])
+        theory, realized = geomean(part["theory_speedup"]), geomean(part["realized_speedup"])
         rows.append({
             **dict(zip(by, key if isinstance(key, tuple) else (key,), strict=True)),
             "cases": len(part),
             "theory": theory,
-            "roofline": _geomean(part["theory_roofline_speedup"]),
+            "roofline": geomean(part["theory_roofline_speedup"]),
             "realized": realized, "realized_low": low, "realized_high": high,
             "efficiency": realized / theory,
             "slower": int((part["realized_speedup"] < 1).sum()),
             "unstable": int(part["realized_unstable"].sum()),
-            "memory_theory": _geomean(part["theory_memory_saving"]),
-            "memory_measured": _geomean(part["measured_memory_saving"]),
+            "memory_theory": geomean(part["theory_memory_saving"]),
+            "memory_measured": geomean(part["measured_memory_saving"]),
         })
     return pd.DataFrame(rows)
 
@@ -165,7 +165,7 @@ def settings_pivot(df: pd.DataFrame, env: str) -> pd.DataFrame:
     part = variants(df)
     part = part[(part["env"] == env) & (part["family"] != "network")]
     geometries = part.groupby("setting")["group_id"].nunique()
-    pivot = part.pivot_table(index="setting", columns="label", values="realized_speedup", aggfunc=_geomean)
+    pivot = part.pivot_table(index="setting", columns="label", values="realized_speedup", aggfunc=geomean)
     pivot.index = [f"{s} ({geometries[s]} geometr{'y' if geometries[s] == 1 else 'ies'})" for s in pivot.index]
     return pivot
 

@@ -259,9 +259,9 @@ def build(paths: list[Path], out: Path, *, pytest_benchmark: Path | None = None,
         # Theory depends on the geometry alone: drawn in the first figure of each set of geometries.
         shape = (setting.split(" · ", 1)[-1], frozenset(zip(part["label"], part["c_in"], part["size"], strict=True)))
         first = theory_drawn.setdefault(shape, f"fig-grid-{i}")
+        own = first == f"fig-grid-{i}"
         title = f"{env} · {setting}"
-        grids.append((figure(f"grid-{i}", plots.grid_heatmaps, part, title, first == f"fig-grid-{i}", title=title),
-                      None if first == f"fig-grid-{i}" else first))
+        grids.append((figure(f"grid-{i}", plots.grid_heatmaps, part, title, own, title=title), None if own else first))
 
     layer_variants = analysis.variants(df)
     layer_variants = layer_variants[layer_variants["family"] != "network"]

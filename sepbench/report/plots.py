@@ -179,11 +179,18 @@ def _times_axis(axis: matplotlib.axis.Axis) -> None:
     axis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
 
 
+def _name_variants(legend: matplotlib.legend.Legend) -> None:
+    """seaborn heads the hue entries with the column's name, 'label': call them what they are."""
+    for text in legend.texts:
+        if text.get_text() == "label":
+            text.set_text("variant")
+
+
 def _variant_legend(g: sns.FacetGrid) -> None:
     if g.legend is not None:
         g.legend.set_title("")
+        _name_variants(g.legend)
         for text in g.legend.texts:
-            text.set_text({"label": "variant", "mode": "mode"}.get(text.get_text(), text.get_text()))
             text.set_fontsize(TEXT + 1)
 
 
@@ -319,8 +326,7 @@ def roofline(points: pd.DataFrame, ceilings: pd.DataFrame, path: Path) -> Path:
     if axes.flat[0].get_legend():
         sns.move_legend(axes.flat[0], "upper left", bbox_to_anchor=(1.0 if cols == 1 else 2.25, 1), fontsize=TEXT,
                         title="")
-        for text in axes.flat[0].get_legend().texts:
-            text.set_text({"label": "variant"}.get(text.get_text(), text.get_text()))
+        _name_variants(axes.flat[0].get_legend())
     fig.subplots_adjust(hspace=0.35)
     return _save(fig, path)
 

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
 from sepbench.report import analysis
-from sepbench.report.versions import _version_key
+from sepbench.report.versions import version_key
 
 # What makes two records the same case on two devices: the geometry, batch, dtype, mode and variant.
 CASE_KEY = ["mode", "label", "c_in", "c_out", "size", "kernel", "stride", "dilation", "padding", "bias", "act",
@@ -30,14 +29,17 @@ class Column:
     """One environment under one setting: a column of the summary."""
 
     env: str
-    device: str
     setting: str  # setting without the mode, e.g. "n1 float32 TF32 cudnn.benchmark"
-    cases: int  # variant rows in the summary's common cases
 
 
 def _layer_variants(df: pd.DataFrame) -> pd.DataFrame:
     v = analysis.variants(df)
     return v[v["family"] != "network"]
+
+
+def _case_key(part: pd.DataFrame) -> pd.Series:
+    """Each row's CASE_KEY as one string: what the columns intersect on and a case is deduplicated by."""
+    return part[CASE_KEY].astype(object).map(str).agg("|".join, axis=1)
 
 
 def _setting_without_mode(setting: str, mode: str) -> str:
@@ -50,7 +52,7 @@ def representative_envs(df: pd.DataFrame) -> list[str]:
     v = _layer_variants(df)
     chosen = []
     for (_, device), part in v.groupby(["env_machine", "device"], sort=True):
-        newest = max(part["env_torch"].unique(), key=_version_key)
+        newest = max(part["env_torch"].unique(), key=version_key)
         part = part[part["env_torch"] == newest]
         chosen.append((device != "cpu", part["env"].value_counts().index[0]))
     return [env for _, env in sorted(chosen)]
@@ -69,15 +71,11 @@ def common_cases(df: pd.DataFrame) -> tuple[list[Column], pd.DataFrame]:
         picks.append((env, part[setting_key == top]))
     if not picks:
         return [], pd.DataFrame()
-    keys = [set(map(tuple, p[CASE_KEY].astype(object).map(str).to_numpy())) for _, p in picks]
-    shared = set.intersection(*keys)
+    shared = set.intersection(*(set(_case_key(part)) for _, part in picks))
     columns, rows = [], []
-    for (env, part), own in zip(picks, keys, strict=True):
-        use = shared if shared else own
-        mask = [tuple(k) in use for k in part[CASE_KEY].astype(object).map(str).to_numpy()]
-        part = _one_per_case(part[mask])
-        setting = _setting_without_mode(part["setting"].iloc[0], part["mode"].iloc[0])
-        columns.append(Column(env, part["device"].iloc[0], setting, len(part)))
+    for env, part in picks:
+        part = _one_per_case(part[_case_key(part).isin(shared)] if shared else part)
+        columns.append(Column(env, _setting_without_mode(part["setting"].iloc[0], part["mode"].iloc[0])))
         rows.append(part.assign(column=env, shared=bool(shared)))
     return columns, pd.concat(rows, ignore_index=True)
 
@@ -86,7 +84,7 @@ def _one_per_case(part: pd.DataFrame) -> pd.DataFrame:
     """One record per case: where several runs measured it, the one with the median realized ×, so each
     case weighs the same in every column however often it was run."""
     part = part.sort_values("realized_speedup")
-    key = part[CASE_KEY].astype(object).map(str).agg("|".join, axis=1)
+    key = _case_key(part)
     rank, size = part.groupby(key).cumcount(), key.map(key.value_counts())
     return part[rank == (size - 1) // 2]
 
@@ -94,10 +92,7 @@ def _one_per_case(part: pd.DataFrame) -> pd.DataFrame:
 def summary_table(rows: pd.DataFrame) -> pd.DataFrame:
     """Per mode and variant: the theoretical × (the same cases in every column, so one figure) and per
     column the realized × with its interval and how many cases ran slower than the standard conv."""
-    if rows.empty:
-        return rows
-    per = analysis.summary(rows, ["mode", "label", "column"])
-    return per
+    return rows if rows.empty else analysis.summary(rows, ["mode", "label", "column"])
 
 
 def _name(env: str) -> str:
@@ -195,10 +190,7 @@ def _tf32_effect(df: pd.DataFrame) -> str | None:
     part = both[batch == b]
     env = part.index.get_level_values("env")[0]
     part = part[part.index.get_level_values("env") == env]
-
-    def geo(x: pd.Series) -> float:
-        return float(np.exp(np.log(x).mean()))
-
+    geo = analysis.geomean
     return (f"TF32 decides the answer on {_name(env)}: at batch {b}, {_label(LEAD)} realizes "
             f"{geo(part['off']):.2f}× with TF32 off and {geo(part['on']):.2f}× with it on ({len(part)} matched "
             f"cases); TF32 makes the standard conv {geo(part['off_base'] / part['on_base']):.2f}× faster.")

@@ -32,7 +32,7 @@ CONFIDENCE = 0.95
 FDR = 0.05
 
 
-def _version_key(text: str) -> tuple:
+def version_key(text: str) -> tuple:
     try:
         return (0, Version(text))
     except InvalidVersion:
@@ -64,7 +64,7 @@ def compare_versions(df: pd.DataFrame) -> pd.DataFrame:
     rm = run_medians(df)
     out = []
     for key, part in rm.groupby(GROUP, sort=True):
-        versions = sorted(part["env_torch"].unique(), key=_version_key)
+        versions = sorted(part["env_torch"].unique(), key=version_key)
         if len(versions) < 2:
             continue
         per_case, pooled, pooled_df = _pooled(part)
