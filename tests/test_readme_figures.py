@@ -476,17 +476,30 @@ def test_the_stability_shares_are_the_committed_runs() -> None:
 
 
 SHARDS = {"H100 (torch 2.11.0+cu130)": ("full-shard1of200-cuda-h100-torch2.11.0+cu130-20261123T033422Z.jsonl",
-                                        "cuda")}
+                                        "cuda"),
+          "this VM, 1 thread (torch 2.13.0+cpu)": ("full-shard1of200-cpu-vm-torch2.13.0+cpu-20261123T232118Z.jsonl",
+                                                   "cpu")}
+
+
+def _span(lo_hours: float, hi_hours: float) -> str:
+    def one(h: float, unit: bool) -> str:
+        text = f"{h:.1f}" if h >= 1 else f"{h * 60:.0f}"
+        return text + ((" h" if h >= 1 else " min") if unit else "")
+
+    same = (lo_hours >= 1) == (hi_hours >= 1)
+    return f"{one(lo_hours, not same)}–{one(hi_hours, True)}"
 
 
 def shard_cost_table() -> str:
     """Per device: the committed 1/200 shard's cases per minute (its wall time, from the header's start to
-    the last record), the full grid's size, and the wall time on 1, 20 and 100 runners, measuring only."""
+    the last record), its share of the full grid in cases and in theoretical FLOPs per step, and the wall
+    time on 1, 20 and 100 runners projected by each share (measuring only; low–high)."""
     from datetime import datetime
 
     from sepbench.grid import load_preset
+    from sepbench.theory import case_cost
 
-    lines = ["| device | shard file (`results/`) | cases | wall time | cases / min | full grid | "
+    lines = ["| device | shard file (`results/`) | cases | wall time | cases / min | share of `full`: cases, FLOPs | "
              "1 runner | 20 runners | 100 runners |", "|---|---|---|---|---|---|---|---|---|"]
     for name, (pattern, device) in SHARDS.items():
         (path,) = committed(pattern)
@@ -494,17 +507,46 @@ def shard_cost_table() -> str:
         header, cases = rows[0], [r for r in rows[1:] if r["kind"] == "case"]
         start, end = (datetime.fromisoformat(x) for x in (header["started"], cases[-1]["finished"]))
         minutes = (end - start).total_seconds() / 60
-        rate = len(cases) / minutes
-        total = len(load_preset("full").with_device(device).expand()[0])
-        hours = [total / rate / n / 60 for n in (1, 20, 100)]
-        cells = [f"{h:.1f} h" if h >= 1 else f"{h * 60:.0f} min" for h in hours]
-        lines.append(f"| {name} | `{path.name}` | {len(cases)} | {minutes:.1f} min | {rate:.1f} | {total:,} | "
-                     + " | ".join(cells) + " |")
-    return "\n".join(lines).replace(",", " ")
+        grid = load_preset("full").with_device(device).expand()[0]
+        case_share = len(cases) / len(grid)
+        flop_share = (sum(r["theory"]["flops_step"] for r in cases)
+                      / sum(case_cost(c).flops(c.mode) for c in grid))
+        hours = sorted(minutes / 60 / share for share in (case_share, flop_share))
+        cells = [_span(hours[0] / n, hours[1] / n) for n in (1, 20, 100)]
+        lines.append(f"| {name} | `{path.name}` | {len(cases)} | {minutes:.1f} min | {len(cases) / minutes:.1f} | "
+                     f"{case_share:.2%}, {flop_share:.2%} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def test_the_shard_cost_table_is_the_committed_shards() -> None:
     assert shard_cost_table() in README
+
+
+def test_the_heaviest_cpu_geometry_is_projected_from_the_heaviest_measured_one() -> None:
+    """A group is never split, so the grid's heaviest geometry bounds a job, however many shards."""
+    from datetime import datetime
+
+    from sepbench.grid import group_cases, load_preset
+    from sepbench.theory import case_cost
+
+    (path,) = committed(SHARDS["this VM, 1 thread (torch 2.13.0+cpu)"][0])
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    seconds: dict[str, float] = {}
+    flops: dict[str, int] = {}
+    before = datetime.fromisoformat(rows[0]["started"])
+    for r in rows[1:]:  # a group's records are written together, after the group
+        done = datetime.fromisoformat(r["finished"])
+        seconds[r["group_id"]] = seconds.get(r["group_id"], 0) + (done - before).total_seconds()
+        flops[r["group_id"]] = flops.get(r["group_id"], 0) + r["theory"]["flops_step"]
+        before = done
+    measured = max(flops, key=flops.__getitem__)
+    heaviest = max(sum(case_cost(c).flops(c.mode) for c in g)
+                   for g in group_cases(load_preset("full").with_device("cpu").expand()[0]))
+    ratio = heaviest / flops[measured]
+    assert "batch=32" in measured and "size=112" in measured and "dtype=bfloat16" in measured
+    assert (f"holds {ratio:.1f}× the FLOPs per step of the heaviest this shard measured (256→256 7×7 at 112², "
+            f"batch 32, bfloat16 inference: {seconds[measured] / 60:.1f} min for its 9 cases), so at that rate "
+            f"it alone takes about {ratio * seconds[measured] / 3600:.1f} h") in README
 
 
 def test_the_slow_spell_figure_is_the_two_injected_comparisons() -> None:
@@ -620,3 +662,17 @@ def attribution_findings() -> str:
 
 def test_the_attribution_findings_are_the_committed_run() -> None:
     assert attribution_findings() in README
+
+
+def test_the_asv_versions_run_lasted_what_the_readme_says() -> None:
+    """From the benchmarks' own start times and durations in the two committed asv results files."""
+    spans = {}
+    for version in ("2.12.0", "2.13.0"):
+        data = json.loads((RESULTS / "asv" / "vm" / f"6d552053-virtualenv-py3.11-torch{version}.json").read_text())
+        col = {name: i for i, name in enumerate(data["result_columns"])}
+        runs = [(row[col["started_at"]] / 1000, row[col["duration"]]) for row in data["results"].values()]
+        spans[version] = (min(s for s, _ in runs), max(s + d for s, d in runs))
+    each = [(end - start) / 60 for start, end in spans.values()]
+    total = (spans["2.13.0"][1] - spans["2.12.0"][0]) / 60
+    assert (f"their 7 benchmarks ran for {each[0]:.1f} and {each[1]:.1f} minutes, {total:.1f} minutes from the "
+            "first") in " ".join(README.split())
