@@ -6,8 +6,10 @@ sepbench's analysis code): a figure that drifts from its file, or a file that go
 
 from __future__ import annotations
 
+import functools
 import json
 import re
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -26,10 +28,15 @@ TWO_THREADS = ["default-cpu-vm-torch2.13.0+cpu-20261123T004437Z.jsonl",
                "default-cpu-vm-torch2.13.0+cpu-20261123T014825Z.jsonl"]
 
 
+def json_lines(path: Path) -> list[dict]:
+    """A results file's lines, header first."""
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 def records(name: str) -> pd.DataFrame:
     """One results file as a flat table, read with json and pandas only."""
     (path,) = committed(name)
-    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = json_lines(path)
     header, cases = lines[0], [r for r in lines[1:] if r["kind"] == "case"]
     rows = [{**r["case"], "status": r["status"], "median_s": (r.get("timing") or {}).get("median_s"),
              "unstable": (r.get("timing") or {}).get("unstable"),
@@ -328,7 +335,7 @@ AB_FILES = {"A/A": f"{AA}-20261123T194301Z.jsonl",
 
 def ab_file(pattern: str) -> tuple[dict, list[dict]]:
     (path,) = [p for p in committed(f"ab/{pattern}") if "inject" not in p.name or "inject" in pattern]
-    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = json_lines(path)
     return lines[0], lines[1:]
 
 
@@ -490,27 +497,34 @@ def _span(lo_hours: float, hi_hours: float) -> str:
     return f"{one(lo_hours, not same)}–{one(hi_hours, True)}"
 
 
+@functools.cache
+def full_grid_flops(device: str) -> tuple[int, dict[str, int]]:
+    """The `full` grid on a device: its case count and each group's theoretical FLOPs per step (costing
+    its 17 280 or 34 560 cases takes seconds, so once for every test that needs it)."""
+    from sepbench.grid import load_preset
+    from sepbench.theory import case_cost
+
+    cases = load_preset("full").with_device(device).expand()[0]
+    flops: dict[str, int] = defaultdict(int)
+    for c in cases:
+        flops[c.group_id] += case_cost(c).flops(c.mode)
+    return len(cases), dict(flops)
+
+
 def shard_cost_table() -> str:
     """Per device: the committed 1/200 shard's cases per minute (its wall time, from the header's start to
     the last record), its share of the full grid in cases and in theoretical FLOPs per step, and the wall
     time on 1, 20 and 100 runners projected by each share (measuring only; low–high)."""
-    from datetime import datetime
-
-    from sepbench.grid import load_preset
-    from sepbench.theory import case_cost
-
     lines = ["| device | shard file (`results/`) | cases | wall time | cases / min | share of `full`: cases, FLOPs | "
              "1 runner | 20 runners | 100 runners |", "|---|---|---|---|---|---|---|---|---|"]
     for name, (pattern, device) in SHARDS.items():
         (path,) = committed(pattern)
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        rows = json_lines(path)
         header, cases = rows[0], [r for r in rows[1:] if r["kind"] == "case"]
-        start, end = (datetime.fromisoformat(x) for x in (header["started"], cases[-1]["finished"]))
-        minutes = (end - start).total_seconds() / 60
-        grid = load_preset("full").with_device(device).expand()[0]
-        case_share = len(cases) / len(grid)
-        flop_share = (sum(r["theory"]["flops_step"] for r in cases)
-                      / sum(case_cost(c).flops(c.mode) for c in grid))
+        minutes = _minutes(header, cases)
+        total, flops = full_grid_flops(device)
+        case_share = len(cases) / total
+        flop_share = sum(r["theory"]["flops_step"] for r in cases) / sum(flops.values())
         hours = sorted(minutes / 60 / share for share in (case_share, flop_share))
         cells = [_span(hours[0] / n, hours[1] / n) for n in (1, 20, 100)]
         lines.append(f"| {name} | `{path.name}` | {len(cases)} | {minutes:.1f} min | {len(cases) / minutes:.1f} | "
@@ -526,27 +540,23 @@ def test_the_heaviest_cpu_geometry_is_projected_from_the_heaviest_measured_one()
     """A group is never split, so the grid's heaviest geometry bounds a job, however many shards."""
     from datetime import datetime
 
-    from sepbench.grid import group_cases, load_preset
-    from sepbench.theory import case_cost
-
     (path,) = committed(SHARDS["this VM, 1 thread (torch 2.13.0+cpu)"][0])
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    seconds: dict[str, float] = {}
-    flops: dict[str, int] = {}
+    rows = json_lines(path)
+    seconds: dict[str, float] = defaultdict(float)
+    flops: dict[str, int] = defaultdict(int)
     before = datetime.fromisoformat(rows[0]["started"])
     for r in rows[1:]:  # a group's records are written together, after the group
         done = datetime.fromisoformat(r["finished"])
-        seconds[r["group_id"]] = seconds.get(r["group_id"], 0) + (done - before).total_seconds()
-        flops[r["group_id"]] = flops.get(r["group_id"], 0) + r["theory"]["flops_step"]
+        seconds[r["group_id"]] += (done - before).total_seconds()
+        flops[r["group_id"]] += r["theory"]["flops_step"]
         before = done
     measured = max(flops, key=flops.__getitem__)
-    heaviest = max(sum(case_cost(c).flops(c.mode) for c in g)
-                   for g in group_cases(load_preset("full").with_device("cpu").expand()[0]))
+    heaviest = max(full_grid_flops("cpu")[1].values())
     ratio = heaviest / flops[measured]
     assert "batch=32" in measured and "size=112" in measured and "dtype=bfloat16" in measured
     assert (f"holds {ratio:.1f}× the FLOPs per step of the heaviest this shard measured (256→256 7×7 at 112², "
             f"batch 32, bfloat16 inference: {seconds[measured] / 60:.1f} min for its 9 cases), so at that rate "
-            f"it alone takes about {ratio * seconds[measured] / 3600:.1f} h") in README
+            f"it alone takes about {ratio * seconds[measured] / 3600:.1f} h") in " ".join(README.split())
 
 
 def test_the_slow_spell_figure_is_the_two_injected_comparisons() -> None:
@@ -592,7 +602,7 @@ def test_the_estimator_choice_figures_are_the_earlier_files() -> None:
 def attributed_run() -> tuple[Path, dict, list[dict]]:
     found = []
     for path in committed("default-cpu-vm-torch*.jsonl"):
-        lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        lines = json_lines(path)
         if any(r.get("attribution") for r in lines[1:]):
             found.append((path, lines[0], [r for r in lines[1:] if r["status"] == "ok"]))
     (run,) = found
@@ -603,7 +613,7 @@ def composition_shares(paths: list[Path]) -> dict[str, float]:
     """Per file: the share of depthwise-separable cases within ±15 % of depthwise + pointwise (same group)."""
     shares = {}
     for path in paths:
-        lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        lines = json_lines(path)
         median = {(r["group_id"], r["case"]["variant"]): r["timing"]["median_s"] for r in lines[1:]
                   if r["status"] == "ok"}
         ratios = [m / (median[(g, "depthwise")] + median[(g, "pointwise")])
