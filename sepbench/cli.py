@@ -69,7 +69,7 @@ def _write_csv(table: object, path: Path) -> None:
 
 
 THREADS = click.option("--threads", type=int, callback=_check_threads, metavar="N",
-                       help="Intra-op threads, 1 to the cores available (default: torch's default).")
+                       help="Intra-op threads, 1 to the cores available (default: 1 on a CPU, torch's on CUDA).")
 
 
 class _RichProgress:
@@ -112,18 +112,27 @@ def cli() -> None:
 @click.option("--axis", "axes", multiple=True, metavar="KEY=V1,V2",
               help="Replace one grid axis, e.g. --axis c_in=32,64 --axis mode=train (repeatable).")
 @click.option("--dry-run", is_flag=True, help="Print what the run (or shard) would measure, and measure nothing.")
+@click.option("--target", type=click.FloatRange(min=0.1, max=100), metavar="PCT",
+              help="A group measures until every speedup's 95 % interval is within ±PCT % (grid default: 2).")
+@click.option("--budget", type=click.FloatRange(min=0.1, max=7 * 24 * 60), metavar="MIN",
+              help="Wall time for the whole run, in minutes, spread over the cases as `ab` spreads it "
+                   "(grid default: 2 s a case). A group that has not reached --target by its share is unstable.")
 def run(preset: str | None, grid_file: Path | None, device: str | None, out_dir: Path, resume: bool,
         shard_text: str | None, threads: int | None, no_memory: bool, no_profile: bool, axes: tuple[str, ...],
-        dry_run: bool) -> None:
+        dry_run: bool, target: float | None, budget: float | None) -> None:
     """Measure a grid: theory and measurement side by side, one results file per run."""
     from sepbench.measure.runner import Runner
     from sepbench.store import ensure_writable, load, read_run
 
-    grid = _grid_from(preset, grid_file, axes, device, threads, no_memory)
+    grid = _grid_from(preset, grid_file, axes, device, threads, no_memory, target=target, budget=budget)
     shard_spec = parse_shard(shard_text) if shard_text else None
     started = time.perf_counter()
     # Everything that can refuse the input (grid, device, output directory) speaks before the bar starts.
     runner = Runner(grid, out_dir, resume=resume, shard_spec=shard_spec, profile=not no_profile)
+    if not dry_run:
+        busy = runner.check_machine()
+        if busy:
+            err.print(f"sepbench: {busy}", markup=False, highlight=False, soft_wrap=True)
     if runner.plan.dropped:
         reasons = "; ".join(f"{n}× {why}" for why, n in runner.plan.dropped.most_common())
         err.print(f"dropped {sum(runner.plan.dropped.values())} invalid combinations ({reasons})", markup=False,
@@ -155,7 +164,7 @@ def run(preset: str | None, grid_file: Path | None, device: str | None, out_dir:
                       "plus --resume", markup=False, soft_wrap=True)
             sys.exit(EXIT_INTERRUPTED)
     df, _ = load([outcome.path])
-    from sepbench.report.tables import print_results
+    from sepbench.report.tables import machine_line, print_results
 
     print_results(df, out)
     elapsed = time.perf_counter() - started
@@ -163,10 +172,14 @@ def run(preset: str | None, grid_file: Path | None, device: str | None, out_dir:
     out.print(f"{len(outcome.records)} cases measured in {elapsed:.0f} s"
               + (f" ({outcome.already_done} already done before --resume)" if outcome.already_done else "")
               + (f", {skipped} skipped" if skipped else "") + f" → {outcome.path}", highlight=False)
+    end = read_run(outcome.path).end
+    if end is not None:
+        out.print(machine_line(runner.thread_policy, runner.machine_start, end), highlight=False)
 
 
 def _grid_from(preset: str | None, grid_file: Path | None, axes: tuple[str, ...], device: str | None,
-               threads: int | None, no_memory: bool) -> Grid:
+               threads: int | None, no_memory: bool, *, target: float | None = None,
+               budget: float | None = None) -> Grid:
     """The grid `run` measures for these options (and `merge` expects): its digest depends on all of them."""
     if preset and grid_file:
         raise SepbenchError("give --preset or --grid, not both")
@@ -175,7 +188,9 @@ def _grid_from(preset: str | None, grid_file: Path | None, axes: tuple[str, ...]
         grid = grid.with_axes(dict(parse_axis(a) for a in axes))
     if device:
         grid = grid.with_device(device)
-    updates = {k: v for k, v in (("threads", threads), ("memory", False if no_memory else None)) if v is not None}
+    updates = {k: v for k, v in (("threads", threads), ("memory", False if no_memory else None),
+                                 ("target", target / 100 if target else None),
+                                 ("budget_s", budget * 60 if budget else None)) if v is not None}
     if updates:
         grid = type(grid)(grid.name, grid.spec.model_copy(update={"measure": grid.measure.model_copy(update=updates)}))
     return grid
@@ -322,15 +337,15 @@ def list_() -> None:
 @click.option("--no-peaks", is_flag=True, help="Skip the peak microbenchmarks.")
 def env(device: str, threads: int | None, no_peaks: bool) -> None:
     """Environment fingerprint and this machine's measured peaks (the roofline's ceilings)."""
-    import torch
 
     from sepbench.measure.environment import fingerprint
     from sepbench.measure.peaks import measure_peaks
+    from sepbench.measure.runner import default_threads
     from sepbench.measure.workload import require_device
     from sepbench.report.tables import environment_table
 
     require_device(device)
-    threads = threads or torch.get_num_threads()
+    threads = threads or default_threads([device])[0]
     out.print(environment_table(fingerprint(device, threads), None if no_peaks else measure_peaks(device, threads)))
 
 
@@ -347,8 +362,9 @@ def timercheck(preset: str, grid_file: Path | None, device: str | None, threads:
     """Check sepbench's timer against torch.utils.benchmark.Timer (and CUDA events on a GPU),
     case by case, alternating the methods. Agreement is the ratio of medians."""
     import pandas as pd
-    import torch
 
+    from sepbench.measure.runner import default_threads
+    from sepbench.measure.timer import cores_for, pinned
     from sepbench.measure.timercheck import check_case
     from sepbench.measure.workload import require_device
     from sepbench.report.tables import timercheck_summary, timercheck_table
@@ -359,13 +375,14 @@ def timercheck(preset: str, grid_file: Path | None, device: str | None, threads:
     cases = [c for g in group_cases(grid.expand()[0]) for c in g][:limit]
     for d in {c.device for c in cases}:
         require_device(d)
-    threads = threads or grid.measure.threads or torch.get_num_threads()
+    threads = threads or grid.measure.threads or default_threads(sorted({c.device for c in cases}))[0]
     rows = []
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=err) as bar:
         task = bar.add_task("timing", total=len(cases))
         for case in cases:
-            a = check_case(case, threads, grid.measure)
+            with pinned(cores_for(threads)):  # where `run` measures
+                a = check_case(case, threads, grid.measure)
             rows.append({"case_id": case.id, "geometry": case.geometry(), "variant": case.label(), "threads": threads,
                          "sepbench_s": a.sepbench_s, "timer_s": a.timer_s, "events_s": a.events_s,
                          "sepbench_over_timer": a.ratio_timer, "sepbench_over_events": a.ratio_events})

@@ -59,6 +59,11 @@ class GridAxes(BaseModel):
     tf32: list[bool] = [True]
 
 
+# A run's default budget per case: timing, memory probe and profile together. A quiet 2-core machine
+# reaches the target in about half of it.
+BUDGET_PER_CASE_S = 2.0
+
+
 class MeasureSettings(BaseModel):
     """How hard to look at each case. Defaults suit a 2-core CPU; GPU presets may tighten them. Every
     number is finite and bounded, so no setting can make a run hang on one case."""
@@ -70,8 +75,14 @@ class MeasureSettings(BaseModel):
     max_rounds: int = Field(200, ge=1, le=100_000)
     block_time: float = Field(0.01, gt=0, le=10)  # target seconds per block, so timer overhead is negligible
     warmup_time: float = Field(0.05, gt=0, le=600)
-    unstable_threshold: float = Field(0.10, gt=0, le=100)  # IQR / median above this is re-measured, then flagged
-    threads: int | None = Field(None, ge=1, le=4096)  # intra-op threads; None: torch.get_num_threads()
+    unstable_threshold: float = Field(0.10, gt=0, le=100)  # per-round speedups' IQR / median: recorded as `spread`
+    # A group measures until every speedup's 95 % interval is within ±target (a fraction), or its share of
+    # the run's budget is spent; "unstable" means the target was not reached.
+    target: float = Field(0.02, gt=0, le=1)
+    budget_s: float | None = Field(None, gt=0, le=7 * 24 * 3600)  # the whole run; None: BUDGET_PER_CASE_S a case
+    # Intra-op threads; None: 1 on a CPU (two threads on two busy cores wait at every barrier for the
+    # preempted one), torch's default on CUDA, where the host thread only launches.
+    threads: int | None = Field(None, ge=1, le=4096)
     memory: bool = True  # measure peak memory per case (fresh child process on CPU)
 
     @model_validator(mode="after")
@@ -79,6 +90,10 @@ class MeasureSettings(BaseModel):
         if self.min_rounds > self.max_rounds:
             raise ValueError(f"min_rounds ({self.min_rounds}) exceeds max_rounds ({self.max_rounds})")
         return self
+
+    def budget_for(self, cases: int) -> float:
+        """Seconds the run may take for this many cases."""
+        return self.budget_s if self.budget_s is not None else BUDGET_PER_CASE_S * cases
 
     def interleaved(self, **override: float) -> dict[str, float]:
         """The keyword arguments of `timer.measure_interleaved`, with any of them overridden."""

@@ -33,6 +33,9 @@ class RunHeader(_Strict):
     started: str
     environment: dict[str, Any]
     peaks: dict[str, dict[str, Any]]  # device → Peaks.as_dict()
+    # How busy the machine was as the run began (`machine.load`), and how the thread count was chosen.
+    machine_start: dict[str, float] | None = None
+    thread_policy: str | None = None
 
 
 class TheoryFigures(_Strict):
@@ -67,6 +70,12 @@ class TimingFigures(_Strict):
     threads: int
     remeasured: bool
     unstable: bool  # the raw block times' IQR / median above the threshold: drift, not the speedup's steadiness
+    # What the machine did during the group's rounds (None in records from before the contention check).
+    retaken: dict[str, int] | None = None  # blocks timed again because they lost the CPU, by reason
+    kept_contended: int | None = None  # contended blocks kept once the group's retakes were spent
+    blocks: int | None = None  # blocks the group kept, all variants together
+    probe_s: list[PositiveFloat] | None = None  # the reference probe before each round
+    stop: str | None = None  # why the rounds ended: target, budget, rounds
 
 
 class RealizedFigures(_Strict):
@@ -75,7 +84,9 @@ class RealizedFigures(_Strict):
     high: PositiveFloat | None
     efficiency: PositiveFloat  # realized / theoretical speedup
     spread: float | None = None  # IQR / median of the per-round speedups (None in older records)
-    unstable: bool = False  # spread above the run's threshold after one re-measure
+    unstable: bool = False  # the interval did not reach the run's target (older records: spread above a threshold)
+    half_width: float | None = None  # the 95 % interval's half-width relative to the speedup
+    reason: str | None = None  # why it is unstable: contended, drifting, bimodal or noisy
 
 
 @dataclass(frozen=True)
@@ -144,6 +155,18 @@ class CaseRecord(_Strict):
     finished: str
 
 
+class RunEnd(_Strict):
+    """The last line of a finished run: the machine as the run ended, and what it cost."""
+
+    kind: Literal["end"] = "end"
+    run_id: str
+    finished: str
+    seconds: float = Field(ge=0)
+    machine_end: dict[str, float]
+    retaken_share: float = Field(ge=0)  # blocks timed again, over blocks kept
+    probe_drift: float | None = None  # the run's probe, 90th over 10th percentile
+
+
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -196,4 +219,5 @@ class ABCaseRecord(_Strict):
     backend_a: str | None = None
     backend_b: str | None = None
     seconds: float = 0.0  # wall time the case took, preparing included
+    retaken: dict[str, int] | None = None  # rounds timed again because a block lost the CPU, by reason
     finished: str

@@ -34,6 +34,7 @@ from sepbench.records import (
     CaseRecord,
     MemoryFigures,
     RealizedFigures,
+    RunEnd,
     RunHeader,
     TheoryFigures,
     TimingFigures,
@@ -188,6 +189,7 @@ class RunFile:
     header: RunHeader | None
     records: list[CaseRecord]
     problems: list[Problem]
+    end: RunEnd | None = None  # the run's last line; None while it runs, after a kill, in older files
 
 
 def _reason(exc: Exception) -> str:
@@ -236,8 +238,13 @@ def read_run(path: Path) -> RunFile:
                     raise ValueError(f"record of run {record.run_id}, but the file's header is run "
                                      f"{run.header.run_id}")
                 run.records.append(record)
+            elif kind == "end":
+                end = RunEnd.model_validate(data)
+                if run.header is None or end.run_id != run.header.run_id:
+                    raise ValueError(f"an end line of run {end.run_id}, not of this file's run")
+                run.end = end
             else:
-                raise ValueError(f"unknown record kind {kind!r} (expected 'run' or 'case')")
+                raise ValueError(f"unknown record kind {kind!r} (expected 'run', 'case' or 'end')")
         except (ValueError, ValidationError, RecursionError) as exc:
             run.problems.append(Problem(path, number, _reason(exc)))
     if run.header is None and not any(p.line == 1 for p in run.problems):
@@ -348,6 +355,7 @@ def _flatten(run: RunFile, record: CaseRecord) -> dict[str, Any]:
     row["run_grid"] = run.header.grid_name if run.header else None
     measure = (run.header.grid.get("measure") or {}) if run.header else {}
     row["run_unstable_threshold"] = measure.get("unstable_threshold", 0.10)
+    row["run_target"] = measure.get("target")  # None in runs from before the stopping rule
     peaks = run.header.peaks.get(record.case.device, {}) if run.header else {}
     flops = peaks.get("flops", {})
     # The ceiling the roofline bound used, as recorded; older records used the same rule unrecorded.
@@ -360,8 +368,34 @@ def _flatten(run: RunFile, record: CaseRecord) -> dict[str, Any]:
         if part is not None:
             fields = part.model_dump() if isinstance(part, BaseModel) else asdict(part)
             row.update({f"{prefix}_{k}": v for k, v in fields.items()})
+    retaken = row.pop("timing_retaken", None)
+    row["timing_retaken"] = sum(retaken.values()) if retaken else (0 if retaken is not None else None)
+    row["timing_retaken_reasons"] = " ".join(f"{k}:{v}" for k, v in sorted(retaken.items())) if retaken else ""
+    row.pop("timing_probe_s", None)
+    row.update(_condition_columns(run))
     row.update(_attribution_columns(record))
     return row
+
+
+# A run counts as taken on a contended machine when other work kept this many cores busy as it began or
+# ended, or when this share of its blocks had to be timed again.
+BUSY_CORES = 0.5
+BUSY_RETAKEN_SHARE = 0.05
+
+
+def _condition_columns(run: RunFile) -> dict[str, Any]:
+    """The machine's condition over the run: thread policy, load at both ends, blocks re-taken, probe drift."""
+    header, end = run.header, run.end
+    start = (header.machine_start if header else None) or {}
+    finish = end.machine_end if end else {}
+    share = end.retaken_share if end else None
+    busy = [x for x in (start.get("other_cores"), finish.get("other_cores")) if x is not None]
+    return {
+        "run_thread_policy": header.thread_policy if header else None,
+        "run_other_cores_start": start.get("other_cores"), "run_other_cores_end": finish.get("other_cores"),
+        "run_retaken_share": share, "run_probe_drift": end.probe_drift if end else None,
+        "run_contended": bool((busy and max(busy) >= BUSY_CORES) or (share or 0) > BUSY_RETAKEN_SHARE),
+    }
 
 
 def _attribution_columns(record: CaseRecord) -> dict[str, Any]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import signal
 import statistics
-import time
 
 import numpy as np
 import pytest
@@ -13,9 +12,9 @@ import torch
 from torch.utils.benchmark import Timer
 
 from sepbench.case import Case
-from sepbench.grid import MeasureSettings
+from sepbench.measure import machine
 from sepbench.measure.memory import ProbeFailed, _interrupts_held, cpu_peak
-from sepbench.measure.timer import intra_op_threads, measure_interleaved, measure_stable, synchronizer
+from sepbench.measure.timer import calibrate, diagnose, intra_op_threads, measure_interleaved, synchronizer
 from sepbench.measure.workload import Workload
 from sepbench.speedup import realized_speedup
 from sepbench.theory import case_cost
@@ -61,49 +60,106 @@ def test_interleaving_gives_every_variant_the_same_rounds_and_restores_threads()
     assert all(t.warmup_calls >= 3 for t in timings.values())
 
 
-def test_noisy_measurement_is_remeasured_then_flagged() -> None:
-    durations = itertools.cycle([0.0002, 0.0002, 0.002])  # every third block is 10× slower
-
-    def noisy() -> None:
-        time.sleep(next(durations))
-
-    timings = measure_stable({"noisy": noisy, "steady": lambda: None}, synchronizer("cpu"),
-                             unstable_threshold=0.1, min_run_time=0.0, min_rounds=12, max_rounds=12,
-                             block_time=1e-9, warmup_time=0.0)
-    assert timings["noisy"].remeasured and timings["noisy"].unstable
-    assert timings["noisy"].relative_iqr > 0.1
-
-
 class FakeClock:
     """`time.perf_counter` for sepbench's timer: each call of a timed function moves it on by the next
-    of that function's durations, so block times, IQRs and flags are known exactly."""
+    of that function's durations, so block times and intervals are known exactly. The block's CPU time
+    follows the clock unless a block is marked as waited, as `machine.snapshot` would read it."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.now = 0.0
+        self.waited = 0.0  # run-queue wait so far, what schedstat would say
         monkeypatch.setattr("sepbench.measure.timer.time.perf_counter", lambda: self.now)
+        monkeypatch.setattr(machine, "snapshot", lambda: machine.Snapshot(
+            self.now, self.now - self.waited, 0, self.now - self.waited, self.waited, 0.0))
 
-    def fn(self, durations: list[float]):
+    def fn(self, durations: list[float], waits: list[float] | None = None):
         cycle = itertools.cycle(durations)
+        wait_cycle = itertools.cycle(waits or [0.0])
 
         def call() -> None:
-            self.now += next(cycle)
+            d, w = next(cycle), next(wait_cycle)
+            self.now += d + w
+            self.waited += w
         return call
 
 
-@pytest.mark.parametrize(("spread", "flagged"), [(0.09, False), (0.11, True)])
-def test_the_default_threshold_flags_an_iqr_just_above_it_and_not_just_below(
-        monkeypatch: pytest.MonkeyPatch, spread: float, flagged: bool) -> None:
+def test_a_contended_block_is_retaken_and_never_kept(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = FakeClock(monkeypatch)
-    # Blocks of one call each, cycling 1, 1+s, 1, 1+s: q1 = 1, q3 = 1+s, median = 1+s/2.
-    cycle = [1e-3, 1e-3 * (1 + spread)]
-    threshold = MeasureSettings().unstable_threshold
-    assert threshold == 0.10
-    timings = measure_stable({"w": clock.fn(cycle), "steady": clock.fn([1e-3])}, synchronizer("cpu"),
-                             unstable_threshold=threshold, min_run_time=0.0, min_rounds=12, max_rounds=12,
-                             block_time=1e-9, warmup_time=0.0)
-    assert timings["w"].relative_iqr == pytest.approx(spread / (1 + spread / 2), rel=1e-6)
-    assert timings["w"].remeasured is flagged and timings["w"].unstable is flagged
-    assert not timings["steady"].unstable
+    # 1 ms calls; the 10th call of "w" (its 4th timed block, after 3 warm-up and 3 calibration calls) waits
+    # 5 ms on a run queue: another process had the core.
+    waits = [0.0] * 9 + [0.005] + [0.0] * 1000
+    fns = {"base": clock.fn([1e-3]), "w": clock.fn([1e-3], waits)}
+    timings = measure_interleaved(fns, synchronizer("cpu"), min_run_time=0.0, min_rounds=8, max_rounds=8,
+                                  block_time=1e-3, warmup_time=0.0, probe=False)
+    log = timings["w"].log
+    assert log is not None and log.retaken == {"wait": 1} and log.kept_contended == 0
+    assert timings["w"].times == [pytest.approx(1e-3)] * 8  # the 6 ms block was timed again
+    assert log.blocks == 16
+
+
+def test_a_machine_never_free_costs_a_bounded_number_of_retakes(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = FakeClock(monkeypatch)
+    fns = {"base": clock.fn([1e-3], [1e-3]), "w": clock.fn([1e-3], [1e-3])}  # every call waits as long as it runs
+    timings = measure_interleaved(fns, synchronizer("cpu"), min_run_time=0.0, min_rounds=10, max_rounds=10,
+                                  block_time=1e-3, warmup_time=0.0, probe=False)
+    log = timings["w"].log
+    assert log is not None and log.blocks == 20
+    assert log.retaken_total <= log.blocks and log.kept_contended > 0
+    assert diagnose(timings["base"].times, timings["w"].times, log) == "contended"
+
+
+def test_a_first_call_spike_still_gives_blocks_as_long_as_the_target(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = FakeClock(monkeypatch)
+    step = clock.fn([0.060] + [0.00035] * 10_000)  # the first call lands in a 60 ms preemption
+    number = calibrate(step, lambda: None, block_time=0.010)
+    assert number * 0.00035 >= 0.010
+    assert number > 1
+
+
+def test_a_group_stops_once_every_interval_is_within_the_target(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = FakeClock(monkeypatch)
+    fns = {"base": clock.fn([2e-3]), "w": clock.fn([1e-3])}  # an exact 2×: the interval has no width
+    timings = measure_interleaved(fns, synchronizer("cpu"), min_run_time=0.0, min_rounds=10, max_rounds=500,
+                                  block_time=1e-3, warmup_time=0.0, probe=False, baseline="base", target=0.02)
+    assert timings["w"].log is not None and timings["w"].log.stop == "target"
+    assert len(timings["w"].times) == 10
+
+
+def test_a_group_that_cannot_reach_the_target_stops_at_its_allowance(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = FakeClock(monkeypatch)
+    rng = np.random.default_rng(0)
+    noisy = list(1e-3 * np.exp(0.5 * rng.standard_normal(997)))  # ±50 % per block: never within ±1 %
+    fns = {"base": clock.fn([2e-3]), "w": clock.fn(noisy)}
+    timings = measure_interleaved(fns, synchronizer("cpu"), min_run_time=0.0, min_rounds=10, max_rounds=10_000,
+                                  block_time=1e-3, warmup_time=0.0, probe=False, baseline="base", target=0.01,
+                                  allowance=0.5)
+    log = timings["w"].log
+    assert log is not None and log.stop == "budget"
+    assert 0.5 <= log.seconds < 0.6  # one round past the allowance at most
+
+
+def test_the_detector_reads_a_busy_block_from_its_own_rusage() -> None:
+    quiet = machine.compare(machine.Snapshot(0.0, 0.0, 0, 0.0, 0.0, 0.0),
+                            machine.Snapshot(0.010, 0.00995, 0, 0.00995, 0.0, 0.0))
+    preempted = machine.compare(machine.Snapshot(0.0, 0.0, 0, 0.0, 0.0, 0.0),
+                                machine.Snapshot(0.020, 0.010, 3, 0.010, 0.010, 0.0))
+    stolen = machine.compare(machine.Snapshot(0.0, 0.0, 0, 0.0, 0.0, 5.0),
+                             machine.Snapshot(0.020, 0.020, 0, 0.020, 0.0, 5.01))
+    two_threads_one_core = machine.compare(machine.Snapshot(0.0, 0.0, 0, None, None, None),
+                                           machine.Snapshot(0.020, 0.021, 0, None, None, None), threads=2)
+    assert quiet.reason() is None
+    assert preempted.reason() == "wait"
+    assert stolen.reason() == "steal"
+    assert two_threads_one_core.reason(threads=2) == "cpu"
+    assert two_threads_one_core.reason(threads=2, cpu_bound=False) is None  # a CUDA sync may sleep
+
+
+def test_the_busy_line_names_the_load_and_what_to_do() -> None:
+    assert machine.busy_line({"other_cores": 0.1}, threads=1, cores=2) is None
+    line = machine.busy_line({"other_cores": 1.0}, threads=1, cores=2)
+    assert line and "busy" in line and "1.0 of 2 cores" in line
+    crowded = machine.busy_line({"other_cores": 1.0}, threads=2, cores=2)
+    assert crowded and "--threads 1" in crowded
 
 
 def test_realized_speedup_is_the_median_ratio_with_a_paired_interval() -> None:

@@ -27,10 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sepbench.ab.stats import half_width
+from sepbench.budget import Budget
 from sepbench.case import Case
 from sepbench.errors import SepbenchError
 from sepbench.grid import Grid, group_cases
-from sepbench.measure.timer import cores_for
+from sepbench.measure.timer import MAX_RETAKES, cores_for
 from sepbench.records import ABCaseRecord, ABHeader, ABSide, now
 from sepbench.store import ResultsFile, read_ab, results_files
 
@@ -139,19 +140,6 @@ class Worker:
                 self.proc.wait(timeout=10)
             except (WorkerDied, subprocess.TimeoutExpired, OSError, ValueError):
                 self.kill()
-
-
-@dataclass
-class Budget:
-    """Seconds for the cases left. A case gets an equal share of what is left when it starts; a case that
-    is done sooner leaves its time to the ones after it."""
-
-    seconds: float
-    started: float
-
-    def allowance(self, cases_left: int) -> float:
-        left = max(self.seconds - (time.monotonic() - self.started), 0.0)
-        return left / max(cases_left, 1)
 
 
 @dataclass
@@ -289,6 +277,7 @@ class Comparison:
         instance: list[int] = []
         numbers: dict[str, int | None] = {"A": None, "B": None}
         backends: dict[str, str | None] = {"A": None, "B": None}
+        retaken: dict[str, int] = {}
         for cycle in range(s.max_cycles):
             for k in range(s.workers):
                 if (cycle or k >= s.min_pairs) and time.monotonic() - started >= allowance:
@@ -313,15 +302,22 @@ class Comparison:
                 for side, p in prepared.items():
                     numbers[side], backends[side] = p["number"], backends[side] or p.get("backend")
                 for r in range(1 + s.rounds_per_instance):
-                    first = rng.choice("AB")
-                    timed = {}
-                    for side in (first, "B" if first == "A" else "A"):
-                        number = numbers[side] if r else max(1, numbers[side] // s.settle_fraction)
-                        answer = pair[side].call("block", BLOCK_TIMEOUT_S, number=number)
-                        if not answer.get("ok"):
-                            raise SepbenchError(f"worker {pair[side].side} failed a block of {case.label()} at "
-                                                f"{case.geometry()}: {answer.get('error')}")
-                        timed[side] = answer["per_call_s"]
+                    for attempt in range(MAX_RETAKES + 1):
+                        first = rng.choice("AB")
+                        timed, contended = {}, None
+                        for side in (first, "B" if first == "A" else "A"):
+                            number = numbers[side] if r else max(1, numbers[side] // s.settle_fraction)
+                            answer = pair[side].call("block", BLOCK_TIMEOUT_S, number=number)
+                            if not answer.get("ok"):
+                                raise SepbenchError(f"worker {pair[side].side} failed a block of {case.label()} "
+                                                    f"at {case.geometry()}: {answer.get('error')}")
+                            timed[side] = answer["per_call_s"]
+                            contended = contended or answer.get("contended")
+                        # A round in which either block lost the CPU is timed again (bounded), never kept
+                        # beside the others: one preempted block would move the pair's figure.
+                        if r == 0 or not contended or attempt == MAX_RETAKES:
+                            break
+                        retaken[contended] = retaken.get(contended, 0) + 1
                     if r == 0:
                         continue  # the settling round
                     order.append(first)
@@ -336,7 +332,7 @@ class Comparison:
         return ABCaseRecord(**base, status="ok", a_s=times["A"], b_s=times["B"], order="".join(order),
                             instance=instance, number_a=numbers["A"], number_b=numbers["B"],
                             backend_a=backends["A"], backend_b=backends["B"], seconds=time.monotonic() - started,
-                            finished=now())
+                            retaken=retaken, finished=now())
 
 
 class ABResultsFile(ResultsFile):

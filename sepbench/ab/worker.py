@@ -4,7 +4,8 @@ stdout. Run by the parent as `python -m sepbench.ab.worker` under each interpret
 Requests (one object per line, answered by one line, `{"ok": false, "error": …}` on failure):
   hello    device, threads, core, inject → this interpreter's environment fingerprint
   prepare  case, block_time, warmup_time → the case built, warmed up and calibrated: calls per block
-  block    number → seconds per call over one block of `number` back-to-back steps
+  block    number → seconds per call over one block of `number` back-to-back steps, and why the
+           block was contended (it lost the CPU: `sepbench.measure.machine`), or null
   drop     → the case freed
   bye      → exit
 
@@ -30,6 +31,8 @@ class _Session:
         self.work: Any = None
         self.sync: Any = None
         self.inject = 0.0
+        self.threads = 1
+        self.cpu_bound = True
 
     def hello(self, device: str, threads: int, core: list[int] | None, inject: float) -> dict:
         import torch
@@ -43,6 +46,7 @@ class _Session:
         steady_heap()
         require_device(device)
         self.inject = float(inject)
+        self.threads, self.cpu_bound = threads, device != "cuda"
         return {"fingerprint": fingerprint(device, threads), "inject": self.inject, "pid": os.getpid(),
                 "protocol": PROTOCOL, "python": sys.executable, "prefix": sys.prefix}
 
@@ -67,19 +71,26 @@ class _Session:
         return {"number": number, "warmup_calls": calls, "backend": self.work.conv_backends(), "case_id": c.id}
 
     def block(self, number: int) -> dict:
+        from sepbench.measure import machine
+
         if self.work is None:
             raise RuntimeError("block before prepare")
         step, sync = self.work.step, self.sync
-        sync()
-        start = time.perf_counter()
-        for _ in range(number):
-            step()
-        sync()
-        if self.inject:
-            deadline = start + (time.perf_counter() - start) * (1 + self.inject)
-            while time.perf_counter() < deadline:
-                pass
-        return {"per_call_s": (time.perf_counter() - start) / number}
+
+        def timed() -> float:
+            sync()
+            start = time.perf_counter()
+            for _ in range(number):
+                step()
+            sync()
+            if self.inject:
+                deadline = start + (time.perf_counter() - start) * (1 + self.inject)
+                while time.perf_counter() < deadline:
+                    pass
+            return (time.perf_counter() - start) / number
+
+        per_call, check = machine.checked(timed, self.threads)
+        return {"per_call_s": per_call, "contended": check.reason(self.threads, cpu_bound=self.cpu_bound)}
 
     def drop(self) -> dict:
         if self.work is not None:

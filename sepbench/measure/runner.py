@@ -10,6 +10,7 @@ finished case and `resume=True` measures only the rest.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -21,23 +22,35 @@ import psutil
 import torch
 
 from sepbench import theory
+from sepbench.budget import Budget
 from sepbench.case import Case, tensor_elements
 from sepbench.errors import SepbenchError
 from sepbench.grid import Grid, group_cases
-from sepbench.measure import attribution, memory
+from sepbench.measure import attribution, machine, memory
 from sepbench.measure.environment import fingerprint
 from sepbench.measure.peaks import Peaks, measure_peaks
 from sepbench.measure.timer import (
+    RoundLog,
     Timing,
     check_threads,
     cores_for,
+    diagnose,
     intra_op_threads,
-    measure_stable,
+    measure_interleaved,
     pinned,
     synchronizer,
 )
 from sepbench.measure.workload import Workload, backend_flags, require_device
-from sepbench.records import CaseRecord, MemoryFigures, RealizedFigures, RunHeader, TheoryFigures, TimingFigures, now
+from sepbench.records import (
+    CaseRecord,
+    MemoryFigures,
+    RealizedFigures,
+    RunEnd,
+    RunHeader,
+    TheoryFigures,
+    TimingFigures,
+    now,
+)
 from sepbench.speedup import realized_speedup, spread
 from sepbench.store import ResultsFile, ensure_writable, find_resumable, read_run
 
@@ -122,10 +135,23 @@ def theory_figures(case: Case, peaks: Peaks) -> TheoryFigures:
     )
 
 
-def _timing_figures(t: Timing, threads: int) -> TimingFigures:
+def _timing_figures(t: Timing, threads: int, threshold: float) -> TimingFigures:
     q1, med, q3 = t.quantiles
+    log = t.log or RoundLog()
     return TimingFigures(median_s=med, q1_s=q1, q3_s=q3, times_s=t.times, number=t.number,
-                         warmup_calls=t.warmup_calls, threads=threads, remeasured=t.remeasured, unstable=t.unstable)
+                         warmup_calls=t.warmup_calls, threads=threads, remeasured=t.remeasured,
+                         unstable=t.relative_iqr > threshold, retaken=dict(log.retaken),
+                         kept_contended=log.kept_contended, blocks=log.blocks, probe_s=log.probe_s or None,
+                         stop=log.stop or None)
+
+
+def default_threads(devices: list[str]) -> tuple[int, str]:
+    """The intra-op thread count when none is asked for, and why: one pinned thread on a CPU, since two
+    threads on two vCPUs beside any other work wait at every barrier for the preempted one; torch's own
+    count on CUDA, where the host thread only launches kernels."""
+    if "cuda" in devices:
+        return torch.get_num_threads(), "torch default (CUDA: the host thread launches)"
+    return 1, "1 pinned thread (default: immune to other work on the other cores)"
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -149,15 +175,24 @@ class Runner:
         self.profile = profile
         self.event_cost: float | None = None  # the CPU profiler's cost per event, measured on first use
         self.settings = grid.measure
-        self.threads = self.settings.threads or torch.get_num_threads()
+        self.plan = plan(grid, shard_spec)
+        if self.settings.threads:
+            self.threads, self.thread_policy = self.settings.threads, f"{self.settings.threads} asked for"
+        else:
+            self.threads, self.thread_policy = default_threads(self.plan.devices)
         check_threads(self.threads)
         self.progress: Progress = progress or _Silent()
-        self.plan = plan(grid, shard_spec)
+        self.machine_start: dict[str, float] | None = None
         for device in self.plan.devices:
             require_device(device)
         self.run_id = ""
         self.peaks: dict[str, Peaks] = {}
         self.outcome: RunOutcome | None = None  # filled as cases finish; complete when run() returns
+
+    def check_machine(self) -> str | None:
+        """How busy the machine is before anything is measured; the line to print first when it is busy."""
+        self.machine_start = machine.load()
+        return machine.busy_line(self.machine_start, self.threads, len(os.sched_getaffinity(0)))
 
     def open(self) -> tuple[ResultsFile, set[str]]:
         """The results file to append to and the case ids already in it."""
@@ -188,6 +223,8 @@ class Runner:
             run_id=self.run_id, grid_name=self.grid.name, grid_digest=self.grid.digest(),
             grid=self.grid.spec.model_dump(mode="json"), shard=shard_text, started=now(), environment=env,
             peaks={d: p.as_dict() for d, p in self.peaks.items()},
+            machine_start=self.machine_start if self.machine_start is not None else machine.load(),
+            thread_policy=self.thread_policy,
         )
         return ResultsFile.create(self.out_dir, header), set()
 
@@ -196,17 +233,29 @@ class Runner:
         results, done = opened or self.open()
         outcome = self.outcome = RunOutcome(results.path, dropped=self.plan.dropped, already_done=len(done),
                                             total=len(self.plan.cases))
-        self.progress.start(sum(c.id not in done for c in self.plan.cases))
+        left = sum(c.id not in done for c in self.plan.cases)
+        self.progress.start(left)
+        # The budget of the cases left, as `ab` spreads it: each group gets its cases' share of what is
+        # left, less what the memory probes and profiles of a case have cost so far.
+        budget = Budget(self.settings.budget_for(len(self.plan.cases)) * left / max(len(self.plan.cases), 1))
+        self.logs: list[RoundLog] = []
+        overhead, finished = 0.0, 0
         try:
             with pinned(cores_for(self.threads)), intra_op_threads(self.threads):
                 for group in self.plan.groups:
                     todo = [c for c in group if c.id not in done]
                     if not todo:
                         continue
-                    for record in self._measure_group(group[0].baseline(), todo):
+                    share = budget.allowance(left) * len(todo)
+                    allowance = max(share - overhead / max(finished, 1) * len(todo), 0.0)
+                    for record in self._measure_group(group[0].baseline(), todo, allowance):
                         results.append(record)  # at once: a kill loses at most the case in flight
                         outcome.records.append(record)
                         self.progress.update(1, record.case.geometry())
+                    left -= len(todo)
+                    finished += len(todo)
+                    overhead += self._group_overhead
+                results.append(self._end(budget))
         except Exception:
             if not done:
                 results.discard_if_empty()  # a failed run leaves no header-only file behind
@@ -219,7 +268,16 @@ class Runner:
         return CaseRecord(run_id=self.run_id, case_id=case.id, group_id=case.group_id, case=case, status="skipped",
                           reason=reason, theory=theory_figures(case, self.peaks[case.device]), finished=now())
 
-    def _measure_group(self, base: Case, todo: list[Case]) -> Iterator[CaseRecord]:
+    def _end(self, budget: Budget) -> RunEnd:
+        blocks = sum(g.blocks for g in self.logs)
+        probes = [p for g in self.logs for p in g.probe_s]
+        retaken = sum(g.retaken_total for g in self.logs)
+        return RunEnd(run_id=self.run_id, finished=now(), seconds=time.monotonic() - budget.started,
+                      machine_end=machine.load(), retaken_share=retaken / max(blocks, 1),
+                      probe_drift=machine.probe_drift(probes))
+
+    def _measure_group(self, base: Case, todo: list[Case], allowance: float | None = None) -> Iterator[CaseRecord]:
+        self._group_overhead = 0.0
         self.progress.update(0, todo[0].geometry())
         members = [base, *[c for c in todo if c.id != base.id]]
         works: dict[str, Workload] = {}
@@ -235,10 +293,10 @@ class Runner:
                     if case.device == "cuda":
                         torch.cuda.empty_cache()
             try:
-                timings = {} if not works else measure_stable(
-                    {cid: w.step for cid, w in works.items()}, synchronizer(base.device),
-                    unstable_threshold=self.settings.unstable_threshold, baseline=base.id,
-                    **self.settings.interleaved())
+                timings = {} if not works else measure_interleaved(
+                    {cid: w.step for cid, w in works.items()}, synchronizer(base.device), threads=self.threads,
+                    baseline=base.id, target=self.settings.target, allowance=allowance,
+                    cpu_bound=base.device != "cuda", **self.settings.interleaved())
             except (RuntimeError, MemoryError) as exc:
                 if not _is_oom(exc):
                     raise
@@ -246,26 +304,35 @@ class Runner:
                 if base.device == "cuda":
                     torch.cuda.empty_cache()
                 timings, skipped = {}, dict.fromkeys([c.id for c in todo], "out of memory while timing")
+            timed = time.monotonic()
+            log = next((t.log for t in timings.values() if t.log is not None), None)
+            if log is not None:
+                self.logs.append(log)
             for case in todo:
                 if case.id in skipped:
                     yield self._skipped(case, skipped[case.id])
                 else:
                     yield self._record(case, base, works[case.id], timings)
+            self._group_overhead = time.monotonic() - timed
 
     def _record(self, case: Case, base: Case, work: Workload, timings: dict[str, Timing]) -> CaseRecord:
         t = timings[case.id]
         tf = theory_figures(case, self.peaks[case.device])
         realized = None
         if case.id != base.id and base.id in timings:
-            s = realized_speedup(timings[base.id].times, t.times)
-            dispersion = spread(timings[base.id].times, t.times)
+            base_times = timings[base.id].times
+            s = realized_speedup(base_times, t.times)
+            half = (s.high - s.low) / 2 / s.ratio if s.low is not None and s.high is not None else None
+            unstable = half is None or half > self.settings.target
             realized = RealizedFigures(speedup=s.ratio, low=s.low, high=s.high, efficiency=s.ratio / tf.speedup,
-                                       spread=dispersion, unstable=dispersion > self.settings.unstable_threshold)
+                                       spread=spread(base_times, t.times), unstable=unstable, half_width=half,
+                                       reason=diagnose(base_times, t.times, t.log) if unstable else None)
         mem = _measure_memory(case, work, self.threads) if self.settings.memory else None
         found, error = self._attribute(case, work) if self.profile else (None, None)
         return CaseRecord(
             run_id=self.run_id, case_id=case.id, group_id=case.group_id, case=case, status="ok",
-            backend=work.conv_backends(), theory=tf, timing=_timing_figures(t, self.threads), realized=realized,
+            backend=work.conv_backends(), theory=tf,
+            timing=_timing_figures(t, self.threads, self.settings.unstable_threshold), realized=realized,
             memory=mem, attribution=found, attribution_error=error, finished=now(),
         )
 

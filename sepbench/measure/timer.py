@@ -11,8 +11,10 @@ negligible, CUDA synchronized at block edges, and the intra-op thread count set 
 
 from __future__ import annotations
 
+import math
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,7 +23,8 @@ import numpy as np
 import torch
 
 from sepbench.errors import SepbenchError
-from sepbench.speedup import spread
+from sepbench.measure import machine
+from sepbench.speedup import realized_speedup
 
 Fn = Callable[[], object]
 
@@ -35,6 +38,7 @@ class Timing:
     warmup_calls: int = 0
     remeasured: bool = False
     unstable: bool = False
+    log: RoundLog | None = None  # shared by the variants timed together
     quantiles: tuple[float, float, float] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -120,15 +124,70 @@ def warm_up(fn: Fn, sync: Callable[[], None], min_time: float, min_calls: int = 
     return calls
 
 
-def calibrate(fn: Fn, sync: Callable[[], None], block_time: float) -> int:
-    """Iterations per block so that one block lasts at least `block_time` seconds."""
+def calibrate(fn: Fn, sync: Callable[[], None], block_time: float, tries: int = 3) -> int:
+    """Iterations per block so that one block lasts at least `block_time` seconds.
+
+    The call's time is the best of `tries` blocks, not the first: a first block that lands in a
+    preemption would otherwise make every block one call long, and each later preemption would then
+    hit a whole block. A call shorter than the block never gets a block of one call."""
     number = 1
     while True:
         per_call = time_block(fn, sync, number)
-        if per_call * number >= block_time:
-            return number
-        # Aim a little past the target so the next try usually ends the search.
-        number = max(number * 2, int(1.2 * block_time / max(per_call, 1e-9)))
+        if per_call * number >= block_time / 4 or number >= 1 << 24:
+            break
+        number = max(number * 2, int(0.3 * block_time / max(per_call, 1e-9)))
+    best = min([per_call, *(time_block(fn, sync, number) for _ in range(tries - 1))])
+    return max(1, math.ceil(block_time / max(best, 1e-12)))
+
+
+# A contended block is timed again at once, in its round, up to this many times; the retakes of a
+# group are bounded by its kept blocks, so a machine that is never free cannot stall a run.
+MAX_RETAKES = 3
+
+
+@dataclass
+class RoundLog:
+    """What the machine did while a group was timed: the reference probe before each kept round,
+    the blocks timed again and why, and why the rounds stopped."""
+
+    probe_s: list[float] = field(default_factory=list)
+    retaken: Counter[str] = field(default_factory=Counter)  # blocks measured again, by reason
+    kept_contended: int = 0  # contended blocks kept once the retakes were spent
+    blocks: int = 0  # blocks kept
+    stop: str = ""  # "target", "budget", "rounds" (min_rounds/min_run_time reached, or max_rounds)
+    seconds: float = 0.0  # wall time of the group's timing, warm-up and calibration included
+
+    @property
+    def retaken_total(self) -> int:
+        return sum(self.retaken.values())
+
+
+def _checked_block(fn: Fn, sync: Callable[[], None], number: int, threads: int, cpu_bound: bool,
+                   log: RoundLog) -> float:
+    """One block, timed again while the machine did not give it the CPU (bounded)."""
+    for attempt in range(MAX_RETAKES + 1):
+        per_call, check = machine.checked(lambda: time_block(fn, sync, number), threads)
+        why = check.reason(threads, cpu_bound=cpu_bound)
+        if why is None:
+            break
+        if attempt == MAX_RETAKES or log.retaken_total >= max(log.blocks, 1):
+            log.kept_contended += 1
+            break
+        log.retaken[why] += 1
+    log.blocks += 1
+    return per_call
+
+
+def narrow_enough(times: Mapping[str, list[float]], baseline: str, target: float) -> bool:
+    """Whether every variant's realized-speedup interval lies within ±target of its ratio."""
+    base = times[baseline]
+    for name, t in times.items():
+        if name == baseline:
+            continue
+        s = realized_speedup(base, t)
+        if s.low is None or s.high is None or (s.high - s.low) / 2 / s.ratio > target:
+            return False
+    return True
 
 
 def measure_interleaved(
@@ -140,46 +199,79 @@ def measure_interleaved(
     max_rounds: int,
     block_time: float,
     warmup_time: float,
+    threads: int = 1,
+    baseline: str | None = None,
+    target: float | None = None,
+    allowance: float | None = None,
+    probe: bool = True,
+    cpu_bound: bool = True,
 ) -> dict[str, Timing]:
-    """Time several callables in interleaved rounds; each gets one block per round."""
+    """Time several callables in interleaved rounds; each gets one block per round.
+
+    Every block is checked for contention (`machine`) and timed again when it lost the CPU. Before
+    each round the reference probe is read. With a `baseline` and a `target`, rounds go on until every
+    variant's speedup interval is within ±target, or `allowance` seconds are spent, or `max_rounds`;
+    without, until `min_rounds` and `min_run_time` are reached. `cpu_bound` is False where the host
+    thread waits on a device (CUDA), so its CPU share says nothing."""
+    started = time.perf_counter()
     names = list(fns)
     warm = {n: warm_up(fns[n], sync, warmup_time) for n in names}
     numbers = {n: calibrate(fns[n], sync, block_time) for n in names}
+    log = RoundLog(stop="rounds")
+    reference = machine.Probe() if probe else None
     times: dict[str, list[float]] = {n: [] for n in names}
     spent = dict.fromkeys(names, 0.0)
+    checkpoint = min_rounds
     for r in range(max_rounds):
         if r >= min_rounds and min(spent.values()) >= min_run_time:
-            break
+            if target is None or baseline not in times:
+                break
+            if r >= checkpoint:  # the interval is costly: looked at after ~25 % more rounds each time
+                checkpoint = r + max(2, r // 4)
+                if narrow_enough(times, baseline, target):
+                    log.stop = "target"
+                    break
+            if allowance is not None and time.perf_counter() - started >= allowance:
+                log.stop = "budget"
+                break
+        if reference is not None:
+            log.probe_s.append(reference.read())
         for n in names[r % len(names):] + names[: r % len(names)]:
-            t = time_block(fns[n], sync, numbers[n])
+            t = _checked_block(fns[n], sync, numbers[n], threads, cpu_bound, log)
             times[n].append(t)
             spent[n] += t * numbers[n]
-    return {n: Timing(times[n], numbers[n], warm[n]) for n in names}
+    log.seconds = time.perf_counter() - started
+    return {n: Timing(times[n], numbers[n], warm[n], log=log) for n in names}
 
 
-def measure_stable(
-    fns: Mapping[str, Fn], sync: Callable[[], None], *, unstable_threshold: float, baseline: str | None = None,
-    **settings: float,
-) -> dict[str, Timing]:
-    """Interleaved timing, measured once more when it is not steady enough (pairing needs the same
-    rounds for all, so the whole group goes again).
+# The probe's 90th over 10th percentile above this: the machine changed speed during the group.
+PROBE_DRIFT_MAX = 1.2
 
-    Steady means: with a `baseline`, every variant's per-round speedup over it has IQR / median
-    within the threshold (what the run reports; drift common to a round cancels); without one, every
-    callable's raw block times do. Each Timing's `unstable` says whether its raw block times still
-    spread beyond the threshold: drift the machine went through, named apart from a speedup's."""
 
-    def steady(timings: dict[str, Timing]) -> bool:
-        if baseline in timings and len(timings) > 1:
-            base = timings[baseline].times
-            return all(spread(base, t.times) <= unstable_threshold for n, t in timings.items() if n != baseline)
-        return all(t.relative_iqr <= unstable_threshold for t in timings.values())
+def diagnose(base_times: list[float], times: list[float], log: RoundLog | None) -> str:
+    """Why a speedup's interval stayed wide: 'contended' (the machine was taken from the blocks),
+    'drifting' (the machine's speed, or the ratio, moved over the rounds), 'bimodal' (the per-round
+    ratios fall in two clusters), or 'noisy' (none of these: the layer's own jitter)."""
+    if log is not None and (log.kept_contended or log.retaken_total > 0.25 * max(log.blocks, 1)):
+        return "contended"
+    drift = machine.probe_drift(log.probe_s) if log is not None else None
+    if drift is not None and drift > PROBE_DRIFT_MAX:
+        return "drifting"
+    ratios = np.log(np.asarray(base_times) / np.asarray(times))
+    if len(ratios) >= 8:
+        from scipy import stats
 
-    timings = measure_interleaved(fns, sync, **settings)
-    if not steady(timings):
-        timings = measure_interleaved(fns, sync, **settings)
-        for t in timings.values():
-            t.remeasured = True
-    for t in timings.values():
-        t.unstable = t.relative_iqr > unstable_threshold
-    return timings
+        rho, p = stats.spearmanr(np.arange(len(ratios)), ratios)
+        if p < 0.01 and abs(rho) > 0.5:
+            return "drifting"
+        ordered = np.sort(ratios)
+        k = len(ordered) // 5
+        gaps = np.diff(ordered[k:len(ordered) - k])
+        if len(gaps):
+            cut = k + int(np.argmax(gaps))
+            low, high = ordered[: cut + 1], ordered[cut + 1:]
+            within = max(float(np.median(np.abs(low - np.median(low)))),
+                         float(np.median(np.abs(high - np.median(high)))), 1e-12)
+            if float(np.max(gaps)) > 4 * within:
+                return "bimodal"
+    return "noisy"

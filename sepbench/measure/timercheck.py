@@ -36,8 +36,9 @@ class Agreement:
         return self.sepbench_s / self.events_s if self.events_s else None
 
 
-def _sepbench(step: Callable[[], None], device: str, s: MeasureSettings) -> float:
-    timing = measure_interleaved({"x": step}, synchronizer(device),
+def _sepbench(step: Callable[[], None], device: str, threads: int, s: MeasureSettings) -> float:
+    """sepbench's timer as `run` uses it: contended blocks re-taken, the probe read each round."""
+    timing = measure_interleaved({"x": step}, synchronizer(device), threads=threads, cpu_bound=device != "cuda",
                                  **s.interleaved(min_run_time=max(s.min_run_time, MIN_RUN_TIME)))
     return timing["x"].median
 
@@ -67,7 +68,7 @@ def _events(step: Callable[[], None], s: MeasureSettings) -> float:
 def check_case(case: Case, threads: int, settings: MeasureSettings) -> Agreement:
     work = Workload(case)
     ours, ref, ev = [], [], []
-    methods = [lambda: ours.append(_sepbench(work.step, case.device, settings)),
+    methods = [lambda: ours.append(_sepbench(work.step, case.device, threads, settings)),
                lambda: ref.append(_timer(work.step, threads, settings))]
     if case.device == "cuda":
         methods.append(lambda: ev.append(_events(work.step, settings)))

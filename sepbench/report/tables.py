@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from sepbench.case import Case
-from sepbench.records import Attribution
+from sepbench.records import Attribution, RunEnd
 from sepbench.theory import Cost
 
 UNSTABLE_MARK = "⚠"  # the speedup a run reports is not steady
@@ -105,8 +105,9 @@ def results_table(df: pd.DataFrame, title: str = "") -> Table:
             unstable, drift = bool(row.get("realized_unstable")), bool(row.get("timing_unstable"))
             eff = "" if missing(row.get("realized_efficiency")) else f"{row['realized_efficiency']:.0%}"
             iqr = (row["timing_q3_s"] - row["timing_q1_s"]) / row["timing_median_s"]
+            reason = "" if missing(row.get("realized_reason")) else f" {row['realized_reason']}"
             table.add_row(
-                geometry, row["label"] + (f" {UNSTABLE_MARK}" if unstable else ""),
+                geometry, row["label"] + (f" {UNSTABLE_MARK}{reason}" if unstable else ""),
                 _ratio(row["theory_speedup"]), _ratio(row["theory_roofline_speedup"]), _realized(row), eff,
                 fmt_time(row["timing_median_s"]), f"{iqr:.0%}" + (f" {DRIFT_MARK}" if drift else ""),
                 fmt_count(row["theory_params"]), _theory_memory(row), _measured_memory(row), _bottleneck(row),
@@ -138,14 +139,30 @@ def print_results(df: pd.DataFrame, console: Console) -> None:
     variants = ok[ok["realized_speedup"].notna()] if "realized_speedup" in ok else ok.iloc[:0]
     unstable = int(variants["realized_unstable"].sum()) if "realized_unstable" in variants else 0
     drift = int(ok["timing_unstable"].sum()) if "timing_unstable" in ok else 0
+    targeted = "realized_half_width" in variants and variants["realized_half_width"].notna().any()
+    reasons = variants["realized_reason"].value_counts() if "realized_reason" in variants else pd.Series(dtype=int)
+    why = ", ".join(f"{n} {r}" for r, n in reasons.items())
+    flag = ("the interval did not reach the run's target (±{:.0%}) within its budget".format(
+        float(df["run_target"].dropna().iloc[0])) if targeted and "run_target" in df and df["run_target"].notna().any()
+        else "the per-round speedups' IQR/median above threshold after one re-measure")
     console.print(
         "theory × = FLOP ratio vs the baseline (2mac); roofline × = ratio of roofline lower bounds from this "
         "machine's measured peaks; realized × = ratio of median times from interleaved rounds, 95% bootstrap "
-        f"interval; {UNSTABLE_MARK} = the per-round speedups' IQR/median above threshold after one re-measure "
-        f"({unstable} of {len(variants)} variants); {DRIFT_MARK} = raw block times' IQR/median above it: drift "
-        f"that pairing cancels ({drift} of {len(ok)} cases).",
+        f"interval; {UNSTABLE_MARK} = {flag} ({unstable} of {len(variants)} variants{': ' + why if why else ''}); "
+        f"{DRIFT_MARK} = raw block times' IQR/median above the threshold: the machine's speed moved, which "
+        f"pairing cancels ({drift} of {len(ok)} cases).",
         style="dim", markup=False,
     )
+
+
+def machine_line(thread_policy: str, start: dict[str, float] | None, end: RunEnd) -> str:
+    """The machine's condition over a run, in one line: what the header and the end record hold."""
+    first = (start or {}).get("other_cores")
+    last = end.machine_end.get("other_cores")
+    load = (f"other work on {first:.1f} → {last:.1f} cores" if first is not None and last is not None
+            else "load unknown")
+    drift = f", probe drift {end.probe_drift:.2f}×" if end.probe_drift is not None else ""
+    return f"machine: {thread_policy}; {load}; {end.retaken_share:.1%} of blocks re-taken (contended){drift}"
 
 
 def layers_table(cost: Cost, title: str, stages_only: bool = False) -> Table:

@@ -1,0 +1,21 @@
+"""A wall-time budget spread over the cases left: the stopping rule `run` and `ab` share."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Budget:
+    """Seconds for the cases left. A case gets an equal share of what is left when it starts; a case that
+    is done sooner leaves its time to the ones after it."""
+
+    seconds: float
+    started: float = field(default_factory=time.monotonic)
+
+    def left(self) -> float:
+        return max(self.seconds - (time.monotonic() - self.started), 0.0)
+
+    def allowance(self, cases_left: int) -> float:
+        return self.left() / max(cases_left, 1)
