@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -58,3 +59,15 @@ def committed(*patterns: str) -> list[Path]:
 
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.fixture
+def foreground_sigint():
+    """Ctrl-C as in a terminal's foreground, restored afterwards. A test runner started in the
+    background (`cmd &`, nohup) inherits SIGINT ignored, and Python then leaves it ignored: a test of
+    what Ctrl-C does sets the handler it assumes instead of inheriting it."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)

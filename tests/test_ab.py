@@ -3,6 +3,7 @@ that dies mid-comparison, kill -9 and --resume, and bad input."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import subprocess
@@ -234,6 +235,7 @@ def test_the_file_records_both_fingerprints_the_calibration_and_every_round(tmp_
     for r in ab.records:
         assert r.status == "ok" and len(r.a_s) == len(r.b_s) == len(r.order) == len(r.instance) >= 6
         assert set(r.order) <= {"A", "B"} and set(r.instance) == {0, 1}  # every round names its worker pair
+        assert r.retaken is not None and set(r.retaken) <= {"wait", "steal", "cpu"}  # the workers' detector ran
     assert "flagged at a 5 % false discovery rate" in done.stdout
     # The report shows it first under "Across PyTorch versions", named as a calibration, with its file.
     (smoke,) = committed("smoke-cpu-vm-torch2.13.0+cpu-20261123T120618Z.jsonl")
@@ -312,3 +314,20 @@ def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str, bare_py
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("sepbench: error:") and message in lines[0], done.stderr
     assert not list(tmp_path.glob("*.jsonl"))
+
+
+def test_a_worker_answers_each_block_with_its_contention_verdict() -> None:
+    """The worker judges its own block with run's detector; the driver re-takes a round that lost the CPU."""
+    import io
+
+    from sepbench.ab.worker import serve
+
+    requests = [{"op": "hello", "device": "cpu", "threads": 1, "core": None, "inject": 0.0},
+                {"op": "prepare", "case": {"variant": "pointwise", "c_in": 8, "c_out": 8, "size": 8},
+                 "block_time": 0.002, "warmup_time": 0.001},
+                {"op": "block", "number": 5}, {"op": "bye"}]
+    out = io.BytesIO()
+    serve(io.BytesIO("".join(json.dumps(r) + "\n" for r in requests).encode()), out)
+    block = json.loads(out.getvalue().decode().splitlines()[2])
+    assert block["ok"] and block["per_call_s"] > 0
+    assert block["contended"] in (None, "wait", "steal", "cpu")

@@ -140,3 +140,22 @@ def test_what_a_local_run_and_report_write_is_ignored_by_git() -> None:
     tracked = subprocess.run(["git", "check-ignore", "--no-index", "results/default-cpu-x.jsonl"], cwd=root,
                              capture_output=True, text=True)
     assert tracked.returncode == 1  # a run given --out results is not hidden
+
+
+@pytest.mark.process_env
+def test_a_busy_machine_is_said_on_the_first_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Other work on the cores is said before anything else, with what sepbench does about it."""
+    from click.testing import CliRunner
+
+    from conftest import tiny_grid
+    from sepbench.cli import cli
+    from sepbench.measure import machine
+
+    monkeypatch.setattr(machine, "load", lambda seconds=0.3: {"other_cores": 1.0, "busiest_core": 1.0})
+    grid = tiny_grid(tmp_path / "tiny.toml")
+    done = CliRunner().invoke(cli, ["run", "--grid", str(grid), "--out", str(tmp_path / "out"), "--axis", "c_in=8"])
+    assert done.exit_code == 0, done.output
+    first = done.stderr.splitlines()[0]
+    assert first.startswith("sepbench: the machine is busy: other work keeps 1.0 of ") and "re-taken" in first
+    (path,) = (tmp_path / "out").glob("*.jsonl")
+    assert '"other_cores":1.0' in path.read_text().splitlines()[0]

@@ -197,6 +197,8 @@ def test_cpu_peak_reports_a_failing_case_instead_of_crashing() -> None:
         cpu_peak(Case("standard", device="cuda") if not torch.cuda.is_available() else Case("nonsense"), threads=1)
 
 
+@pytest.mark.process_env
+@pytest.mark.usefixtures("foreground_sigint")
 def test_a_ctrl_c_during_a_probe_start_lands_after_the_handshake() -> None:
     """The forkserver handshake is never cut in half: the interrupt waits for the block, then
     arrives as usual, and the handlers are the caller's again."""

@@ -686,3 +686,108 @@ def test_the_asv_versions_run_lasted_what_the_readme_says() -> None:
     total = (spans["2.13.0"][1] - spans["2.12.0"][0]) / 60
     assert (f"their 7 benchmarks ran for {each[0]:.1f} and {each[1]:.1f} minutes, {total:.1f} minutes from the "
             "first") in " ".join(README.split())
+
+
+# `sepbench run` on a quiet and a busy machine: the README's main command, alternated quiet and beside one
+# busy process, then beside two; the header's load as the run began says which.
+TRUST = "trust/default-cpu-vm-torch2.13.0+cpu-20261130T*.jsonl"
+TRUST_AA = "aa-default-cpu-vm-torch2.13.0+cpu-vs-torch2.13.0+cpu-20261130T*.jsonl"
+TRUST_TIMERCHECK = "timercheck/smoke-cpu-vm-torch2.13.0+cpu-20261130T*.csv"
+
+
+def trust_runs() -> list[tuple[Path, dict, list[dict], dict]]:
+    """Each committed trust run: its path, header, case records and end line."""
+    runs = []
+    for path in committed(TRUST):
+        lines = json_lines(path)
+        end = [r for r in lines if r["kind"] == "end"]
+        runs.append((path, lines[0], [r for r in lines if r["kind"] == "case"], end[0] if end else {}))
+    return runs
+
+
+def _condition(header: dict) -> str:
+    busy = header["machine_start"]["other_cores"]
+    return "quiet" if busy < 0.5 else f"beside {round(busy)} busy"
+
+
+def trust_table() -> str:
+    lines = ["| run (`results/trust/`) | machine as it began | variants unstable | median ± of the intervals | "
+             "blocks re-taken | reference probe, median [10–90 %] | wall time of the timing |",
+             "|---|---|---|---|---|---|---|"]
+    for path, header, cases, end in trust_runs():
+        realized = [r["realized"] for r in cases if r.get("realized")]
+        unstable = sum(r["unstable"] for r in realized)
+        half = float(np.median([r["half_width"] for r in realized]))
+        groups = {r["group_id"]: r["timing"]["probe_s"] for r in cases if r.get("timing")}
+        probe = 1e6 * np.percentile([x for g in groups.values() for x in g], [50, 10, 90])
+        lines.append(f"| `{path.name}` | {_condition(header)} ({header['machine_start']['other_cores']:.1f} cores) | "
+                     f"{unstable} of {len(realized)} | ±{100 * half:.1f} % | {100 * end['retaken_share']:.1f} % | "
+                     f"{probe[0]:.1f} µs [{probe[1]:.1f}–{probe[2]:.1f}] | {end['seconds'] / 60:.1f} min |")
+    return "\n".join(lines)
+
+
+def trust_findings() -> str:
+    runs = trust_runs()
+    frames = []
+    for path, header, cases, _ in runs:
+        rows = [{"case_id": r["case_id"], "variant": r["case"]["variant"], "speedup": r["realized"]["speedup"],
+                 "low": r["realized"]["low"], "high": r["realized"]["high"], "run": path.name,
+                 "condition": _condition(header)} for r in cases if r.get("realized")]
+        frames.append(pd.DataFrame(rows))
+    df = pd.concat(frames)
+    one = df[df["condition"].isin(["quiet", "beside 1 busy"])]
+    per = one.groupby(["variant", "condition"])["speedup"].median().unstack()
+    ratio = per["beside 1 busy"] / per["quiet"]
+    quiet = [f.set_index("case_id") for f in frames if f["condition"].iloc[0] == "quiet"]
+    a, b = quiet[0], quiet[1]
+    both = a.index.intersection(b.index)
+    overlap = ((a.loc[both, "low"] <= b.loc[both, "high"]) & (b.loc[both, "low"] <= a.loc[both, "high"])).mean()
+    walls = {c: [e["seconds"] for _, h, _, e in runs if _condition(h) == c] for c in ("quiet", "beside 1 busy")}
+    (csv,) = committed(TRUST_TIMERCHECK)
+    timer = pd.read_csv(csv)["sepbench_over_timer"]
+    header, records = ab_file(TRUST_AA)
+    aa = ab_cases(records)
+    quiet_aa = ab_cases(ab_file(AB_FILES["A/A, again"])[1])
+    flagged = int((aa["q"] < FDR).sum())
+    retaken = sum(sum((r.get("retaken") or {}).values()) for r in records)
+    rounds = sum(len(r["a_s"]) for r in records if r["status"] == "ok")
+    busy_walls = f"{min(walls['beside 1 busy']) / 60:.1f}–{max(walls['beside 1 busy']) / 60:.1f}"
+    quiet_walls = f"{min(walls['quiet']) / 60:.1f}–{max(walls['quiet']) / 60:.1f}"
+    timer_file = csv.relative_to(RESULTS)
+    aa_name, quiet_name = committed("ab/" + TRUST_AA)[0].name, committed("ab/" + AB_FILES["A/A, again"])[0].name
+    aa_half = 100 * np.expm1(np.log(aa["high"] / aa["low"]) / 2).median()
+    quiet_half = 100 * np.expm1(np.log(quiet_aa["high"] / quiet_aa["low"]) / 2).median()
+    return f"""- **Busy against quiet.** Over the 192 variants, each variant's median realized speedup beside one
+  busy process lies within {100 * (ratio.min() - 1):+.1f} % to {100 * (ratio.max() - 1):+.1f} % of the quiet runs'
+  (the largest, {(ratio - 1).abs().idxmax()}). The busy runs' timing took {busy_walls} minutes against
+  {quiet_walls} quiet.
+- **A/A of `run`.** The two quiet runs' 95 % intervals overlap in {overlap:.1%} of the {len(both)} variants.
+- **Timer agreement.** `sepbench timercheck --preset smoke --threads 1` reads a median sepbench / Timer
+  ratio of {timer.median():.3f} over {len(timer)} cases ({timer.min():.2f}–{timer.max():.2f}), in
+  `results/{timer_file}`.
+- **`sepbench ab --aa` beside one busy process** (`default`, 20 minutes, `results/ab/{aa_name}`):
+  {flagged} of {len(aa)} cases flagged, a median half-width of ±{aa_half:.2f} % against ±{quiet_half:.2f} % in
+  the quiet A/A `{quiet_name}`, and {retaken} of {rounds + retaken} rounds re-taken because a block lost the
+  CPU."""
+
+
+def test_the_busy_and_quiet_runs_are_the_committed_files() -> None:
+    text = re.sub(r"\s+", " ", README)
+    assert trust_table() in README
+    assert re.sub(r"\s+", " ", trust_findings()) in text
+
+
+def test_the_contention_thresholds_are_the_committed_probe() -> None:
+    (csv,) = committed("machine/contention-vm-torch2.13.0+cpu-20261130T044926Z.csv")
+    df = pd.read_csv(csv)
+    df["flagged"] = df["contended"].fillna("") != ""
+    quiet = df[df["condition"] == "quiet"]
+    text = re.sub(r"\s+", " ", README)
+    assert not quiet["flagged"].any()
+    assert (f"got {100 * quiet['cpu_share'].min():.1f}–100 % of their wall time as CPU and waited at most "
+            f"{100 * quiet['wait_share'].max():.2f} % of it") in text
+    assert quiet["cpu_share"].max() <= 1.002
+    two = df[df["condition"] == "busy2"].groupby(["flagged", "block_ms"])["per_call_s"].median() * 1e6
+    one = df[(df["condition"] == "busy1") & ~df["flagged"]].groupby("block_ms")["per_call_s"].median() * 1e6
+    assert (f"ran at {two[True].min():.0f}–{two[True].max():.0f} µs a call and the rest at "
+            f"{two[False].min():.0f}–{two[False].max():.0f} µs, near the {one.min():.0f}–{one.max():.0f} µs") in text

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import requires_cuda, sepbench, tiny_grid
+from conftest import committed, requires_cuda, sepbench, tiny_grid
 from sepbench.errors import SepbenchError
 from sepbench.grid import load_grid
 from sepbench.measure.runner import Runner, plan
@@ -107,6 +107,7 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+@pytest.mark.process_env
 @pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "ctrl-c"])
 def test_a_run_killed_mid_way_then_resumed_measures_every_case_exactly_once(tmp_path: Path, signum: int) -> None:
     grid = tiny_grid(tmp_path / "tiny.toml", min_run_time=0.3, memory=True)
@@ -248,3 +249,37 @@ def test_a_run_that_fails_before_any_case_leaves_no_file(tmp_path: Path, monkeyp
     with pytest.raises(SepbenchError, match="No space left on device"):
         runner.run(opened)
     assert not header_only.exists()
+
+
+def test_results_files_from_before_the_contention_check_still_load() -> None:
+    """Runs written before blocks were checked have no probe, retakes, target or end line: they load as
+    they are, and read as runs whose machine condition is unknown."""
+    (old,) = committed("default-cpu-vm-torch2.13.0+cpu-20261123T204719Z.jsonl")
+    run = read_run(old)
+    assert run.problems == [] and run.end is None and len(run.records) == 216
+    assert run.header is not None and run.header.machine_start is None
+    df, problems = load([old])
+    assert problems == [] and len(df) == 216
+    assert df["run_retaken_share"].isna().all() and not df["run_contended"].any()
+    assert df["timing_retaken"].isna().all()
+
+
+def test_a_finished_run_ends_with_the_machine_it_ran_on(tmp_path: Path) -> None:
+    grid = tiny_grid(tmp_path / "tiny.toml")
+    done = sepbench("run", "--grid", grid, "--out", tmp_path / "out")
+    assert done.returncode == 0, done.stderr
+    (path,) = (tmp_path / "out").glob("*.jsonl")
+    run = read_run(path)
+    assert run.header is not None and run.header.machine_start is not None
+    assert "other_cores" in run.header.machine_start and run.header.thread_policy == "1 asked for"
+    assert run.end is not None and run.end.run_id == run.header.run_id and "other_cores" in run.end.machine_end
+    groups = {r.group_id: r.timing for r in run.records if r.timing is not None}
+    retaken = sum(sum((t.retaken or {}).values()) for t in groups.values())
+    assert run.end.retaken_share == pytest.approx(retaken / sum(t.blocks or 0 for t in groups.values()))
+    for r in run.records:
+        assert r.timing is not None and r.timing.stop in {"target", "budget", "rounds"}
+        assert r.timing.probe_s and r.timing.blocks and r.timing.retaken is not None
+        if r.realized is not None:
+            assert r.realized.unstable == (r.realized.half_width is None or r.realized.half_width > 0.02)
+            assert (r.realized.reason is not None) == r.realized.unstable
+    assert "machine: 1 asked for; other work on" in done.stdout

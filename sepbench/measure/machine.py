@@ -203,6 +203,6 @@ def busy_line(found: dict[str, float], threads: int, cores: int) -> str | None:
     if threads <= free:
         return (f"the machine is busy: other work keeps {other:.1f} of {cores} cores busy; measuring on "
                 f"{threads} pinned core(s), contended blocks are re-taken")
-    return (f"the machine is busy: other work keeps {other:.1f} of {cores} cores busy, and {threads} threads "
-            f"need {threads} cores: expect contended blocks to be re-taken and intervals to widen "
-            f"(use --threads {max(free, 1)})")
+    advice = f" (use --threads {max(free, 1)})" if threads > max(free, 1) else ""
+    return (f"the machine is busy: other work keeps {other:.1f} of {cores} cores busy, and {threads} thread(s) "
+            f"need {threads} free core(s): expect contended blocks to be re-taken and intervals to widen{advice}")

@@ -104,6 +104,27 @@ def _environment(df: pd.DataFrame, ceilings: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _conditions(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per run that recorded its machine: thread policy, load at both ends, blocks re-taken, probe
+    drift, unstable variants, and whether the machine was contended. Older runs recorded none of it."""
+    if "run_retaken_share" not in df:
+        return pd.DataFrame()
+    known = df[df["run_retaken_share"].notna() | df["run_other_cores_start"].notna()]
+    rows = []
+    for (env, _), part in known.groupby(["env", "run_id"], sort=False):
+        first = part.iloc[0]
+        variants = part[part["realized_speedup"].notna()]
+        rows.append({
+            "env": env, "file": Path(first["file"]).name, "started": first["run_started"],
+            "policy": _text(first["run_thread_policy"]),
+            "load": f"{_text(first['run_other_cores_start'])} → {_text(first['run_other_cores_end'])}",
+            "retaken": _percent(first["run_retaken_share"]), "drift": _ratio(first["run_probe_drift"]),
+            "unstable": f"{int(variants['realized_unstable'].sum())} of {len(variants)}",
+            "contended": bool(first["run_contended"]),
+        })
+    return pd.DataFrame(rows).sort_values("started") if rows else pd.DataFrame()
+
+
 def _nvml(df: pd.DataFrame) -> pd.DataFrame:
     if "memory_nvml_process_bytes" not in df:
         return pd.DataFrame()
@@ -333,6 +354,7 @@ def build(paths: list[Path], out: Path, *, pytest_benchmark: Path | None = None,
         dictionary=[(c, *download.COLUMNS[c]) for c in download.COLUMNS if c in df],
         version=__version__, generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         unstable_mark=UNSTABLE_MARK, sections=SECTIONS, envs=envs, environment=_environment(df, ceilings),
+        conditions=_conditions(df),
         overview=overview, settings=settings, grids=grids, scatter=scatter, slower=slower,
         roofline=roofline, roofline_share=roofline_share, share=share, memory=memory,
         stage_plots=stage_plots, bottlenecks=analysis.bottlenecks(df), sums=analysis.attribution_sums(df),
