@@ -4,6 +4,7 @@ from committed results."""
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -291,3 +292,23 @@ def test_the_overview_agrees_with_an_independent_computation_on_synthetic_result
         mode = next(word for word in cells[0].split() if word in ("inference", "train"))
         found[(mode, cells[1].split("(")[0])] = [cells[i] for i in (2, 3, 5, 7, 8, 9, 11)]
     assert found == expected
+
+
+def test_the_report_marks_a_run_taken_on_a_contended_machine(tmp_path: Path) -> None:
+    """Each run that recorded its machine gets a row: threads, load at both ends, blocks re-taken, probe
+    drift; a run taken beside other work is marked contended, a quiet one quiet."""
+    busy, quiet = committed("trust/default-cpu-vm-torch2.13.0+cpu-20261130T050510Z.jsonl",
+                            "trust/default-cpu-vm-torch2.13.0+cpu-20261130T054737Z.jsonl")
+    for path in (busy, quiet):
+        shutil.copy(path, tmp_path)
+    built = sepbench("report", tmp_path, "--out", tmp_path / "report")
+    assert built.returncode == 0, built.stderr
+    html = (tmp_path / "report" / "index.html").read_text()
+    section = html.split('id="conditions"', 1)[1].split("</table>", 1)[0]
+    rows = section.split("<tr>")[2:]
+    assert len(rows) == 2
+    (busy_row,) = [r for r in rows if busy.name in r]
+    (quiet_row,) = [r for r in rows if quiet.name in r]
+    assert "<b>contended</b>" in busy_row and "1.0 → 1.0" in busy_row and "15%" in busy_row
+    assert "quiet" in quiet_row and "contended" not in quiet_row and "0.0 → 0.0" in quiet_row
+    assert "1 pinned thread" in busy_row
