@@ -836,3 +836,4 @@ def main_command_minutes() -> str:
 
 def test_the_main_command_takes_what_the_readme_says() -> None:
     assert main_command_minutes() in re.sub(r"\s+", " ", README)
+
