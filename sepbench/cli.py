@@ -129,10 +129,6 @@ def run(preset: str | None, grid_file: Path | None, device: str | None, out_dir:
     started = time.perf_counter()
     # Everything that can refuse the input (grid, device, output directory) speaks before the bar starts.
     runner = Runner(grid, out_dir, resume=resume, shard_spec=shard_spec, profile=not no_profile)
-    if not dry_run:
-        busy = runner.check_machine()
-        if busy:
-            err.print(f"sepbench: {busy}", markup=False, highlight=False, soft_wrap=True)
     if runner.plan.dropped:
         reasons = "; ".join(f"{n}× {why}" for why, n in runner.plan.dropped.most_common())
         err.print(f"dropped {sum(runner.plan.dropped.values())} invalid combinations ({reasons})", markup=False,
@@ -144,9 +140,8 @@ def run(preset: str | None, grid_file: Path | None, device: str | None, out_dir:
                   f"{', '.join(runner.plan.devices) or 'no device'}", highlight=False)
         return
     ensure_writable(out_dir)
-    if not resume:
-        err.print("measuring this machine's peaks (the roofline's ceilings)…", style="dim")
-    opened = runner.open()
+    # The busy-machine line comes once the input is accepted, before anything is measured.
+    opened = runner.open(say=lambda line: err.print(line, markup=False, highlight=False, soft_wrap=True))
     signal.signal(signal.SIGTERM, _raise_interrupt)
     with Progress(SpinnerColumn(), TextColumn("{task.description}", style="bold"), BarColumn(),
                   MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),

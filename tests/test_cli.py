@@ -159,3 +159,21 @@ def test_a_busy_machine_is_said_on_the_first_line(monkeypatch: pytest.MonkeyPatc
     assert first.startswith("sepbench: the machine is busy: other work keeps 1.0 of ") and "re-taken" in first
     (path,) = (tmp_path / "out").glob("*.jsonl")
     assert '"other_cores":1.0' in path.read_text().splitlines()[0]
+
+
+@pytest.mark.process_env
+def test_refused_input_is_one_line_even_on_a_busy_machine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The busy-machine line comes only once the input is accepted: a refusal stays one line."""
+    from click.testing import CliRunner
+
+    from conftest import tiny_grid
+    from sepbench.cli import cli
+    from sepbench.measure import machine
+
+    monkeypatch.setattr(machine, "load", lambda seconds=0.3: {"other_cores": 1.0, "busiest_core": 1.0})
+    (tmp_path / "a-file").write_text("")
+    grid = tiny_grid(tmp_path / "tiny.toml")
+    done = CliRunner().invoke(cli, ["run", "--grid", str(grid), "--out", str(tmp_path / "a-file" / "results")])
+    # The refusal reaches `main`, which prints it as the one `sepbench: error:` line; nothing came before it.
+    assert "cannot create output directory" in str(done.exception)
+    assert done.stderr == ""

@@ -13,7 +13,7 @@ import os
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -194,8 +194,9 @@ class Runner:
         self.machine_start = machine.load()
         return machine.busy_line(self.machine_start, self.threads, len(os.sched_getaffinity(0)))
 
-    def open(self) -> tuple[ResultsFile, set[str]]:
-        """The results file to append to and the case ids already in it."""
+    def open(self, say: Callable[[str], None] | None = None) -> tuple[ResultsFile, set[str]]:
+        """The results file to append to and the case ids already in it. Everything that can refuse the
+        input speaks first; then `say` gets the busy-machine line (if any) and what is measured next."""
         ensure_writable(self.out_dir)
         if not self.plan.groups:
             raise SepbenchError("the grid holds no valid case to measure" + (
@@ -214,9 +215,11 @@ class Runner:
             results = ResultsFile(prior.path)
             results.lock()  # a second resume of the same run stops here
             results.repair_tail()
+            self._announce(say, None)
             self.run_id = prior.header.run_id
             self.peaks = {d: Peaks(**p) for d, p in prior.header.peaks.items()}
             return results, {r.case_id for r in read_run(prior.path).records}  # as of holding the lock
+        self._announce(say, "measuring this machine's peaks (the roofline's ceilings)…")
         self.peaks = {d: measure_peaks(d, self.threads) for d in self.plan.devices}
         self.run_id = uuid.uuid4().hex[:12]
         header = RunHeader(
@@ -227,6 +230,13 @@ class Runner:
             thread_policy=self.thread_policy,
         )
         return ResultsFile.create(self.out_dir, header), set()
+
+    def _announce(self, say: Callable[[str], None] | None, next_step: str | None) -> None:
+        busy = self.check_machine()
+        if say is not None:
+            for line in (f"sepbench: {busy}" if busy else None, next_step):
+                if line:
+                    say(line)
 
     def run(self, opened: tuple[ResultsFile, set[str]] | None = None) -> RunOutcome:
         """Measure every case not yet in the results file; `opened` is what `open()` returned."""
