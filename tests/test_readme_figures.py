@@ -837,3 +837,22 @@ def main_command_minutes() -> str:
 def test_the_main_command_takes_what_the_readme_says() -> None:
     assert main_command_minutes() in re.sub(r"\s+", " ", README)
 
+
+
+TEST_RUNS = "tests/junit-*.xml"  # the README's test command as three callers started it: pytest's own JUnit files
+
+
+def suite_minutes() -> str:
+    import xml.etree.ElementTree as ET
+
+    minutes = []
+    for path in committed(TEST_RUNS):
+        root = ET.parse(path).getroot()
+        suite = root if root.tag == "testsuite" else root.find("testsuite")
+        assert suite is not None and int(suite.get("failures", 0)) == int(suite.get("errors", 0)) == 0
+        minutes.append(float(suite.get("time", "nan")) / 60)
+    return f"{min(minutes):.0f}–{max(minutes):.0f} minutes"
+
+
+def test_the_test_suite_takes_what_the_readme_says() -> None:
+    assert f"the suite takes {suite_minutes()}" in re.sub(r"\s+", " ", README)
