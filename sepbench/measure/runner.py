@@ -139,7 +139,8 @@ def _timing_figures(t: Timing, threads: int, threshold: float) -> TimingFigures:
     q1, med, q3 = t.quantiles
     log = t.log or RoundLog()
     return TimingFigures(median_s=med, q1_s=q1, q3_s=q3, times_s=t.times, number=t.number,
-                         warmup_calls=t.warmup_calls, threads=threads, remeasured=t.remeasured,
+                         warmup_calls=t.warmup_calls, threads=threads,
+                         remeasured=False,  # a group is no longer re-measured whole: blocks are re-taken
                          unstable=t.relative_iqr > threshold, retaken=dict(log.retaken),
                          kept_contended=log.kept_contended, blocks=log.blocks, probe_s=log.probe_s or None,
                          stop=log.stop or None)

@@ -36,8 +36,6 @@ class Timing:
     times: list[float]
     number: int  # iterations per block
     warmup_calls: int = 0
-    remeasured: bool = False
-    unstable: bool = False
     log: RoundLog | None = None  # shared by the variants timed together
     quantiles: tuple[float, float, float] = field(init=False)
 
