@@ -259,6 +259,12 @@ def check(case: Case) -> None:
             raise SepbenchError(f"resolution {case.size} is below MobileNet's total stride {NETWORK_STRIDE}")
         return
     k, d = case.kernel, case.dilation
+    for name in ("stride", "dilation"):
+        if getattr(case, name) > case.size:
+            # A stride past the input leaves one output pixel; a dilation past it reaches only padding;
+            # torch and oneDNN refuse such values where their integers overflow.
+            raise SepbenchError(f"{name}={getattr(case, name)} exceeds the input size {case.size}; "
+                                f"use {name} 1–{case.size}")
     if case.padding == "same" and k % 2 == 0:
         raise SepbenchError(
             f"kernel={k} is even: padding='same' cannot keep the output shape symmetrically; "

@@ -44,8 +44,16 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
+def _printable(text: str) -> str:
+    """The text as one printable line: what no stream can encode (a lone surrogate from a file name
+    that is not UTF-8) and what would break the line (a newline in a path) written as escapes, so the
+    line that explains an error neither raises one nor becomes two lines."""
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def _fail(message: str) -> NoReturn:
-    err.print(f"sepbench: error: {message}", markup=False, highlight=False, soft_wrap=True)
+    err.print(f"sepbench: error: {_printable(message)}", markup=False, highlight=False, soft_wrap=True)
     sys.exit(EXIT_USAGE)
 
 
@@ -62,10 +70,36 @@ def _check_threads(ctx: click.Context, param: click.Parameter, value: int | None
 
 def _write_csv(table: object, path: Path) -> None:
     """A command's table as CSV, where --csv asks for it; a path that cannot be written is one line."""
+    staged = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        table.to_csv(path, index=False)  # type: ignore[attr-defined]
+        table.to_csv(staged, index=False)  # type: ignore[attr-defined]
+        os.replace(staged, path)  # whole or absent: a full disk leaves the old file, or none
     except OSError as exc:
+        staged.unlink(missing_ok=True)
         raise SepbenchError(f"cannot write {path}: {exc.strerror}") from None
+
+
+class Finite(click.FloatRange):
+    """A float within a range, and finite: click's own range lets NaN through (every comparison with it
+    is false)."""
+
+    name = "finite float range"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+def say_left_out(problems: list) -> None:
+    """One line on stderr naming what a reader left out (damaged lines, files that are not results), so
+    that no command works from less than it was given without a word; torn last lines of killed runs
+    are expected and not named."""
+    damaged = [p for p in problems if not getattr(p, "torn_tail", False)]
+    if damaged:
+        more = f" and {len(damaged) - 1} more" if len(damaged) > 1 else ""
+        err.print(_printable(f"sepbench: left out {damaged[0]}{more}"), markup=False, highlight=False, soft_wrap=True)
 
 
 THREADS = click.option("--threads", type=int, callback=_check_threads, metavar="N",
@@ -112,9 +146,9 @@ def cli() -> None:
 @click.option("--axis", "axes", multiple=True, metavar="KEY=V1,V2",
               help="Replace one grid axis, e.g. --axis c_in=32,64 --axis mode=train (repeatable).")
 @click.option("--dry-run", is_flag=True, help="Print what the run (or shard) would measure, and measure nothing.")
-@click.option("--target", type=click.FloatRange(min=0.1, max=100), metavar="PCT",
-              help="A group measures until every speedup's 95 % interval is within ±PCT % (grid default: 2).")
-@click.option("--budget", type=click.FloatRange(min=0.1, max=7 * 24 * 60), metavar="MIN",
+@click.option("--target", type=Finite(min=0.1, max=100), metavar="PCT",
+              help="A group measures until every speedup's 95 % interval is within ±PCT % (grid default: 3).")
+@click.option("--budget", type=Finite(min=0.1, max=7 * 24 * 60), metavar="MIN",
               help="Wall time for the whole run, in minutes, spread over the cases as `ab` spreads it "
                    "(grid default: 2 s a case). A group that has not reached --target by its share is unstable.")
 def run(preset: str | None, grid_file: Path | None, device: str | None, out_dir: Path, resume: bool,
@@ -125,7 +159,7 @@ def run(preset: str | None, grid_file: Path | None, device: str | None, out_dir:
     from sepbench.store import ensure_writable, load, read_run
 
     grid = _grid_from(preset, grid_file, axes, device, threads, no_memory, target=target, budget=budget)
-    shard_spec = parse_shard(shard_text) if shard_text else None
+    shard_spec = parse_shard(shard_text) if shard_text is not None else None
     started = time.perf_counter()
     # Everything that can refuse the input (grid, device, output directory) speaks before the bar starts.
     runner = Runner(grid, out_dir, resume=resume, shard_spec=shard_spec, profile=not no_profile)
@@ -158,6 +192,10 @@ def run(preset: str | None, grid_file: Path | None, device: str | None, out_dir:
             err.print(f"interrupted: {saved} finished cases are saved{where}; continue with the same command "
                       "plus --resume", markup=False, soft_wrap=True)
             sys.exit(EXIT_INTERRUPTED)
+    if not outcome.total:
+        out.print(f"shard {shard_text} holds no valid case of this grid; {outcome.path} says so, and "
+                  "`sepbench merge` counts it", highlight=False, soft_wrap=True)
+        return
     df, _ = load([outcome.path])
     from sepbench.report.tables import machine_line, print_results
 
@@ -176,9 +214,9 @@ def _grid_from(preset: str | None, grid_file: Path | None, axes: tuple[str, ...]
                threads: int | None, no_memory: bool, *, target: float | None = None,
                budget: float | None = None) -> Grid:
     """The grid `run` measures for these options (and `merge` expects): its digest depends on all of them."""
-    if preset and grid_file:
+    if preset is not None and grid_file:
         raise SepbenchError("give --preset or --grid, not both")
-    grid = load_grid(grid_file) if grid_file else load_preset(preset or "default")
+    grid = load_grid(grid_file) if grid_file else load_preset("default" if preset is None else preset)
     if axes:
         grid = grid.with_axes(dict(parse_axis(a) for a in axes))
     if device:
@@ -278,6 +316,9 @@ def explain(variant: str, c_out: int | None, device: str, threads: int | None, p
     shown = 0 if measure else _explain_from_results(case, list(paths) or [Path("results")])
     if shown:
         return
+    if paths and not measure:
+        err.print(f"no profiled record of this case in {', '.join(map(str, paths))}: measuring it now",
+                  markup=False, highlight=False, soft_wrap=True)
     from sepbench.measure.explain import measure_case
 
     att, timer_s, step_flops, where = measure_case(case, threads)
@@ -297,7 +338,8 @@ def _explain_from_results(case: Case, paths: list[Path]) -> int:
 
     if not any(p.exists() for p in paths):
         return 0
-    df, _ = load([p for p in paths if p.exists()])
+    df, problems = load([p for p in paths if p.exists()])
+    say_left_out(problems)
     if df.empty or "attribution_json" not in df:
         return 0
     rows = df[(df["case_id"] == case.id) & df["attribution_json"].notna()]
@@ -368,6 +410,8 @@ def timercheck(preset: str, grid_file: Path | None, device: str | None, threads:
     if device:
         grid = grid.with_device(device)
     cases = [c for g in group_cases(grid.expand()[0]) for c in g][:limit]
+    if not cases:
+        raise SepbenchError(f"grid {grid.name!r} holds no valid case to check")
     for d in {c.device for c in cases}:
         require_device(d)
     threads = threads or grid.measure.threads or default_threads(sorted({c.device for c in cases}))[0]
@@ -397,11 +441,11 @@ def timercheck(preset: str, grid_file: Path | None, device: str | None, threads:
 @click.option("--axis", "axes", multiple=True, metavar="KEY=V1,V2", help="Replace one grid axis (repeatable).")
 @click.option("--threads", type=int, default=1, show_default=True, callback=_check_threads, metavar="N",
               help="Intra-op threads of each worker; both are pinned to the same N cores.")
-@click.option("--budget", type=click.FloatRange(min=0.1, max=24 * 60), default=20.0, show_default=True,
+@click.option("--budget", type=Finite(min=0.1, max=24 * 60), default=20.0, show_default=True,
               metavar="MIN", help="Wall time for the whole comparison, in minutes, spread over the cases.")
-@click.option("--target", type=click.FloatRange(min=0.01, max=50), default=1.0, show_default=True, metavar="PCT",
+@click.option("--target", type=Finite(min=0.01, max=50), default=1.0, show_default=True, metavar="PCT",
               help="A case stops once its 95 % interval lies within ±PCT % (or its share of the budget is spent).")
-@click.option("--block-ms", type=click.FloatRange(min=1, max=1000), default=40.0, show_default=True,
+@click.option("--block-ms", type=Finite(min=1, max=1000), default=40.0, show_default=True,
               help="Milliseconds per timed block.")
 @click.option("--workers", type=click.IntRange(min=2, max=32), default=10, show_default=True,
               help="Worker processes per side; a pair of them is the unit the interval is taken over. More "
@@ -411,10 +455,11 @@ def timercheck(preset: str, grid_file: Path | None, device: str | None, threads:
 @click.option("--resume", is_flag=True,
               help="Finish the newest interrupted comparison of the same grid and interpreters.")
 @click.option("--aa", is_flag=True, help="Calibration: one interpreter against itself, to count false positives.")
-@click.option("--inject", type=click.FloatRange(min=0, max=100), default=0.0, metavar="PCT",
+@click.option("--inject", type=Finite(min=0, max=100), default=0.0, metavar="PCT",
               help="Calibration, with --aa only: B's blocks are stretched by PCT % of their own time, to measure "
                    "what fraction of a known slowdown is found.")
-@click.option("--seed", type=int, help="Seed of the block order (default: drawn, and recorded).")
+@click.option("--seed", type=click.IntRange(min=0, max=2**63 - 1),
+              help="Seed of the block order (default: drawn, and recorded).")
 def ab(pythons: tuple[str, ...], preset: str | None, grid_file: Path | None, axes: tuple[str, ...], threads: int,
        budget: float, target: float, block_ms: float, workers: int, out_dir: Path, resume: bool, aa: bool,
        inject: float, seed: int | None) -> None:
@@ -425,7 +470,7 @@ def ab(pythons: tuple[str, ...], preset: str | None, grid_file: Path | None, axe
     from sepbench.report.tables import ab_table
     from sepbench.store import ensure_writable, read_ab
 
-    if preset and grid_file:
+    if preset is not None and grid_file:
         raise SepbenchError("give --preset or --grid, not both")
     if inject and not aa:
         raise SepbenchError("--inject is a calibration of one interpreter against itself: give it with --aa")
@@ -440,7 +485,7 @@ def ab(pythons: tuple[str, ...], preset: str | None, grid_file: Path | None, axe
     if not aa and a.prefix == b.prefix:
         raise SepbenchError(f"--python {a.given} and --python {b.given} are the same install ({a.prefix}); "
                             "to compare it with itself, pass --aa")
-    grid = load_grid(grid_file) if grid_file else load_preset(preset or "default")
+    grid = load_grid(grid_file) if grid_file else load_preset("default" if preset is None else preset)
     if axes:
         grid = grid.with_axes(dict(parse_axis(x) for x in axes))
     ensure_writable(out_dir)
@@ -499,7 +544,8 @@ def _ab_measure(comparison: Comparison) -> None:
               help="asv results, one file per pass. Default: asv/ in the first --results folder.")
 @click.option("--pytest-benchmark", "pb_dir", type=click.Path(file_okay=False, path_type=Path),
               help="pytest-benchmark saves, one per pass. Default: pytest-benchmark/ in the first --results folder.")
-@click.option("--tolerance", type=float, default=0.10, show_default=True, help="Allowed relative difference.")
+@click.option("--tolerance", type=Finite(min=0, min_open=True, max=10), default=0.10, show_default=True,
+              help="Allowed relative difference (above 0).")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the table (medians in seconds, ratios) to this CSV file.")
 def crosscheck_(results: tuple[Path, ...], asv_dir: Path | None, pb_dir: Path | None, tolerance: float,
@@ -515,7 +561,9 @@ def crosscheck_(results: tuple[Path, ...], asv_dir: Path | None, pb_dir: Path | 
     for name, path in (("asv", asv_dir), ("pytest-benchmark", pb_dir)):
         if not path.is_dir():
             raise SepbenchError(f"no {name} results folder at {path}")
-    table = crosscheck(list(results), asv_dir, pb_dir)
+    left_out: list = []
+    table = crosscheck(list(results), asv_dir, pb_dir, left_out)
+    say_left_out(left_out)
     if csv_path:
         _write_csv(table, csv_path)
     view = crosscheck_table(table)
@@ -570,7 +618,8 @@ def merge(results: tuple[Path, ...], preset: str | None, grid_file: Path | None,
     from sepbench.merge import check
     from sepbench.merge import merge as write_merged
 
-    expected = _grid_from(preset, grid_file, axes, device, threads, no_memory) if preset or grid_file else None
+    expected = (_grid_from(preset, grid_file, axes, device, threads, no_memory)
+                if preset is not None or grid_file else None)
     coverage, problems = check(list(results), expected)
     table = Table("grid", "torch", "device", "files", "shards", "cases", "measured", "missing", "duplicated",
                   title="shards", title_justify="left")
@@ -631,6 +680,8 @@ def report(results: tuple[Path, ...], out_dir: Path, pb_dir: Path | None, asv_ur
 
 
 def main(argv: list[str] | None = None) -> None:
+    if any("\x00" in a for a in (sys.argv[1:] if argv is None else argv)):
+        _fail("an argument holds a NUL byte, which no value or path can")  # only callers in Python can pass one
     try:
         code = cli.main(args=argv, prog_name="sepbench", standalone_mode=False)
     except click.exceptions.Abort:
@@ -643,4 +694,29 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         err.print("sepbench: interrupted", markup=False)
         sys.exit(EXIT_INTERRUPTED)
+    except Exception as exc:  # the one boundary: no traceback reaches the user's terminal
+        _internal(exc)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+EXIT_INTERNAL = 3
+
+
+def _internal(exc: BaseException) -> NoReturn:
+    """A fault of sepbench, not of the input: one line naming it and the file that holds its traceback,
+    exit 3. The hostile tests and the fuzzers count this exit as a failure."""
+    import tempfile
+    import traceback
+
+    text = "".join(traceback.format_exception(exc))
+    try:
+        fd, path = tempfile.mkstemp(prefix="sepbench-internal-", suffix=".txt")
+        with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as f:
+            f.write(f"sepbench {__version__}, argv {sys.argv!r}\n{text}")
+        where = f"traceback in {path}"
+    except OSError:
+        where = "the traceback could not be written"
+    summary = (str(exc).splitlines() or [""])[0][:200]
+    err.print(_printable(f"sepbench: internal error: {type(exc).__name__}: {summary} ({where}); please report it"),
+              markup=False, highlight=False, soft_wrap=True)
+    sys.exit(EXIT_INTERNAL)

@@ -31,9 +31,12 @@ ASV_BENCHMARK = "bench_layers.TimeLayer.time_step"
 HARNESSES = ("asv", "pytest_benchmark")
 
 
-def sepbench_passes(paths: list[Path]) -> pd.DataFrame:
-    """Per run (pass) and case, `sepbench run`'s median; passes numbered by the runs' start times."""
-    df, _ = load(paths)
+def sepbench_passes(paths: list[Path], left_out: list | None = None) -> pd.DataFrame:
+    """Per run (pass) and case, `sepbench run`'s median; passes numbered by the runs' start times. What
+    the reader left out (damaged lines) goes to `left_out`."""
+    df, problems = load(paths)
+    if left_out is not None:
+        left_out += problems
     if df.empty:
         raise SepbenchError(f"no sepbench results in {', '.join(map(str, paths))}")
     ok = df[(df["status"] == "ok") & (df["batch"] == 1)]
@@ -48,8 +51,39 @@ def _number(table: pd.DataFrame, *order: str) -> pd.DataFrame:
     return table.merge(starts, on=list(order))
 
 
+MAX_HARNESS_BYTES = 256 << 20
+
+
+def harness_json(path: Path, harness: str) -> dict:
+    """One asv or pytest-benchmark results file, read through one guard: a file that cannot be read, is
+    not JSON, or is not a JSON object ends in one line naming it, never a traceback."""
+    try:
+        if path.stat().st_size > MAX_HARNESS_BYTES:
+            raise SepbenchError(f"{path}: {path.stat().st_size:,} bytes, too large for a {harness} results file")
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise SepbenchError(f"cannot read {harness} results file {path}: {exc.strerror}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise SepbenchError(f"{path} is not a readable {harness} results file (not JSON: {exc})") from None
+    if not isinstance(data, dict):
+        raise SepbenchError(f"{path} is not a {harness} results file (its JSON is not an object)")
+    return data
+
+
+def _shape_error(path: Path, harness: str, exc: Exception) -> SepbenchError:
+    return SepbenchError(f"{path} is not a {harness} results file this sepbench reads "
+                         f"({type(exc).__name__}: {exc})")
+
+
 def _asv_file(path: Path, benchmark: str) -> tuple[float, list[dict]] | None:
-    data = json.loads(path.read_text())
+    data = harness_json(path, "asv")
+    try:
+        return _asv_rows(data, benchmark)
+    except (KeyError, TypeError, ValueError, AttributeError, SyntaxError) as exc:
+        raise _shape_error(path, "asv", exc) from None
+
+
+def _asv_rows(data: dict, benchmark: str) -> tuple[float, list[dict]] | None:
     for name, columns in data.get("results", {}).items():
         if not name.endswith(benchmark):
             continue
@@ -81,7 +115,7 @@ def asv_passes(results_dir: Path, benchmark: str = ASV_BENCHMARK) -> pd.DataFram
 def latest_pytest_benchmark_save(storage: Path) -> tuple[dict, int]:
     """The latest pytest-benchmark save under `storage`, by the save's own `datetime` (file times
     reset on a clone), and how many saves there are."""
-    saves = [json.loads(p.read_text()) for p in Path(storage).rglob("*.json")]
+    saves = [harness_json(p, "pytest-benchmark") for p in sorted(Path(storage).rglob("*.json"))]
     if not saves:
         raise SepbenchError(f"no pytest-benchmark results under {storage}")
     return max(saves, key=lambda d: d.get("datetime", "")), len(saves)
@@ -90,19 +124,25 @@ def latest_pytest_benchmark_save(storage: Path) -> tuple[dict, int]:
 def pytest_benchmark_passes(storage: Path) -> pd.DataFrame:
     """Per pytest-benchmark save under `storage` (one per pass) and case, its median; passes numbered
     by the saves' own `datetime`."""
-    rows = [{**{k: b["extra_info"][k] for k in KEY}, "pytest_benchmark": b["stats"]["median"],
-             "started": data.get("datetime", "")}
-            for data in (json.loads(p.read_text()) for p in Path(storage).rglob("*.json"))
-            for b in data.get("benchmarks", []) if all(k in b.get("extra_info", {}) for k in KEY)]
+    rows = []
+    for path in sorted(Path(storage).rglob("*.json")):
+        data = harness_json(path, "pytest-benchmark")
+        try:
+            rows += [{**{k: b["extra_info"][k] for k in KEY}, "pytest_benchmark": float(b["stats"]["median"]),
+                      "started": str(data.get("datetime", ""))}
+                     for b in data.get("benchmarks", []) if all(k in b.get("extra_info", {}) for k in KEY)]
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise _shape_error(path, "pytest-benchmark", exc) from None
     if not rows:
         raise SepbenchError(f"no pytest-benchmark results under {storage}")
     return _number(pd.DataFrame(rows), "started").drop(columns=["started"])
 
 
-def crosscheck(sepbench_paths: list[Path], asv_dir: Path, pytest_benchmark_dir: Path) -> pd.DataFrame:
+def crosscheck(sepbench_paths: list[Path], asv_dir: Path, pytest_benchmark_dir: Path,
+               left_out: list | None = None) -> pd.DataFrame:
     """One row per case present in all three: each harness's median over its passes, and per harness
     the median over passes of its per-pass ratio to sepbench (with the lowest and highest)."""
-    passes = sepbench_passes(sepbench_paths)
+    passes = sepbench_passes(sepbench_paths, left_out)
     for harness, table in (("asv", asv_passes(asv_dir)),
                            ("pytest_benchmark", pytest_benchmark_passes(pytest_benchmark_dir))):
         counts = (passes["pass"].max(), table["pass"].max())

@@ -17,9 +17,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from sepbench.case import VARIANTS, Case, check
 from sepbench.errors import SepbenchError
@@ -32,31 +41,53 @@ else:  # pragma: no cover
 Dtype = Literal["float32", "bfloat16", "float16"]
 
 
+def _not_bool(value: object) -> object:
+    """TOML's `true` is not a channel count: bool is a subclass of int, and pydantic would take it as 1."""
+    if isinstance(value, bool):
+        raise ValueError("a number is expected, not a boolean")
+    return value
+
+
+def _not_number(value: object) -> object:
+    """A flag is `true` or `false`, never 0 or 1 written as a number."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        raise ValueError("true or false is expected, not a number")
+    return value
+
+
+# Every integer of a geometry fits torch's and oneDNN's 32-bit dimensions; case.check bounds them further.
+MAX_DIMENSION = 2**31 - 1
+Count = Annotated[int, BeforeValidator(_not_bool), Field(gt=0, le=MAX_DIMENSION)]
+Fraction = Annotated[float, BeforeValidator(_not_bool), Field(gt=0, le=1e6, allow_inf_nan=False)]
+Flag = Annotated[bool, BeforeValidator(_not_number)]
+Name = Annotated[str, Field(min_length=1)]
+
+
 class GridAxes(BaseModel):
     """Each key is a list of values; the grid is their cross product. Unknown keys are refused."""
 
     model_config = ConfigDict(extra="forbid")
 
-    variants: list[str] = Field(default_factory=lambda: ["standard", "depthwise_separable"], min_length=1)
-    c_in: list[PositiveInt] = [32]
-    c_out: list[PositiveInt] | None = None  # None: c_out = c_in, paired rather than crossed
-    size: list[PositiveInt] = [56]
-    kernel: list[PositiveInt] = [3]
-    stride: list[PositiveInt] = [1]
-    dilation: list[PositiveInt] = [1]
+    variants: list[Name] = Field(default_factory=lambda: ["standard", "depthwise_separable"], min_length=1)
+    c_in: list[Count] = [32]
+    c_out: list[Count] | None = None  # None: c_out = c_in, paired rather than crossed
+    size: list[Count] = [56]
+    kernel: list[Count] = [3]
+    stride: list[Count] = [1]
+    dilation: list[Count] = [1]
     padding: list[Literal["same", "valid"]] = ["same"]
-    bias: list[bool] = [False]
+    bias: list[Flag] = [False]
     act: list[Literal["none", "bn-relu", "bn-relu6"]] = ["none"]
-    groups: list[PositiveInt] = [4]
-    expansion: list[PositiveInt] = [6]
-    alpha: list[PositiveFloat] = [1.0]
-    batch: list[PositiveInt] = [1]
+    groups: list[Count] = [4]
+    expansion: list[Count] = [6]
+    alpha: list[Fraction] = [1.0]
+    batch: list[Count] = [1]
     dtype: list[Dtype] = ["float32"]
     device: list[Literal["cpu", "cuda"]] = ["cpu"]
     mode: list[Literal["inference", "train"]] = ["inference"]
     memory_format: list[Literal["contiguous", "channels_last"]] = ["contiguous"]
-    cudnn_benchmark: list[bool] = [True]
-    tf32: list[bool] = [True]
+    cudnn_benchmark: list[Flag] = [True]
+    tf32: list[Flag] = [True]
 
 
 # A run's default budget per case: timing, memory probe and profile together. A quiet 2-core machine
@@ -78,12 +109,21 @@ class MeasureSettings(BaseModel):
     unstable_threshold: float = Field(0.10, gt=0, le=100)  # per-round speedups' IQR / median: recorded as `spread`
     # A group measures until every speedup's 95 % interval is within ±target (a fraction), or its share of
     # the run's budget is spent; "unstable" means the target was not reached.
-    target: float = Field(0.02, gt=0, le=1)
+    target: float = Field(0.03, gt=0, le=1)
+    # The rounds of a group come in sittings of this many, each on freshly built tensors; the interval is
+    # over sittings (a ratio moves more between them than between rounds), at least `min_sittings`.
+    sitting_rounds: int = Field(2, ge=1, le=10_000)
+    min_sittings: int = Field(6, ge=2, le=10_000)
     budget_s: float | None = Field(None, gt=0, le=7 * 24 * 3600)  # the whole run; None: BUDGET_PER_CASE_S a case
     # Intra-op threads; None: 1 on a CPU (two threads on two busy cores wait at every barrier for the
     # preempted one), torch's default on CUDA, where the host thread only launches.
     threads: int | None = Field(None, ge=1, le=4096)
     memory: bool = True  # measure peak memory per case (fresh child process on CPU)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _typed(cls, value: object, info: ValidationInfo) -> object:
+        return _not_number(value) if info.field_name == "memory" else _not_bool(value)
 
     @model_validator(mode="after")
     def _rounds_in_order(self) -> MeasureSettings:
@@ -211,7 +251,7 @@ def load_preset(name: str) -> Grid:
     return parse_grid(text, name, f"preset {name}")
 
 
-MAX_COMBINATIONS = 1_000_000
+MAX_COMBINATIONS = 100_000  # planning costs ~50 µs a combination: 10⁵ plan in seconds, 10⁶ took a minute
 
 
 def combinations(axes: GridAxes) -> int:

@@ -16,6 +16,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from sepbench.errors import SepbenchError
 from sepbench.grid import Grid, GridFile, parse_shard
 from sepbench.records import CaseRecord, RunHeader
@@ -101,7 +103,13 @@ def check(paths: list[Path], expected_grid: Grid | None = None,
 def _cover(cov: Coverage) -> None:
     header = cov.runs[0].header
     assert header is not None
-    grid = Grid(header.grid_name, GridFile.model_validate(header.grid))
+    try:
+        grid = Grid(header.grid_name, GridFile.model_validate(header.grid))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        cov.errors.append(f"{cov.runs[0].path.name}: its header's grid is not one this sepbench reads "
+                          f"({'.'.join(map(str, first['loc']))}: {first['msg']})")
+        return
     shards = {run.header.shard for run in cov.runs if run.header}
     sizes = {parse_shard(s)[1] for s in shards if s}
     if len(sizes) > 1 or (sizes and None in shards):
@@ -115,7 +123,10 @@ def _cover(cov: Coverage) -> None:
         n = cov.shards_of
         for k in range(1, n + 1):
             owner.update({c.id: f"{k}/{n}" for c in grid.expand((k, n))[0]})
-        cov.missing_shards = [f"{k}/{n}" for k in range(1, n + 1) if f"{k}/{n}" not in shards]
+        # A shard whose slice holds no case is not missing: it has nothing to give (its run, if any,
+        # wrote a file with a header and no case).
+        owned = set(owner.values())
+        cov.missing_shards = [f"{k}/{n}" for k in range(1, n + 1) if f"{k}/{n}" not in shards and f"{k}/{n}" in owned]
     cov.expected = len(owner)
     where: dict[str, list[Path]] = {}
     for run in cov.runs:
@@ -152,6 +163,9 @@ def merge(cov: Coverage, out_dir: Path) -> Path:
         for run in runs:
             for record in run.records:
                 results.append(CaseRecord.model_validate({**record.model_dump(), "run_id": run_id}))
+    except SepbenchError:
+        results.path.unlink(missing_ok=True)  # a merged run is whole or absent: never a partial file
+        raise
     finally:
         results.unlock()
     return results.path

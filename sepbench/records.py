@@ -7,13 +7,15 @@ alike. The file format and its durability live in `store`; the numbers come from
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, field_validator, model_validator
 
-from sepbench.case import Case
+from sepbench.case import VARIANTS, Case, check
+from sepbench.errors import SepbenchError
 
 SCHEMA_VERSION = 1
 
@@ -36,6 +38,44 @@ class RunHeader(_Strict):
     # How busy the machine was as the run began (`machine.load`), and how the thread count was chosen.
     machine_start: dict[str, float] | None = None
     thread_policy: str | None = None
+
+    @field_validator("grid")
+    @classmethod
+    def _grid_shape(cls, grid: dict[str, Any]) -> dict[str, Any]:
+        """The grid as its readers take it: axes and settings as tables, the settings they read as numbers.
+        (Not the whole schema: a grid written by an older sepbench may hold settings since retired.)"""
+        for part in ("grid", "measure"):
+            if not isinstance(grid.get(part, {}), dict):
+                raise ValueError(f"grid.{part} is {grid.get(part)!r}, not a table")
+        for key in ("target", "unstable_threshold", "budget_s"):
+            v = grid.get("measure", {}).get(key)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+                                  or v <= 0):
+                raise ValueError(f"grid.measure.{key} is {v!r}, not a positive number")
+        return grid
+
+    @field_validator("environment")
+    @classmethod
+    def _environment_names(cls, environment: dict[str, Any]) -> dict[str, Any]:
+        """The names a run is filed and compared under (machine, torch, device) are there, and strings."""
+        for key in ("machine", "torch", "device"):
+            if key not in environment:
+                raise ValueError(f"environment.{key} is missing")
+        for key in ("machine", "torch", "device", "cpu", "gpu"):
+            if environment.get(key) is not None and not isinstance(environment[key], str):
+                raise ValueError(f"environment.{key} is {environment[key]!r}, not a name")
+        return environment
+
+    @field_validator("peaks")
+    @classmethod
+    def _physical_peaks(cls, peaks: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """A ceiling is a positive, finite rate: anything else would draw a roofline from nothing."""
+        for device, p in peaks.items():
+            rates = {f"flops.{k}": v for k, v in (p.get("flops") or {}).items()} | {"bandwidth": p.get("bandwidth")}
+            for name, v in rates.items():
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+                    raise ValueError(f"peaks.{device}.{name} is {v!r}, not a positive rate")
+        return peaks
 
 
 class TheoryFigures(_Strict):
@@ -76,10 +116,13 @@ class TimingFigures(_Strict):
     blocks: int | None = None  # blocks the group kept, all variants together
     probe_s: list[PositiveFloat] | None = None  # the reference probe before each round
     stop: str | None = None  # why the rounds ended: target, budget, rounds
+    sittings: list[int] | None = None  # rounds in each sitting, on fresh tensors (None: one sitting, older records)
 
 
 class RealizedFigures(_Strict):
-    speedup: PositiveFloat  # median time baseline / variant, from the same interleaved rounds
+    # baseline / variant time from the same interleaved rounds: the geometric mean over sittings of
+    # each sitting's median ratio (older records, one sitting: the ratio of the medians)
+    speedup: PositiveFloat
     low: PositiveFloat | None
     high: PositiveFloat | None
     efficiency: PositiveFloat  # realized / theoretical speedup
@@ -154,6 +197,13 @@ class CaseRecord(_Strict):
     attribution_error: str | None = None
     finished: str
 
+    @model_validator(mode="after")
+    def _consistent(self) -> CaseRecord:
+        check_case(self.case, self.case_id)
+        if self.group_id != self.case.group_id:
+            raise ValueError("group_id does not match its case")
+        return self
+
 
 class RunEnd(_Strict):
     """The last line of a finished run: the machine as the run ended, and what it cost."""
@@ -165,6 +215,20 @@ class RunEnd(_Strict):
     machine_end: dict[str, float]
     retaken_share: float = Field(ge=0)  # blocks timed again, over blocks kept
     probe_drift: float | None = None  # the run's probe, 90th over 10th percentile
+
+
+def check_case(case: Case, case_id: str) -> None:
+    """A record's case as this sepbench can stand behind: a variant it knows (a newer sepbench may
+    know more), a case that passes the same checks as a grid's, and the id that case has."""
+    if case.variant not in VARIANTS:
+        raise ValueError(f"variant {case.variant!r} is unknown to this sepbench (a record from a newer "
+                         "version, or damaged)")
+    try:
+        check(case)
+    except SepbenchError as exc:
+        raise ValueError(f"the case is not a valid one: {exc}") from None
+    if case_id != case.id:
+        raise ValueError("case_id does not match its case")
 
 
 def now() -> str:
@@ -221,3 +285,11 @@ class ABCaseRecord(_Strict):
     seconds: float = 0.0  # wall time the case took, preparing included
     retaken: dict[str, int] | None = None  # rounds timed again because a block lost the CPU, by reason
     finished: str
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ABCaseRecord:
+        check_case(self.case, self.case_id)
+        if len(self.b_s) != len(self.a_s) or (self.order and len(self.order) != len(self.a_s)):
+            raise ValueError(f"{len(self.a_s)} A rounds, {len(self.b_s)} B rounds and {len(self.order)} orders: "
+                             "the rounds are not paired")
+        return self

@@ -76,12 +76,20 @@ class ResultsFile:
             env, shard = header.environment, header.shard  # type: ignore[attr-defined]
             shard = f"-shard{shard.replace('/', 'of')}" if shard else ""
             stem = f"{header.grid_name}{shard}-{env['device']}-{env['machine']}-torch{env['torch']}"  # type: ignore[attr-defined]
-        path = out_dir / _slug(f"{stem}-{stamp}.jsonl")
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            os.close(fd)
-        except OSError as exc:
-            raise SepbenchError(f"cannot create results file {path}: {exc.strerror}") from None
+        # Two runs started in the same second, by one process or several, get names of their own:
+        # O_EXCL makes the name's claim atomic, and a taken name moves on to the next suffix.
+        for n in range(1, 1000):
+            path = out_dir / _slug(f"{stem}-{stamp}{'' if n == 1 else f'-{n}'}.jsonl")
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                os.close(fd)
+                break
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                raise SepbenchError(f"cannot create results file {path}: {exc.strerror}") from None
+        else:
+            raise SepbenchError(f"cannot create results file {path}: 999 runs in this second already")
         results = cls(path)
         try:
             results.lock()
@@ -197,9 +205,23 @@ def _reason(exc: Exception) -> str:
         first = exc.errors()[0]
         loc = ".".join(str(p) for p in first["loc"]) or "record"
         return f"does not match schema v{SCHEMA_VERSION}: {loc}: {first['msg']}"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 text (byte {exc.start} of the line): not a results line"
     if isinstance(exc, (json.JSONDecodeError, RecursionError)):
         return f"not valid JSON: {exc}"
     return str(exc)
+
+
+def _decoded(line: bytes) -> Any:
+    """One line's JSON, refused where a string in it is not Unicode: a `\\ud800` escape alone decodes to
+    a lone surrogate, which no page or file can encode later."""
+    data = json.loads(line)
+    if b"\\ud" in line.lower():
+        try:
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("holds a string that is not valid Unicode (an unpaired surrogate escape)") from None
+    return data
 
 
 def read_run(path: Path) -> RunFile:
@@ -219,7 +241,7 @@ def read_run(path: Path) -> RunFile:
             run.problems.append(Problem(path, number, "torn last line (interrupted write), ignored", True))
             continue
         try:
-            data = json.loads(line)
+            data = _decoded(line)
             kind = data.get("kind") if isinstance(data, dict) else None
             if kind == "run":
                 if data.get("schema_version") != SCHEMA_VERSION:
@@ -319,7 +341,7 @@ def read_ab(path: Path) -> ABFile:
             ab.problems.append(Problem(path, number, "torn last line (interrupted write), ignored", True))
             continue
         try:
-            data = json.loads(line)
+            data = _decoded(line)
             kind = data.get("kind") if isinstance(data, dict) else None
             if kind == "ab" and ab.header is None:
                 ab.header = ABHeader.model_validate(data)

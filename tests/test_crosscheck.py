@@ -63,7 +63,7 @@ def test_agreement_is_the_median_of_ratios_paired_by_pass(tmp_path: Path, monkey
 
     speed = {1: 1.0, 2: 2.0, 3: 1.0}
     ours = pd.DataFrame([{**CASE, "variant": "standard", "sepbench": 1e-4 * speed[k], "pass": k} for k in speed])
-    monkeypatch.setattr(cc, "sepbench_passes", lambda paths: ours)
+    monkeypatch.setattr(cc, "sepbench_passes", lambda paths, left_out=None: ours)
     for k, when in zip(speed, (1_000, 2_000, 3_000), strict=True):
         odd = 1.5 if k == 3 else 1.0  # asv's third pass met an unlucky process
         _asv_file(tmp_path / "asv" / f"pass-{k}.json", when, [1e-4 * speed[k] * odd, None, None, None])

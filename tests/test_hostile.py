@@ -6,8 +6,10 @@ exit 2 with exactly one `sepbench: error:` line; never a traceback, a hang past 
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -18,6 +20,8 @@ from pathlib import Path
 
 import psutil
 import pytest
+
+from conftest import committed
 
 LIMIT_S, LIMIT_RSS = 30.0, 2 * 2**30
 BIG = "99999999999999999999999"
@@ -98,6 +102,39 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder("empty", b"")
     folder("not-json", header + "\n" + "{not json\n" + body)
     folder("foreign-kind", header + "\n" + json.dumps({**record, "kind": "mystery"}) + "\n" + body)
+    # Valid JSON, not valid data: a variant this sepbench does not know, a lone surrogate, an id that
+    # contradicts its case, a negative batch, and a machine whose peaks are negative.
+    def with_case(**changes: object) -> str:
+        return json.dumps({**record, "case": {**record["case"], **changes}})
+
+    folder("unknown-variant", header + "\n" + with_case(variant="nonexistent") + "\n" + body)
+    folder("surrogate", header + "\n" + json.dumps({**record, "backend": "\ud800"}) + "\n" + rest)
+    folder("id-mismatch", header + "\n" + with_case(batch=7) + "\n" + rest)
+    folder("negative-batch", header + "\n" + with_case(batch=-1) + "\n" + rest)
+    peaks = json.loads(header)
+    peaks["peaks"]["cpu"]["bandwidth"] = -1.0
+    folder("negative-peaks", json.dumps(peaks) + "\n" + body)
+    # An A/B comparison with one damaged line beside a good run; harness files cut short or misshapen.
+    (ab,) = committed(AB_FILE)
+    ab_lines = ab.read_text().splitlines()
+    ab_lines[5] = ab_lines[5][: len(ab_lines[5]) // 2]
+    folder("ab-damaged", good.read_text(), "run.jsonl")
+    (root / "ab-damaged" / "ab.jsonl").write_text("\n".join(ab_lines) + "\n")
+    for name, asv_text, pb_text in (("asv-truncated", '{"results": {"bench', "{}"),
+                                    ("asv-results-string", '{"results": "oops", "result_columns": []}', "{}"),
+                                    ("pb-truncated", '{"results": {}}', '{"benchmarks": [{"extra')):
+        folder(name, good.read_text(), "run.jsonl")
+        for harness, text in (("asv", asv_text), ("pytest-benchmark", pb_text)):
+            (root / name / harness).mkdir()
+            (root / name / harness / "x.json").write_text(text)
+    (root / "gz").mkdir()
+    (root / "gz" / "r.jsonl").write_bytes(gzip.compress(good.read_bytes()))
+    # Interpreters that answer the probe with the wrong shape.
+    for name, answer in (("py-empty", "{}"), ("py-null", "null"), ("py-list", "[1]"),
+                         ("py-no-prefix", '{"torch": true, "sepbench": true, "worker": true}')):
+        fake = root / name
+        fake.write_text(f"#!/bin/sh\necho '{answer}'\n")
+        fake.chmod(0o755)
     (root / "copied").mkdir()
     for name in ("a.jsonl", "a.backup.jsonl"):
         (root / "copied" / name).write_text(good.read_text())
@@ -115,6 +152,10 @@ def _grid(root: Path, name: str, text: str | bytes) -> str:
 
 
 _VALUES = ", ".join(map(str, range(1, 301)))
+AB_FILE = "ab/aa-default-cpu-vm-torch2.13.0+cpu-vs-torch2.13.0+cpu-20261123T153414Z.jsonl"
+ONE_GEOMETRY = GRID_HEAD + FAST  # 2 cases, one group: its shard 2/2 is empty
+MILLION_GRID = ("[grid]\nc_in = [" + ", ".join(map(str, range(1, 1001))) + "]\nsize = ["
+                + ", ".join(map(str, range(1, 1001))) + "]\n")  # exactly 10⁶ combinations
 HUGE_GRID = ("[grid]\nc_in = [" + _VALUES + "]\nsize = [" + _VALUES
              + "]\nkernel = [1, 3, 5, 7, 9]\nbatch = [1, 2, 4, 8]\ndtype = [\"float32\", \"bfloat16\"]\n"
              "mode = [\"inference\", \"train\"]\n")  # 1.44·10⁷ combinations
@@ -204,6 +245,48 @@ SCENARIOS: list[Scenario] = [
       for name in ("torn", "nan", "negative", "duplicated", "concatenated", "schema2", "headerless", "one-baseline",
                    "garbage", "empty", "copied", "no-results", "nope")],
     ("report-out-unwritable", lambda r: ["report", str(r / "good"), "--out", "/proc/sepbench"]),
+    # records that are valid JSON but not valid data, and damage that must be named
+    *[(f"show-{name}", lambda r, name=name: ["show", str(r / name)]) for name in (
+        "unknown-variant", "surrogate", "id-mismatch", "negative-batch", "negative-peaks", "gz")],
+    *[(f"merge-{name}", lambda r, name=name: ["merge", str(r / name), "--out", str(r / f"merged-{name}")])
+      for name in ("unknown-variant", "surrogate", "id-mismatch")],
+    ("report-surrogate", lambda r: ["report", str(r / "surrogate"), "--out", str(r / "report-surrogate")]),
+    ("report-ab-damaged", lambda r: ["report", str(r / "ab-damaged"), "--out", str(r / "report-ab-damaged")]),
+    ("explain-gzip", lambda r: ["explain", "depthwise", "--c-in", "8", "--size", "8", "--results",
+                                str(r / "gz" / "r.jsonl")]),
+    ("explain-fifo", lambda r: ["explain", "depthwise", "--c-in", "8", "--size", "8", "--results",
+                                str(r / "fifo.toml")]),
+    # geometry that would overflow torch or oneDNN
+    ("cost-stride-overflow", lambda r: ["cost", "standard", "--stride", "100000000000000000000"]),
+    ("explain-dilation-overflow", lambda r: ["explain", "standard", "--dilation", "9223372036854775807",
+                                             "--measure"]),
+    ("grid-stride-overflow", lambda r: ["run", "--grid", _grid(r, "so", GRID_HEAD + "stride = [9223372036854775807]\n"
+                                                                         + FAST), "--out", str(r / "o9")]),
+    ("timercheck-stride-overflow", lambda r: ["timercheck", "--grid", _grid(r, "so2", GRID_HEAD.replace(
+        "size = [8]", "size = [8]\nstride = [100000000000000000000]"))]),
+    # options that would let NaN or nothing through
+    ("ab-budget-nan", lambda r: ["ab", "--aa", "--python", sys.executable, "--budget", "nan"]),
+    ("ab-target-nan", lambda r: ["ab", "--aa", "--python", sys.executable, "--target", "nan"]),
+    ("ab-seed-negative", lambda r: ["ab", "--aa", "--python", sys.executable, "--seed", "-1"]),
+    ("run-preset-empty", lambda r: ["run", "--preset", "", "--dry-run"]),
+    ("run-shard-empty", lambda r: ["run", "--shard", "", "--dry-run"]),
+    ("grid-bool-channels", lambda r: ["run", "--dry-run", "--grid", _grid(r, "bc", "[grid]\nc_in = [true]\n")]),
+    ("grid-number-flag", lambda r: ["run", "--dry-run", "--grid", _grid(r, "nf", "[grid]\nbias = [1]\n")]),
+    ("grid-bool-rounds", lambda r: ["run", "--dry-run", "--grid", _grid(r, "br", "[measure]\nmin_rounds = true\n")]),
+    ("grid-empty-variant", lambda r: ["run", "--dry-run", "--grid", _grid(r, "ev", '[grid]\nvariants = [""]\n')]),
+    ("grid-million", lambda r: ["run", "--dry-run", "--grid", _grid(r, "million", MILLION_GRID)]),
+    # interpreters whose probe answer has the wrong shape
+    *[(f"ab-{name}", lambda r, name=name: ["ab", "--aa", "--python", str(r / name), "--out", str(r / "ab-out")])
+      for name in ("py-empty", "py-null", "py-list", "py-no-prefix")],
+    ("ab-no-cases", lambda r: ["ab", "--aa", "--python", sys.executable, "--out", str(r / "ab-none"), "--grid",
+                               _grid(r, "nc", '[grid]\nvariants = ["standard"]\nkernel = [4]\n')]),
+    # harness files cut short or misshapen, and tolerances that pass everything
+    *[(f"crosscheck-{name}", lambda r, name=name: ["crosscheck", "--results", str(r / name)])
+      for name in ("asv-truncated", "asv-results-string")],
+    ("report-pb-truncated", lambda r: ["report", str(r / "good"), "--pytest-benchmark",
+                                       str(r / "pb-truncated" / "pytest-benchmark"), "--out", str(r / "report-pb")]),
+    ("crosscheck-tolerance-nan", lambda r: ["crosscheck", "--results", str(r / "good"), "--tolerance", "nan"]),
+    ("crosscheck-tolerance-negative", lambda r: ["crosscheck", "--results", str(r / "good"), "--tolerance", "-1"]),
     ("crosscheck-missing", lambda r: ["crosscheck", "--results", str(r / "nope"), "--asv", str(r / "nope")]),
     ("crosscheck-no-harnesses", lambda r: ["crosscheck", "--results", str(r / "good"), "--asv", str(r / "grid-dir"),
                                            "--pytest-benchmark", str(r / "grid-dir")]),
@@ -285,6 +368,141 @@ def test_the_valid_scenarios_write_or_print_results(outcomes: dict[str, Outcome]
     ("cost-storage-overflow", "elements"),
     ("cost-prime-groups", "elements"),
     ("cost-large-prime-groups", "valid groups: 1, 1000003"),
+    ("show-unknown-variant", "unknown to this sepbench"),
+    ("merge-unknown-variant", "unknown to this sepbench"),
+    ("show-surrogate", "not valid Unicode"),
+    ("merge-surrogate", "not valid Unicode"),
+    ("show-id-mismatch", "case_id does not match its case"),
+    ("show-negative-batch", "batch must be a positive integer"),
+    ("show-negative-peaks", "not a positive rate"),
+    ("show-gz", "not UTF-8 text"),
+    ("report-ab-damaged", "leaves out damaged results"),
+    ("explain-gzip", "left out"),
+    ("explain-fifo", "not a regular file"),
+    ("cost-stride-overflow", "exceeds the input size"),
+    ("explain-dilation-overflow", "exceeds the input size"),
+    ("grid-stride-overflow", "stride"),
+    ("ab-budget-nan", "not a finite number"),
+    ("ab-target-nan", "not a finite number"),
+    ("run-preset-empty", "unknown preset ''"),
+    ("run-shard-empty", "--shard must look like K/N"),
+    ("grid-bool-channels", "not a boolean"),
+    ("grid-number-flag", "not a number"),
+    ("grid-bool-rounds", "not a boolean"),
+    ("grid-empty-variant", "at least 1 character"),
+    ("grid-million", "axis combinations"),
+    ("ab-py-empty", "does not run as a Python interpreter"),
+    ("ab-py-no-prefix", "does not run as a Python interpreter"),
+    ("ab-no-cases", "no valid case to compare"),
+    ("crosscheck-asv-truncated", "not a readable asv results file"),
+    ("crosscheck-asv-results-string", "not a asv results file this sepbench reads"),
+    ("report-pb-truncated", "not a readable pytest-benchmark results file"),
+    ("crosscheck-tolerance-nan", "not a finite number"),
+    ("crosscheck-tolerance-negative", "--tolerance"),
 ])
 def test_the_error_line_says_what_is_wrong(name: str, fragment: str, outcomes: dict[str, Outcome]) -> None:
     assert fragment in outcomes[name].stderr, outcomes[name].stderr
+
+
+# ------------------------------------------------------------------------------------------------
+# Classes that need more than one command or a crafted environment
+
+
+def test_an_empty_shard_writes_a_file_that_says_so_and_merge_counts_it(tmp_path: Path) -> None:
+    grid = _grid(tmp_path, "one", ONE_GEOMETRY)
+    shards = [_run(["run", "--grid", grid, "--shard", f"{k}/2", "--out", str(tmp_path / "shards")], tmp_path)
+              for k in (1, 2)]
+    assert [s.code for s in shards] == [0, 0], [s.stderr for s in shards]
+    assert "holds no valid case" in shards[1].stdout
+    files = sorted((tmp_path / "shards").glob("*.jsonl"))
+    assert len(files) == 2
+    merged = _run(["merge", str(tmp_path / "shards"), "--out", str(tmp_path / "merged")], tmp_path)
+    assert merged.code == 0, merged.stderr
+    (out,) = (tmp_path / "merged").glob("*.jsonl")
+    assert sum('"kind":"case"' in line for line in out.read_text().splitlines()) == 2
+
+
+def test_two_runs_in_the_same_second_get_files_of_their_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import datetime, timezone
+
+    from sepbench import store
+    from sepbench.records import RunHeader
+
+    frozen = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+    class Frozen(datetime):
+        @classmethod
+        def now(cls, tz: object = None) -> datetime:  # type: ignore[override]
+            return frozen
+
+    monkeypatch.setattr(store, "datetime", Frozen)
+    header = RunHeader(run_id="x", grid_name="g", grid_digest="d", grid={}, started="s",
+                       environment={"device": "cpu", "machine": "m", "torch": "t"}, peaks={})
+    paths = [store.ResultsFile.create(tmp_path, header).path for _ in range(3)]
+    assert len(set(paths)) == 3 and all(p.read_text().startswith('{"kind":"run"') for p in paths)
+
+
+def _limited(args: list[str], cwd: Path, max_bytes: int) -> subprocess.CompletedProcess:
+    """The CLI as if the disk filled up after `max_bytes` of any one file: writes past it fail (EFBIG)."""
+    import resource
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, max_bytes))
+
+    return subprocess.run([sys.executable, "-m", "sepbench", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=120, preexec_fn=limit, env={**os.environ, "COLUMNS": "200"})
+
+
+def test_report_and_merge_on_a_full_disk_leave_nothing_half_written(world: Path, tmp_path: Path) -> None:
+    page = tmp_path / "page"
+    done = _limited(["report", str(world / "good"), "--out", str(page)], tmp_path, 20_000)
+    assert done.returncode == 2 and done.stderr.strip().startswith("sepbench: error: cannot write the report"), \
+        done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    assert not [p for p in page.rglob("*") if not p.is_dir()], list(page.rglob("*"))
+    merged = tmp_path / "merged"
+    done = _limited(["merge", str(world / "good"), "--out", str(merged)], tmp_path, 3_000)
+    assert done.returncode == 2 and "cannot write results file" in done.stderr, done.stderr[-2000:]
+    assert not list(merged.glob("*.jsonl"))
+
+
+def test_an_interpreter_that_hangs_is_killed_with_its_children(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sepbench.ab import driver
+    from sepbench.errors import SepbenchError
+
+    pidfile = tmp_path / "child.pid"
+    fake = tmp_path / "python"
+    fake.write_text(f"#!/bin/sh\nsleep 300 &\necho $! > {pidfile}\nwait\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(driver, "PROBE_TIMEOUT_S", 1.0)
+    started = time.perf_counter()
+    with pytest.raises(SepbenchError, match="no answer within"):
+        driver.interpreter(str(fake))
+    assert time.perf_counter() - started < 10
+    child = int(pidfile.read_text())
+    deadline = time.time() + 5
+    def alive() -> bool:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            return psutil.Process(child).status() != psutil.STATUS_ZOMBIE
+        return False
+
+    while alive() and time.time() < deadline:
+        time.sleep(0.05)
+    assert not alive()
+
+
+def test_an_unexpected_fault_is_one_line_exit_3_and_a_traceback_file(tmp_path: Path) -> None:
+    """The boundary for what no validation foresaw: never a traceback on the terminal, always the file."""
+    code = ("import sys; import sepbench.cli as c\n"
+            "def boom(*a, **k): raise ZeroDivisionError('planted')\n"
+            "c.load_preset = boom\n"
+            "sys.argv = ['sepbench', 'run', '--dry-run']\n"
+            "c.main()\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "TMPDIR": str(tmp_path)})
+    assert done.returncode == 3, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("sepbench: internal error: ZeroDivisionError: planted (traceback in ")
+    path = Path(line.split("traceback in ")[1].split(")")[0])
+    assert "Traceback" in path.read_text() and "planted" in path.read_text()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import signal
 import statistics
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -13,8 +14,16 @@ from torch.utils.benchmark import Timer
 
 from sepbench.case import Case
 from sepbench.measure import machine
-from sepbench.measure.memory import ProbeFailed, _interrupts_held, cpu_peak
-from sepbench.measure.timer import calibrate, diagnose, intra_op_threads, measure_interleaved, synchronizer
+from sepbench.measure.fresh import _interrupts_held
+from sepbench.measure.memory import ProbeFailed, cpu_peak
+from sepbench.measure.timer import (
+    calibrate,
+    diagnose,
+    intra_op_threads,
+    measure_interleaved,
+    measure_sittings,
+    synchronizer,
+)
 from sepbench.measure.workload import Workload
 from sepbench.speedup import realized_speedup
 from sepbench.theory import case_cost
@@ -136,6 +145,58 @@ def test_a_group_that_cannot_reach_the_target_stops_at_its_allowance(monkeypatch
     log = timings["w"].log
     assert log is not None and log.stop == "budget"
     assert 0.5 <= log.seconds < 0.6  # one round past the allowance at most
+
+
+def _sitting_of(clock: FakeClock, speeds: Iterator[float], seen: list) -> Callable:
+    """A sitting as `measure_sittings` calls it: fresh callables each time (the variant at the next of
+    `speeds`), timed by the real interleaving on the fake clock; `seen` records the calls per block given."""
+    def sit(rounds: int, numbers: dict | None, first_round: int) -> dict:
+        seen.append((numbers, first_round))
+        fns = {"base": clock.fn([2e-3]), "w": clock.fn([1e-3 * next(speeds)])}
+        return measure_interleaved(fns, synchronizer("cpu"), min_run_time=0.0, min_rounds=rounds, max_rounds=rounds,
+                                   block_time=1e-3, warmup_time=0.0, probe=False, numbers=numbers,
+                                   first_round=first_round)
+    return sit
+
+
+def test_sittings_are_taken_anew_and_reuse_the_first_calibration(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock, seen = FakeClock(monkeypatch), []
+    timings = measure_sittings(_sitting_of(clock, itertools.repeat(1.0), seen), baseline="base", target=None,
+                               allowance=None, sitting_rounds=2, min_sittings=4, max_rounds=100)
+    assert timings["w"].sittings == [2, 2, 2, 2] and len(timings["w"].times) == 8
+    assert seen[0][0] is None and all(n == seen[1][0] for n, _ in seen[1:]) and seen[1][0]["w"] >= 1
+    assert [first for _, first in seen] == [0, 2, 4, 6]  # the order keeps rotating across sittings
+    assert timings["w"].log is not None and timings["w"].log.blocks == 16
+
+
+def test_the_interval_is_over_sittings_and_covers_what_moves_between_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each sitting keeps a speed of its own (here ±3 %, alternating): rounds within a sitting agree
+    exactly, so an interval over rounds would be as narrow as it gets and wrong; over sittings it
+    holds the spread, and the group goes on until the target, not before."""
+    clock = FakeClock(monkeypatch)
+    timings = measure_sittings(_sitting_of(clock, itertools.cycle([1.03, 0.97]), []), baseline="base", target=0.02,
+                               allowance=None, sitting_rounds=2, min_sittings=4, max_rounds=400)
+    w, base = timings["w"], timings["base"]
+    assert w.log is not None and w.log.stop == "target"
+    s = realized_speedup(base.times, w.times, w.sittings)
+    assert s.low is not None and s.high is not None and (s.high - s.low) / 2 / s.ratio <= 0.02
+    assert s.low < 2 < s.high
+    n = len(w.sittings or [])
+    logs = np.log([2 / 1.03, 2 / 0.97] * n)[:n]
+    assert s.ratio == pytest.approx(np.exp(logs.mean()))
+    from scipy import stats
+    assert np.log(s.high / s.ratio) == pytest.approx(stats.t.ppf(0.975, n - 1) * logs.std(ddof=1) / np.sqrt(n))
+    assert 10 <= n <= 14  # ±3 % draws reach a ±2 % interval after a dozen sittings, not at once
+
+
+def test_sittings_stop_at_their_allowance(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = FakeClock(monkeypatch)
+    rng = np.random.default_rng(0)
+    speeds = iter(np.exp(0.3 * rng.standard_normal(10_000)))  # ±30 % a sitting: never within ±1 %
+    timings = measure_sittings(_sitting_of(clock, speeds, []), baseline="base", target=0.01, allowance=0.5,
+                               sitting_rounds=2, min_sittings=4, max_rounds=10_000)
+    log = timings["w"].log
+    assert log is not None and log.stop == "budget" and 0.5 <= log.seconds < 0.6
 
 
 def test_the_detector_reads_a_busy_block_from_its_own_rusage() -> None:

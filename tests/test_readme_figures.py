@@ -690,7 +690,7 @@ def test_the_asv_versions_run_lasted_what_the_readme_says() -> None:
 
 # `sepbench run` on a quiet and a busy machine: the README's main command, alternated quiet and beside one
 # busy process, then beside two; the header's load as the run began says which.
-TRUST = "trust/default-cpu-vm-torch2.13.0+cpu-20261130T*.jsonl"
+TRUST = "trust/default-cpu-vm-torch2.13.0+cpu-20261130T*.jsonl"  # sittings on fresh tensors, one process
 TRUST_AA = "aa-default-cpu-vm-torch2.13.0+cpu-vs-torch2.13.0+cpu-20261130T*.jsonl"
 TRUST_TIMERCHECK = "timercheck/smoke-cpu-vm-torch2.13.0+cpu-20261130T*.csv"
 
@@ -726,6 +726,54 @@ def trust_table() -> str:
     return "\n".join(lines)
 
 
+def _intervals(path: Path) -> pd.DataFrame:
+    rows = [{"case_id": r["case_id"], "speedup": r["realized"]["speedup"], "low": r["realized"]["low"],
+             "high": r["realized"]["high"]} for r in json_lines(path) if r["kind"] == "case" and r.get("realized")]
+    return pd.DataFrame(rows).set_index("case_id")
+
+
+def aa_of_run(pattern: str) -> tuple[float, int, float, float]:
+    """Two quiet runs of one design: the share of variants whose 95 % intervals overlap, how many
+    variants, the SD of the log ratio between the runs, and the median half-width (log)."""
+    quiet = [p for p in committed(pattern) if _condition(json_lines(p)[0]) == "quiet"]
+    a, b = _intervals(quiet[0]), _intervals(quiet[1])
+    both = a.index.intersection(b.index)
+    a, b = a.loc[both], b.loc[both]
+    overlap = float(((a["low"] <= b["high"]) & (b["low"] <= a["high"])).mean())
+    half = float(np.median(np.log(pd.concat([a, b])["high"] / pd.concat([a, b])["low"]) / 2))
+    return overlap, len(both), float(np.log(a["speedup"] / b["speedup"]).std()), half
+
+
+TRUST_ROUNDS = "trust/rounds/default-cpu-vm-torch2.13.0+cpu-20261130T*.jsonl"
+TRUST_FRESH = "trust/fresh-process/default-cpu-vm-torch2.13.0+cpu-20261130T*.jsonl"
+SITTINGS = "machine/sittings-vm-torch2.13.0+cpu-20261130T*.csv"
+
+
+def sittings_figures() -> pd.DataFrame:
+    """Per kind of sitting: the SD of a variant's log speedup across sittings, and the SD that a
+    bootstrap over one sitting's rounds implies (benchmarks/sittings.py)."""
+    (csv,) = committed(SITTINGS)
+    df = pd.read_csv(csv)
+    df = df.assign(log=np.log(df["speedup"]), claimed=np.log(df["high"] / df["low"]) / 2 / 1.96)
+    return pd.DataFrame({how: {"between": float(np.sqrt(g.groupby("case_id")["log"].var().mean())),
+                               "claimed": float(g["claimed"].median())} for how, g in df.groupby("sittings")}).T
+
+
+def state_correlation(pattern: str) -> tuple[float, int]:
+    """Between two quiet runs, per group: the change of the baseline's median time against the mean
+    change of its variants' log speedups; their correlation and the number of groups."""
+    quiet = [json_lines(p) for p in committed(pattern) if _condition(json_lines(p)[0]) == "quiet"][:2]
+    per = []
+    for lines in quiet:
+        cases = [r for r in lines if r["kind"] == "case" and r.get("timing")]
+        base = {r["group_id"]: np.log(r["timing"]["median_s"]) for r in cases if r["case_id"] == r["group_id"]}
+        speed = pd.Series([np.log(r["realized"]["speedup"]) for r in cases if r.get("realized")],
+                          index=[r["group_id"] for r in cases if r.get("realized")]).groupby(level=0).mean()
+        per.append(pd.DataFrame({"base": pd.Series(base), "speedup": speed}))
+    d = (per[0] - per[1]).dropna()
+    return float(d["base"].corr(d["speedup"])), len(d)
+
+
 def trust_findings() -> str:
     runs = trust_runs()
     frames = []
@@ -738,10 +786,6 @@ def trust_findings() -> str:
     one = df[df["condition"].isin(["quiet", "beside 1 busy"])]
     per = one.groupby(["variant", "condition"])["speedup"].median().unstack()
     ratio = per["beside 1 busy"] / per["quiet"]
-    quiet = [f.set_index("case_id") for f in frames if f["condition"].iloc[0] == "quiet"]
-    a, b = quiet[0], quiet[1]
-    both = a.index.intersection(b.index)
-    overlap = ((a.loc[both, "low"] <= b.loc[both, "high"]) & (b.loc[both, "low"] <= a.loc[both, "high"])).mean()
     walls = {c: [e["seconds"] for _, h, _, e in runs if _condition(h) == c] for c in ("quiet", "beside 1 busy")}
     (csv,) = committed(TRUST_TIMERCHECK)
     timer = pd.read_csv(csv)["sepbench_over_timer"]
@@ -755,6 +799,8 @@ def trust_findings() -> str:
     quiet_walls = f"{min(walls['quiet']) / 60:.1f}–{max(walls['quiet']) / 60:.1f}"
     timer_file = csv.relative_to(RESULTS)
     aa_name, quiet_name = committed("ab/" + TRUST_AA)[0].name, committed("ab/" + AB_FILES["A/A, again"])[0].name
+    two = [(h, e) for _, h, _, e in runs if _condition(h) == "beside 2 busy"]
+    budget = 2.0 * 216 / 60  # the default budget: 2 s a case, 216 cases
     aa_half = 100 * np.expm1(np.log(aa["high"] / aa["low"]) / 2).median()
     quiet_half = 100 * np.expm1(np.log(quiet_aa["high"] / quiet_aa["low"]) / 2).median()
     (contention,) = committed("machine/contention-vm-torch2.13.0+cpu-20261130T044926Z.csv")
@@ -765,25 +811,45 @@ def trust_findings() -> str:
     drifts = [e["probe_drift"] for _, _, _, e in runs]
     drifting = sum(r["realized"].get("reason") == "drifting" for _, _, cases, _ in runs for r in cases
                    if r.get("realized"))
-    by_run = [np.log(a.loc[both, "speedup"] / b.loc[both, "speedup"]).std()]
-    busy = [f.set_index("case_id") for f in frames if f["condition"].iloc[0] == "beside 1 busy"]
-    by_run.append(np.log(busy[0].loc[both, "speedup"] / busy[1].loc[both, "speedup"]).std())
-    half = pd.concat([a.loc[both], b.loc[both]])
-    half = float(np.median(np.log(half["high"] / half["low"]) / 2))
+    designs = {name: aa_of_run(pattern) for name, pattern in
+               (("rounds", TRUST_ROUNDS), ("fresh", TRUST_FRESH), ("now", TRUST))}
+    fresh = [(p, json_lines(p)) for p in committed(TRUST_FRESH)]
+    fresh_busy = [(p, lines) for p, lines in fresh if _condition(lines[0]) == "beside 1 busy"]
+    fresh_unstable = [sum(r["realized"]["unstable"] for r in lines if r.get("realized")) for _, lines in fresh_busy]
+    fresh_wall = [next(r for r in lines if r["kind"] == "end")["seconds"] / 60 for _, lines in fresh_busy]
+    sit = sittings_figures()
+    corr, groups = state_correlation(TRUST)
+    (sit_csv,) = committed(SITTINGS)
 
     def span(x: pd.Series | list[float], fmt: str) -> str:
-        return f"{min(x):{fmt}}–{max(x):{fmt}}"
+        low, high = f"{min(x):{fmt}}", f"{max(x):{fmt}}"
+        return low if low == high else f"{low}–{high}"
+
+    def pct(x: float) -> str:
+        return f"{100 * x:.1f} %"
 
     return f"""- **Busy against quiet.** Each of the 8 variants' median realized speedup over its 24 cases, beside one
   busy process, lies within {100 * (ratio.min() - 1):+.1f} % to {100 * (ratio.max() - 1):+.1f} % of the quiet runs'
   (the largest, {(ratio - 1).abs().idxmax()}). The busy runs' timing took {busy_walls} minutes against
   {quiet_walls} quiet.
-- **A/A of `run`: not yet what it should be.** The two quiet runs' 95 % intervals overlap in {overlap:.1%}
-  of the {len(both)} variants, where 95 % is the mark. The intervals cover the noise within a run (median
-  half-width ±{100 * half:.1f} %), but one case's ratio moves by {100 * min(by_run):.1f}–{100 * max(by_run):.1f} % (SD
-  of the log ratio) from one run to the next: a process keeps a speed of its own for a layer, as `sepbench ab`
-  found for its workers, and the machine changes state between runs. Until `run` replicates over processes and
-  time as `ab` does, compare two runs with `sepbench ab`, not by their intervals.
+- **A/A of `run`: two quiet runs' 95 % intervals overlap in {designs['now'][0]:.1%} of the {designs['now'][1]}
+  variants**, short of the 95 % mark (median half-width ±{pct(designs['now'][3])}, while a variant's speedup
+  moved by {pct(designs['now'][2])}, SD of the log ratio, between the runs). Three designs were measured the same
+  way, two quiet runs each: intervals over the rounds of one sitting (`results/trust/rounds/`) overlapped
+  in {designs['rounds'][0]:.1%} (±{pct(designs['rounds'][3])} against {pct(designs['rounds'][2])}); sittings on fresh
+  tensors, as now, in {designs['now'][0]:.1%}; sittings each in a fresh process (`results/trust/fresh-process/`,
+  `sepbench.measure.sitting.in_fresh_process`) in {designs['fresh'][0]:.1%} (±{pct(designs['fresh'][3])} against
+  {pct(designs['fresh'][2])}), but beside one busy process that design left {span(fresh_unstable, "d")} of 192
+  variants unstable in {span(fresh_wall, ".1f")} minutes, so it was not adopted. Why rounds were not enough,
+  from `results/{sit_csv.relative_to(RESULTS)}` (`python benchmarks/sittings.py`): a bootstrap over one sitting's
+  rounds claims {pct(sit.loc['same tensors', 'claimed'])} (SD), but back-to-back sittings on the same tensors moved a
+  speedup by {pct(sit.loc['same tensors', 'between'])}, on fresh tensors by {pct(sit.loc['fresh tensors', 'between'])},
+  and in fresh processes by {pct(sit.loc['fresh process', 'between'])}. What is left between two runs is
+  the machine's state: where a group's baseline ran faster in one run than in the other, its variants'
+  speedups read lower (over the {groups} groups of the two quiet runs, the baseline's change of time and
+  the change of its variants' speedups correlate at {corr:+.2f}), as a compute-bound standard conv gains
+  more from a faster core than a memory-bound depthwise one. Compare two runs with `sepbench ab`, which
+  alternates them; a run's interval says how well it knows its own moment.
 - **The spell this VM showed: faster when busy.** In the contention file, the quiet blocks ran the conv at
   {span(conv["quiet"], ".0f")} µs a call with the probe at {span(probe["quiet"], ".1f")} µs, and beside one busy
   process at {span(conv["busy1"], ".0f")} µs with the probe at {span(probe["busy1"], ".1f")} µs: an idle vCPU sits in
@@ -799,7 +865,10 @@ def trust_findings() -> str:
 - **`sepbench ab --aa` beside one busy process** (`default`, 20 minutes, `results/ab/{aa_name}`):
   {flagged} of {len(aa)} cases flagged, a median half-width of ±{aa_half:.2f} % against ±{quiet_half:.2f} % in
   the quiet A/A `{quiet_name}`, and {retaken} of {rounds + retaken} rounds re-taken because a block lost the
-  CPU."""
+  CPU.
+- **Beside two busy processes** every block loses its core: {span([100 * e['retaken_share'] for _, e in two], ".0f")} %
+  of the blocks were re-taken, and the run says so on its first line and in its last. Its budget is 2 s a
+  case, {budget:.1f} minutes; its timing took {span([e['seconds'] / 60 for _, e in two], ".1f")} minutes."""
 
 
 def test_the_busy_and_quiet_runs_are_the_committed_files() -> None:
@@ -851,7 +920,8 @@ def suite_minutes() -> str:
         suite = root if root.tag == "testsuite" else root.find("testsuite")
         assert suite is not None and int(suite.get("failures", 0)) == int(suite.get("errors", 0)) == 0
         minutes.append(float(suite.get("time", "nan")) / 60)
-    return f"{min(minutes):.0f}–{max(minutes):.0f} minutes"
+    low, high = f"{min(minutes):.0f}", f"{max(minutes):.0f}"
+    return f"{low} minutes" if low == high else f"{low}–{high} minutes"
 
 
 def test_the_test_suite_takes_what_the_readme_says() -> None:

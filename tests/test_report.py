@@ -297,8 +297,8 @@ def test_the_overview_agrees_with_an_independent_computation_on_synthetic_result
 def test_the_report_marks_a_run_taken_on_a_contended_machine(tmp_path: Path) -> None:
     """Each run that recorded its machine gets a row: threads, load at both ends, blocks re-taken, probe
     drift; a run taken beside other work is marked contended, a quiet one quiet."""
-    busy, quiet = committed("trust/default-cpu-vm-torch2.13.0+cpu-20261130T050510Z.jsonl",
-                            "trust/default-cpu-vm-torch2.13.0+cpu-20261130T054737Z.jsonl")
+    busy, quiet = committed("trust/rounds/default-cpu-vm-torch2.13.0+cpu-20261130T050510Z.jsonl",
+                            "trust/rounds/default-cpu-vm-torch2.13.0+cpu-20261130T054737Z.jsonl")
     for path in (busy, quiet):
         shutil.copy(path, tmp_path)
     built = sepbench("report", tmp_path, "--out", tmp_path / "report")

@@ -14,10 +14,12 @@ in flight, and `--resume` finishes the comparison without repeating one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
 import select
+import signal
 import subprocess
 import tempfile
 import time
@@ -58,6 +60,38 @@ class Interpreter:
     prefix: str
 
 
+PROBE_TIMEOUT_S = 30.0
+_PROBE_KEYS = {"prefix": str, "torch": bool, "sepbench": bool, "worker": bool}
+
+
+def _probe(path: Path, text: str) -> dict:
+    """What the interpreter says of itself, checked against the probe's shape. The probe runs in a
+    session of its own, so that one that hangs is killed with every child it started."""
+    refused = SepbenchError(f"--python {text}: it does not run as a Python interpreter")
+    try:
+        proc = subprocess.Popen([str(path), "-I", "-c", _PROBE], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    except OSError:
+        raise refused from None
+    try:
+        stdout, _ = proc.communicate(timeout=PROBE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise SepbenchError(f"--python {text}: no answer within {PROBE_TIMEOUT_S:.0f} s; killed") from None
+    finally:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)  # whatever it left running in its session
+    try:
+        info = json.loads(stdout.decode("utf-8", errors="replace").strip().splitlines()[-1])
+    except (ValueError, IndexError, RecursionError):
+        raise refused from None
+    if not isinstance(info, dict) or any(not isinstance(info.get(k), t) for k, t in _PROBE_KEYS.items()):
+        raise refused
+    return info
+
+
 def interpreter(text: str) -> Interpreter:
     """A Python interpreter (or a venv folder) that has torch and a sepbench with the A/B worker."""
     path = Path(text)
@@ -65,11 +99,7 @@ def interpreter(text: str) -> Interpreter:
         path = path / "bin" / "python"
     if not path.is_file() or not os.access(path, os.X_OK):
         raise SepbenchError(f"--python {text}: no Python interpreter there (give its path, or a venv folder)")
-    try:
-        done = subprocess.run([str(path), "-I", "-c", _PROBE], capture_output=True, text=True, timeout=60)
-        info = json.loads(done.stdout.strip().splitlines()[-1])
-    except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
-        raise SepbenchError(f"--python {text}: it does not run as a Python interpreter") from None
+    info = _probe(path, text)
     if not info["torch"]:
         raise SepbenchError(f"--python {text}: torch is not installed in that interpreter ({info['prefix']})")
     if not info["sepbench"]:
@@ -188,7 +218,7 @@ class Comparison:
         self.settings = settings or Settings()
         self.seed = seed if seed is not None else random.SystemRandom().randrange(2**31)
         self.resume, self.progress = resume, progress or Progress()
-        cases, _ = grid.expand()
+        cases, self.dropped = grid.expand()
         self.cases: list[Case] = [c for g in group_cases(cases) for c in g]
         self.path: Path | None = None
         self.done = 0
@@ -197,6 +227,10 @@ class Comparison:
     def open(self) -> Path:
         """Start the workers and open the comparison file (new, or the one to resume): everything that
         can refuse the input speaks here, before anything is timed."""
+        if not self.cases:
+            dropped = sum(self.dropped.values())
+            raise SepbenchError("the grid holds no valid case to compare, so nothing was written" + (
+                f" ({dropped} invalid combinations dropped)" if dropped else ""))
         s = self.settings
         self.cores = cores_for(s.threads)  # every worker shares them
         self.workers = {side: [Worker(f"{side}{i + 1}", python) for i in range(s.workers)]

@@ -16,19 +16,16 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import multiprocessing as mp
 import os
 import resource
-import signal
 import sys
-import threading
-from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from typing import Any
 
 import psutil
 
 from sepbench.case import Case
+from sepbench.measure import fresh
 from sepbench.records import MemoryFigures
 
 PROBE_STEPS = 3
@@ -92,83 +89,16 @@ def _cpu_child(case: Case, threads: int, conn: Connection) -> None:
         conn.close()
 
 
-_context: Any = None
-
-
-def _probe_context() -> Any:
-    global _context
-    if _context is None:
-        if "forkserver" in mp.get_all_start_methods():
-            _context = mp.get_context("forkserver")
-            # The CLI too: children then import nothing from disk (the entry script re-imports it).
-            _context.set_forkserver_preload(["torch", "sepbench.measure.workload", "sepbench.cli"])
-            _start_forkserver_deaf_to_ctrl_c()
-        else:
-            _context = mp.get_context("spawn")
-    return _context
-
-
-def _start_forkserver_deaf_to_ctrl_c() -> None:
-    """Start the server with SIGINT ignored: it preloads torch before it ignores Ctrl-C itself, and
-    its children inherit the disposition. Only this process handles an interrupt, and it kills the
-    child in flight."""
-    if threading.current_thread() is not threading.main_thread():
-        return
-    from multiprocessing import forkserver
-
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        forkserver.ensure_running()
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-@contextlib.contextmanager
-def _interrupts_held() -> Iterator[None]:
-    """Hold Ctrl-C and SIGTERM until the block is done, then deliver them. Starting a child through
-    the forkserver is a handshake; an interrupt in its middle leaves the server with half a message,
-    and it prints a traceback to the terminal the user just interrupted. (Python-level handlers, not
-    a signal mask: the mask is per thread, and any other thread could still take the signal.)"""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    held: list[int] = []
-    before = {s: signal.signal(s, lambda signum, _: held.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for signum, handler in before.items():
-            signal.signal(signum, handler)
-        if held:
-            signal.raise_signal(held[0])  # now, to the handler the caller had
-
-
 class ProbeFailed(RuntimeError):
     """The child could not measure the case (out of memory, crash, time-out)."""
 
 
 def cpu_peak(case: Case, threads: int, timeout: float = PROBE_TIMEOUT_S) -> MemoryFigures:
     """Peak RSS rise of `PROBE_STEPS` steps of the case, in a fresh child process."""
-    ctx = _probe_context()
-    receive, send = ctx.Pipe(duplex=False)
-    child = ctx.Process(target=_cpu_child, args=(case, threads, send), daemon=True)
-    try:  # from before start(): an interrupt at any point still kills the child
-        with _interrupts_held():
-            child.start()
-        send.close()
-        if not receive.poll(timeout):
-            raise ProbeFailed(f"memory probe timed out after {timeout:.0f} s")
-        try:
-            status, value, method = receive.recv()
-        except EOFError:
-            raise ProbeFailed(f"memory probe died (exit code {child.exitcode}); likely out of memory") from None
-    finally:
-        if child.pid is not None:
-            if child.is_alive():
-                child.kill()
-            child.join()
-        send.close()
-        receive.close()
+    try:
+        status, value, method = fresh.call(_cpu_child, (case, threads), timeout, "memory probe")
+    except fresh.FreshFailed as exc:
+        raise ProbeFailed(str(exc)) from None
     if status != "ok":
         raise ProbeFailed(method)
     return MemoryFigures(cpu_rss_rise_bytes=value, cpu_method=method)

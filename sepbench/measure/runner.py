@@ -26,7 +26,7 @@ from sepbench.budget import Budget
 from sepbench.case import Case, tensor_elements
 from sepbench.errors import SepbenchError
 from sepbench.grid import Grid, group_cases
-from sepbench.measure import attribution, machine, memory
+from sepbench.measure import attribution, machine, memory, sitting
 from sepbench.measure.environment import fingerprint
 from sepbench.measure.peaks import Peaks, measure_peaks
 from sepbench.measure.timer import (
@@ -36,9 +36,8 @@ from sepbench.measure.timer import (
     cores_for,
     diagnose,
     intra_op_threads,
-    measure_interleaved,
+    measure_sittings,
     pinned,
-    synchronizer,
 )
 from sepbench.measure.workload import Workload, backend_flags, require_device
 from sepbench.records import (
@@ -143,7 +142,7 @@ def _timing_figures(t: Timing, threads: int, threshold: float) -> TimingFigures:
                          remeasured=False,  # a group is no longer re-measured whole: blocks are re-taken
                          unstable=t.relative_iqr > threshold, retaken=dict(log.retaken),
                          kept_contended=log.kept_contended, blocks=log.blocks, probe_s=log.probe_s or None,
-                         stop=log.stop or None)
+                         stop=log.stop or None, sittings=t.sittings)
 
 
 def default_threads(devices: list[str]) -> tuple[int, str]:
@@ -199,10 +198,11 @@ class Runner:
         """The results file to append to and the case ids already in it. Everything that can refuse the
         input speaks first; then `say` gets the busy-machine line (if any) and what is measured next."""
         ensure_writable(self.out_dir)
-        if not self.plan.groups:
+        if not self.plan.groups and self.shard_spec is None:
             raise SepbenchError("the grid holds no valid case to measure" + (
                 f" ({sum(self.plan.dropped.values())} invalid combinations dropped)" if self.plan.dropped else ""))
-        device = "cuda" if "cuda" in self.plan.devices else "cpu"
+        devices = self.plan.devices or list(self.grid.spec.grid.device)  # an empty shard: the grid's device
+        device = "cuda" if "cuda" in devices else "cpu"
         env = fingerprint(device, self.threads)
         env["pinned_cores"] = cores_for(self.threads)
         shard_text = "{}/{}".format(*self.shard_spec) if self.shard_spec else None
@@ -304,11 +304,14 @@ class Runner:
                     skipped[case.id] = "out of memory while building"
                     if case.device == "cuda":
                         torch.cuda.empty_cache()
+            built = [c for c in members if c.id in works]  # what failed to build stays out of the sittings
+            settings = {"block_time": self.settings.block_time, "warmup_time": self.settings.warmup_time}
+            sit = sitting.in_process(built, self.threads, settings)
             try:
-                timings = {} if not works else measure_interleaved(
-                    {cid: w.step for cid, w in works.items()}, synchronizer(base.device), threads=self.threads,
-                    baseline=base.id, target=self.settings.target, allowance=allowance,
-                    cpu_bound=base.device != "cuda", **self.settings.interleaved())
+                timings = {} if not works else measure_sittings(
+                    sit, baseline=base.id, target=self.settings.target, allowance=allowance,
+                    sitting_rounds=self.settings.sitting_rounds, min_sittings=self.settings.min_sittings,
+                    max_rounds=self.settings.max_rounds)
             except (RuntimeError, MemoryError) as exc:
                 if not _is_oom(exc):
                     raise
@@ -333,7 +336,7 @@ class Runner:
         realized = None
         if case.id != base.id and base.id in timings:
             base_times = timings[base.id].times
-            s = realized_speedup(base_times, t.times)
+            s = realized_speedup(base_times, t.times, t.sittings)
             half = (s.high - s.low) / 2 / s.ratio if s.low is not None and s.high is not None else None
             unstable = half is None or half > self.settings.target
             realized = RealizedFigures(speedup=s.ratio, low=s.low, high=s.high, efficiency=s.ratio / tf.speedup,

@@ -2,7 +2,9 @@
 
 Why not call Timer directly: realized speedup needs *paired* samples. The variants of one case are
 timed in rounds, one block of each per round (A B C, B C A, …), so slow drift in clock speed or
-background load hits every variant alike and the per-round ratios can be bootstrapped.
+background load hits every variant alike. The rounds come in sittings, each on freshly built
+tensors: a ratio keeps a value of its own for one set of tensors and one moment, so the sittings,
+not the rounds, are the independent draws an interval is taken over.
 
 What Timer gets right is kept: a warm-up that outlasts first-call effects (oneDNN primitive
 creation, cuDNN autotuning, lazy loading), blocks long enough that the timer's own overhead is
@@ -37,6 +39,7 @@ class Timing:
     number: int  # iterations per block
     warmup_calls: int = 0
     log: RoundLog | None = None  # shared by the variants timed together
+    sittings: list[int] | None = None  # rounds in each sitting, in order (None: one sitting)
     quantiles: tuple[float, float, float] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -176,13 +179,14 @@ def _checked_block(fn: Fn, sync: Callable[[], None], number: int, threads: int, 
     return per_call
 
 
-def narrow_enough(times: Mapping[str, list[float]], baseline: str, target: float) -> bool:
+def narrow_enough(times: Mapping[str, list[float]], baseline: str, target: float,
+                  sittings: list[int] | None = None) -> bool:
     """Whether every variant's realized-speedup interval lies within ±target of its ratio."""
     base = times[baseline]
     for name, t in times.items():
         if name == baseline:
             continue
-        s = realized_speedup(base, t)
+        s = realized_speedup(base, t, sittings)
         if s.low is None or s.high is None or (s.high - s.low) / 2 / s.ratio > target:
             return False
     return True
@@ -203,6 +207,8 @@ def measure_interleaved(
     allowance: float | None = None,
     probe: bool = True,
     cpu_bound: bool = True,
+    numbers: Mapping[str, int] | None = None,
+    first_round: int = 0,
 ) -> dict[str, Timing]:
     """Time several callables in interleaved rounds; each gets one block per round.
 
@@ -210,11 +216,13 @@ def measure_interleaved(
     each round the reference probe is read. With a `baseline` and a `target`, rounds go on until every
     variant's speedup interval is within ±target, or `allowance` seconds are spent, or `max_rounds`;
     without, until `min_rounds` and `min_run_time` are reached. `cpu_bound` is False where the host
-    thread waits on a device (CUDA), so its CPU share says nothing."""
+    thread waits on a device (CUDA), so its CPU share says nothing. `numbers` (calls per block, from
+    an earlier sitting of the same callables) skips the calibration; `first_round` continues the order's
+    rotation where an earlier sitting left it, so no variant keeps one position in every sitting."""
     started = time.perf_counter()
     names = list(fns)
     warm = {n: warm_up(fns[n], sync, warmup_time) for n in names}
-    numbers = {n: calibrate(fns[n], sync, block_time) for n in names}
+    numbers = dict(numbers) if numbers else {n: calibrate(fns[n], sync, block_time) for n in names}
     log = RoundLog(stop="rounds")
     reference = machine.Probe() if probe else None
     times: dict[str, list[float]] = {n: [] for n in names}
@@ -234,12 +242,64 @@ def measure_interleaved(
                 break
         if reference is not None:
             log.probe_s.append(reference.read())
-        for n in names[r % len(names):] + names[: r % len(names)]:
+        turn = (r + first_round) % len(names)
+        for n in names[turn:] + names[:turn]:
             t = _checked_block(fns[n], sync, numbers[n], threads, cpu_bound, log)
             times[n].append(t)
             spent[n] += t * numbers[n]
     log.seconds = time.perf_counter() - started
     return {n: Timing(times[n], numbers[n], warm[n], log=log) for n in names}
+
+
+# One sitting: (rounds, calls per block from the first sitting or None, rounds taken before it) → each
+# variant's Timing.
+Sitting = Callable[[int, "Mapping[str, int] | None", int], "dict[str, Timing]"]
+
+
+def measure_sittings(sit: Sitting, *, baseline: str, target: float | None, allowance: float | None,
+                     sitting_rounds: int, min_sittings: int, max_rounds: int) -> dict[str, Timing]:
+    """Time a group in sittings until every variant's interval over sittings is within ±target, or
+    `allowance` seconds are spent, or `max_rounds` rounds are taken; at least `min_sittings`.
+
+    `sit` takes each sitting on fresh tensors (`measure.sitting`). A ratio keeps a value of its own for
+    one set of tensors and one moment, far more than it moves between the rounds of one sitting
+    (`benchmarks/sittings.py`), so the sittings are the independent draws an interval needs."""
+    started = time.perf_counter()
+    merged: dict[str, Timing] = {}
+    log = RoundLog(stop="rounds")
+    sittings: list[int] = []
+    numbers: dict[str, int] | None = None
+    while True:
+        got = sit(sitting_rounds, numbers, sum(sittings))
+        first = next(iter(got.values()))
+        numbers = numbers or {n: t.number for n, t in got.items()}
+        for n, t in got.items():
+            if n in merged:
+                merged[n].times.extend(t.times)
+            else:
+                merged[n] = Timing(list(t.times), t.number, t.warmup_calls, log=log)
+        part = first.log or RoundLog()
+        log.probe_s += part.probe_s
+        log.retaken.update(part.retaken)
+        log.kept_contended += part.kept_contended
+        log.blocks += part.blocks
+        sittings.append(len(first.times))
+        if len(sittings) >= min_sittings:
+            if target is None or baseline not in merged:  # no interval to wait for
+                break
+            if narrow_enough({n: t.times for n, t in merged.items()}, baseline, target, sittings):
+                log.stop = "target"
+                break
+            if allowance is not None and time.perf_counter() - started >= allowance:
+                log.stop = "budget"
+                break
+        if sum(sittings) >= max_rounds:
+            break
+    log.seconds = time.perf_counter() - started
+    for t in merged.values():
+        t.sittings = list(sittings)
+        t.__post_init__()  # the quantiles over every sitting's blocks
+    return merged
 
 
 # The probe's 90th over 10th percentile above this: the machine changed speed during the group.

@@ -78,6 +78,7 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "timing_unstable": ("", "raw block times spread beyond the run's threshold (drift)"),
     "timing_retaken": ("blocks", "blocks of the case's group timed again because they lost the CPU"),
     "timing_retaken_reasons": ("", "why, by count: wait (run queue), steal (hypervisor), cpu (CPU share)"),
+    "timing_sittings": ("rounds", "rounds in each sitting (fresh tensors each); empty in older runs: one sitting"),
     "timing_stop": ("", "why the group's rounds ended: target reached, budget spent, or rounds"),
     "run_thread_policy": ("", "how the run chose its intra-op thread count"),
     "run_other_cores_start": ("cores", "other processes' CPU use as the run began"),
@@ -85,9 +86,11 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "run_retaken_share": ("", "blocks of the run timed again, over blocks kept"),
     "run_probe_drift": ("×", "the reference probe over the run, 90th over 10th percentile"),
     "run_contended": ("", "the run was taken on a contended machine (busy at an end, or > 5 % re-taken)"),
-    "realized_speedup": ("×", "realized speedup: baseline median / variant median, interleaved rounds"),
-    "realized_low": ("×", "lower end of its 95 % bootstrap interval"),
-    "realized_high": ("×", "upper end of its 95 % bootstrap interval"),
+    "realized_speedup": ("×", "realized speedup: geometric mean over sittings of baseline median / variant "
+                              "median (older runs: one sitting)"),
+    "realized_low": ("×", "lower end of its 95 % interval (Student t over sittings; older runs: bootstrap "
+                          "over rounds)"),
+    "realized_high": ("×", "upper end of its 95 % interval"),
     "realized_efficiency": ("", "realized / theoretical speedup"),
     "realized_spread": ("", "IQR / median of the per-round speedups"),
     "realized_unstable": ("", "the interval did not reach the run's target within its budget (older runs: "

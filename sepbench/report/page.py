@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from sepbench.crosscheck import latest_pytest_benchmark_save
 from sepbench.errors import SepbenchError
 from sepbench.report import analysis, download, plots, summary, versions
 from sepbench.report.tables import UNSTABLE_MARK, fmt_bytes, fmt_count, fmt_time, missing
-from sepbench.store import ensure_writable, load, read_ab, results_files
+from sepbench.store import Problem, ensure_writable, load, read_ab, results_files
 
 # Section ids, in page order: the browser test checks each is there.
 SECTIONS = ["summary", "overview", "grids", "theory-vs-realized", "roofline", "where-time-goes", "memory", "versions",
@@ -140,23 +141,33 @@ def _pytest_benchmark(storage: Path | None) -> dict | None:
     if storage is None:
         return None
     data, saves = latest_pytest_benchmark_save(storage)
-    rows = [{"name": b["name"], "median": b["stats"]["median"], "iqr": b["stats"]["iqr"],
-             "rounds": b["stats"]["rounds"], **b.get("extra_info", {})} for b in data["benchmarks"]]
-    info = data.get("machine_info", {})
-    return {"saves": saves, "datetime": data.get("datetime", ""),
-            "commit": (data.get("commit_info") or {}).get("id", "")[:12],
-            "machine": f"{info.get('node', '?')} · {info.get('cpu', {}).get('brand_raw', '?')} · "
-                       f"Python {info.get('python_version', '?')}",
-            "rows": rows}
+    try:
+        rows = [{"name": b["name"], "median": b["stats"]["median"], "iqr": b["stats"]["iqr"],
+                 "rounds": b["stats"]["rounds"], **b.get("extra_info", {})} for b in data["benchmarks"]]
+        info = data.get("machine_info", {})
+        return {"saves": saves, "datetime": data.get("datetime", ""),
+                "commit": (data.get("commit_info") or {}).get("id", "")[:12],
+                "machine": f"{info.get('node', '?')} · {info.get('cpu', {}).get('brand_raw', '?')} · "
+                           f"Python {info.get('python_version', '?')}",
+                "rows": rows}
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise SepbenchError(f"the latest pytest-benchmark save under {storage} is not one this sepbench reads "
+                            f"({type(exc).__name__}: {exc})") from None
 
 
-def _ab_comparisons(paths: list[Path]) -> list[dict]:
+def _ab_comparisons(paths: list[Path]) -> tuple[list[dict], list[Problem]]:
     """Every `sepbench ab` comparison file under the paths: its sides, settings, per-case table and
-    summary; real comparisons first, then the A/A and injected calibrations."""
-    files, _ = results_files(paths, kind="ab")
-    found = []
+    summary; real comparisons first, then the A/A and injected calibrations. And what was left out of
+    them, by path and line, so that a damaged line is named and never silently drops a case."""
+    files, _ = results_files(paths, kind="ab")  # unreadable folders: already named by `load`
+    found, problems = [], []
     for path in files:
-        ab = read_ab(path)
+        try:
+            ab = read_ab(path)
+        except SepbenchError as exc:
+            problems.append(Problem(path, 1, str(exc)))
+            continue
+        problems += ab.problems
         if ab.header is None or not ab.records:
             continue
         h = ab.header
@@ -168,7 +179,7 @@ def _ab_comparisons(paths: list[Path]) -> list[dict]:
                       "summary": ab_stats.summarize(table), "flagged": table[table["verdict"].isin(
                           ["B slower", "B faster"])].sort_values("q").head(TOP),
                       "lacking": table[table["status"] != "ok"], "calibration": h.aa})
-    return sorted(found, key=lambda c: (c["calibration"], c["header"].started))
+    return sorted(found, key=lambda c: (c["calibration"], c["header"].started)), problems
 
 
 def _die_with_parent() -> None:
@@ -231,7 +242,27 @@ def incomplete_shards(paths: list[Path]) -> list[str]:
 
 def build(paths: list[Path], out: Path, *, pytest_benchmark: Path | None = None, asv_url: str | None = None,
           step: Callable[[str], None] = lambda _: None) -> Built:
-    """Load, derive, draw and render. Returns where the page is and what went into it."""
+    """Load, derive, draw and render. Returns where the page is and what went into it. A build that
+    cannot write (a full disk, a folder gone) leaves the page as it was and nothing of its own."""
+    # This build's own figure folder: a name no other build, earlier or concurrent, can have.
+    folder = f"img-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    try:
+        return _build(paths, out, folder, pytest_benchmark=pytest_benchmark, asv_url=asv_url, step=step)
+    except BaseException as exc:
+        # What this build drew or staged; the page in place names none of it.
+        for part in [Path(out) / folder, Path(out) / f".index-{os.getpid()}.html"]:
+            if part.is_dir():
+                shutil.rmtree(part, ignore_errors=True)
+            else:
+                part.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            why = exc.strerror or str(exc)
+            raise SepbenchError(f"cannot write the report in {out}: {why}; the page there is unchanged") from None
+        raise
+
+
+def _build(paths: list[Path], out: Path, folder: str, *, pytest_benchmark: Path | None, asv_url: str | None,
+           step: Callable[[str], None]) -> Built:
     started = time.perf_counter()
     step("loading results")
     raw, problems = load(paths)
@@ -245,7 +276,6 @@ def build(paths: list[Path], out: Path, *, pytest_benchmark: Path | None = None,
     # Each build draws into a folder of its own that the new page names. Swapping the page in is one
     # rename, so at every moment index.html points at a whole set of figures: the old page at the
     # old folder, or the new page at the new one. Folders no page names are removed afterwards.
-    folder = f"img-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
     img = ensure_writable(out / folder)
     jobs: list[partial[Path]] = []
 
@@ -256,7 +286,8 @@ def build(paths: list[Path], out: Path, *, pytest_benchmark: Path | None = None,
 
     step("deriving")
     envs = sorted(df["env"].unique())
-    comparisons = _ab_comparisons(paths)
+    comparisons, ab_problems = _ab_comparisons(paths)
+    problems = [*problems, *ab_problems]
     columns, common = summary.common_cases(df)
     answer = summary.summary_table(common)
     findings = summary.findings(df, columns, common, comparisons)
