@@ -43,8 +43,10 @@ def sittings() -> pd.DataFrame:
                 return measure_interleaved({k: w.step for k, w in works.items()}, synchronizer("cpu"),
                                            min_run_time=0.0, min_rounds=rounds, max_rounds=rounds,
                                            block_time=SETTINGS["block_time"], warmup_time=SETTINGS["warmup_time"])
-            ways = {"same tensors": same, "fresh tensors": sitting.in_process(members, 1, SETTINGS),
-                    "fresh process": sitting.in_fresh_process(members, 1, cores_for(1), SETTINGS)}
+            ways = {"same tensors": same,
+                    "fresh tensors": sitting.in_process(members, 1, SETTINGS["block_time"], SETTINGS["warmup_time"]),
+                    "fresh process": sitting.in_fresh_process(members, 1, cores_for(1), SETTINGS["block_time"],
+                                                              SETTINGS["warmup_time"])}
             for how, sit in ways.items():
                 for s in range(SITTINGS):
                     t = sit(ROUNDS, None, 0)

@@ -168,7 +168,7 @@ class Grid:
         try:
             spec = GridFile.model_validate(data)
         except ValidationError as exc:
-            raise SepbenchError(_format_validation(source, exc)) from None
+            raise SepbenchError(format_validation(source, exc)) from None
         _check_variant_names(spec, source)
         return Grid(self.name, spec)
 
@@ -183,7 +183,7 @@ class Grid:
         return expand(self.spec.grid, shard_spec)
 
 
-def _format_validation(source: str, err: ValidationError) -> str:
+def format_validation(source: str, err: ValidationError) -> str:
     first = err.errors()[0]
     loc = ".".join(str(p) for p in first["loc"])
     msg = f"unknown key {loc!r}" if first["type"] == "extra_forbidden" else f"{loc}: {first['msg']}"
@@ -199,7 +199,7 @@ def parse_grid(text: str, name: str, source: str) -> Grid:
     try:
         spec = GridFile.model_validate(data)
     except ValidationError as exc:
-        raise SepbenchError(_format_validation(source, exc)) from None
+        raise SepbenchError(format_validation(source, exc)) from None
     _check_variant_names(spec, source)
     return Grid(name, spec)
 

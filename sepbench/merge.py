@@ -19,7 +19,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from sepbench.errors import SepbenchError
-from sepbench.grid import Grid, GridFile, parse_shard
+from sepbench.grid import Grid, GridFile, format_validation, parse_shard
 from sepbench.records import CaseRecord, RunHeader
 from sepbench.store import Problem, ResultsFile, RunFile, read_runs
 
@@ -106,9 +106,7 @@ def _cover(cov: Coverage) -> None:
     try:
         grid = Grid(header.grid_name, GridFile.model_validate(header.grid))
     except ValidationError as exc:
-        first = exc.errors()[0]
-        cov.errors.append(f"{cov.runs[0].path.name}: its header's grid is not one this sepbench reads "
-                          f"({'.'.join(map(str, first['loc']))}: {first['msg']})")
+        cov.errors.append(format_validation(f"{cov.runs[0].path.name}: its header's grid", exc))
         return
     shards = {run.header.shard for run in cov.runs if run.header}
     sizes = {parse_shard(s)[1] for s in shards if s}

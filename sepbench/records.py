@@ -39,6 +39,11 @@ class RunHeader(_Strict):
     machine_start: dict[str, float] | None = None
     thread_policy: str | None = None
 
+    @staticmethod
+    def _positive(v: object) -> bool:
+        """A positive, finite number (not a boolean, which JSON would let through as 1)."""
+        return not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v) and v > 0
+
     @field_validator("grid")
     @classmethod
     def _grid_shape(cls, grid: dict[str, Any]) -> dict[str, Any]:
@@ -49,8 +54,7 @@ class RunHeader(_Strict):
                 raise ValueError(f"grid.{part} is {grid.get(part)!r}, not a table")
         for key in ("target", "unstable_threshold", "budget_s"):
             v = grid.get("measure", {}).get(key)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
-                                  or v <= 0):
+            if v is not None and not cls._positive(v):
                 raise ValueError(f"grid.measure.{key} is {v!r}, not a positive number")
         return grid
 
@@ -73,7 +77,7 @@ class RunHeader(_Strict):
         for device, p in peaks.items():
             rates = {f"flops.{k}": v for k, v in (p.get("flops") or {}).items()} | {"bandwidth": p.get("bandwidth")}
             for name, v in rates.items():
-                if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+                if not cls._positive(v):
                     raise ValueError(f"peaks.{device}.{name} is {v!r}, not a positive rate")
         return peaks
 

@@ -29,8 +29,7 @@ def _probe_context() -> Any:
         if "forkserver" in mp.get_all_start_methods():
             _context = mp.get_context("forkserver")
             # The CLI too: children then import nothing from disk (the entry script re-imports it).
-            _context.set_forkserver_preload(["torch", "sepbench.measure.workload", "sepbench.measure.sitting",
-                                             "sepbench.cli"])
+            _context.set_forkserver_preload(["torch", "sepbench.measure.workload", "sepbench.cli"])
             _start_forkserver_deaf_to_ctrl_c()
         else:
             _context = mp.get_context("spawn")

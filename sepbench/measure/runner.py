@@ -304,9 +304,10 @@ class Runner:
                     skipped[case.id] = "out of memory while building"
                     if case.device == "cuda":
                         torch.cuda.empty_cache()
-            built = [c for c in members if c.id in works]  # what failed to build stays out of the sittings
-            settings = {"block_time": self.settings.block_time, "warmup_time": self.settings.warmup_time}
-            sit = sitting.in_process(built, self.threads, settings)
+            # The first sitting times the workloads just built; each later one builds them anew in `works`,
+            # which ends holding the last sitting's, for the memory probe and the profile.
+            sit = sitting.in_process([c for c in members if c.id in works], self.threads, self.settings.block_time,
+                                     self.settings.warmup_time, works)
             try:
                 timings = {} if not works else measure_sittings(
                     sit, baseline=base.id, target=self.settings.target, allowance=allowance,

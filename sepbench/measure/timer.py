@@ -265,19 +265,18 @@ def measure_sittings(sit: Sitting, *, baseline: str, target: float | None, allow
     one set of tensors and one moment, far more than it moves between the rounds of one sitting
     (`benchmarks/sittings.py`), so the sittings are the independent draws an interval needs."""
     started = time.perf_counter()
-    merged: dict[str, Timing] = {}
+    times: dict[str, list[float]] = {}
+    first_sitting: dict[str, Timing] = {}  # its calls per block and warm-up calls stand for the group's
     log = RoundLog(stop="rounds")
     sittings: list[int] = []
     numbers: dict[str, int] | None = None
     while True:
         got = sit(sitting_rounds, numbers, sum(sittings))
         first = next(iter(got.values()))
+        first_sitting = first_sitting or got
         numbers = numbers or {n: t.number for n, t in got.items()}
         for n, t in got.items():
-            if n in merged:
-                merged[n].times.extend(t.times)
-            else:
-                merged[n] = Timing(list(t.times), t.number, t.warmup_calls, log=log)
+            times.setdefault(n, []).extend(t.times)
         part = first.log or RoundLog()
         log.probe_s += part.probe_s
         log.retaken.update(part.retaken)
@@ -285,9 +284,9 @@ def measure_sittings(sit: Sitting, *, baseline: str, target: float | None, allow
         log.blocks += part.blocks
         sittings.append(len(first.times))
         if len(sittings) >= min_sittings:
-            if target is None or baseline not in merged:  # no interval to wait for
+            if target is None or baseline not in times:  # no interval to wait for
                 break
-            if narrow_enough({n: t.times for n, t in merged.items()}, baseline, target, sittings):
+            if narrow_enough(times, baseline, target, sittings):
                 log.stop = "target"
                 break
             if allowance is not None and time.perf_counter() - started >= allowance:
@@ -296,10 +295,8 @@ def measure_sittings(sit: Sitting, *, baseline: str, target: float | None, allow
         if sum(sittings) >= max_rounds:
             break
     log.seconds = time.perf_counter() - started
-    for t in merged.values():
-        t.sittings = list(sittings)
-        t.__post_init__()  # the quantiles over every sitting's blocks
-    return merged
+    return {n: Timing(times[n], t.number, t.warmup_calls, log=log, sittings=sittings)
+            for n, t in first_sitting.items()}
 
 
 # The probe's 90th over 10th percentile above this: the machine changed speed during the group.
