@@ -107,7 +107,7 @@ THREADS = click.option("--threads", type=int, callback=_check_threads, metavar="
 
 
 class _RichProgress:
-    """Progress bar with ETA over the cases left to measure."""
+    """Progress bar with ETA over the sittings left to take (a run's unit of work)."""
 
     def __init__(self, progress: Progress) -> None:
         self.bar = progress
@@ -115,6 +115,10 @@ class _RichProgress:
 
     def start(self, total: int) -> None:
         self.task = self.bar.add_task("starting", total=total)
+
+    def grow(self, more: int) -> None:
+        if self.task is not None:
+            self.bar.update(self.task, total=(self.bar.tasks[self.task].total or 0) + more)
 
     def update(self, advance: int, label: str) -> None:
         if self.task is None:
@@ -149,14 +153,15 @@ def cli() -> None:
 @click.option("--target", type=Finite(min=0.1, max=100), metavar="PCT",
               help="A group measures until every speedup's 95 % interval is within ±PCT % (grid default: 3).")
 @click.option("--budget", type=Finite(min=0.1, max=7 * 24 * 60), metavar="MIN",
-              help="Wall time for the whole run, in minutes, spread over the cases as `ab` spreads it "
-                   "(grid default: 2 s a case). A group that has not reached --target by its share is unstable.")
+              help="Wall time for the whole run, in minutes (grid default: 2 s a case). Every group takes its "
+                   "first sittings; past them, groups short of --target take turns until it is spent, and a "
+                   "group that has not reached --target then is unstable.")
 def run(preset: str | None, grid_file: Path | None, device: str | None, out_dir: Path, resume: bool,
         shard_text: str | None, threads: int | None, no_memory: bool, no_profile: bool, axes: tuple[str, ...],
         dry_run: bool, target: float | None, budget: float | None) -> None:
     """Measure a grid: theory and measurement side by side, one results file per run."""
     from sepbench.measure.runner import Runner
-    from sepbench.store import ensure_writable, load, read_run
+    from sepbench.store import SittingJournal, ensure_writable, load, read_run
 
     grid = _grid_from(preset, grid_file, axes, device, threads, no_memory, target=target, budget=budget)
     shard_spec = parse_shard(shard_text) if shard_text is not None else None
@@ -187,10 +192,12 @@ def run(preset: str | None, grid_file: Path | None, device: str | None, out_dir:
             bar.stop()
             done = runner.outcome
             where = f" in {done.path}" if done else ""
-            # Counted from the file: the interrupt can land between a record's write and its count.
+            # Counted from the files: the interrupt can land between a write and its count.
             saved = len(read_run(done.path).records) if done else 0
-            err.print(f"interrupted: {saved} finished cases are saved{where}; continue with the same command "
-                      "plus --resume", markup=False, soft_wrap=True)
+            sittings = len(SittingJournal(done.path).read(runner.run_id)) if done else 0
+            kept = f" (and {sittings} sittings of the groups under way)" if sittings else ""
+            err.print(f"interrupted: {saved} finished cases are saved{where}{kept}; continue with the same "
+                      "command plus --resume", markup=False, soft_wrap=True)
             sys.exit(EXIT_INTERRUPTED)
     if not outcome.total:
         out.print(f"shard {shard_text} holds no valid case of this grid; {outcome.path} says so, and "

@@ -124,8 +124,9 @@ class TimingFigures(_Strict):
 
 
 class RealizedFigures(_Strict):
-    # baseline / variant time from the same interleaved rounds: the geometric mean over sittings of
-    # each sitting's median ratio (older records, one sitting: the ratio of the medians)
+    # baseline / variant time from the same interleaved rounds: the median over sittings of each sitting's
+    # median ratio (`estimator` "median"; None: the geometric mean over sittings taken back to back, or in
+    # records of one sitting the ratio of the medians)
     speedup: PositiveFloat
     low: PositiveFloat | None
     high: PositiveFloat | None
@@ -134,6 +135,7 @@ class RealizedFigures(_Strict):
     unstable: bool = False  # the interval did not reach the run's target (older records: spread above a threshold)
     half_width: float | None = None  # the 95 % interval's half-width relative to the speedup
     reason: str | None = None  # why it is unstable: contended, drifting, bimodal or noisy
+    estimator: Literal["median"] | None = None  # how the sittings were summed up (`speedup.ESTIMATOR`)
 
 
 @dataclass(frozen=True)
@@ -219,6 +221,31 @@ class RunEnd(_Strict):
     machine_end: dict[str, float]
     retaken_share: float = Field(ge=0)  # blocks timed again, over blocks kept
     probe_drift: float | None = None  # the run's probe, 90th over 10th percentile
+
+
+class SittingRecord(_Strict):
+    """One sitting of a group, as a run takes it: a line of the run's sitting journal (`store`), so an
+    interrupted run keeps the sittings of the groups it had not finished. Not part of a results file."""
+
+    kind: Literal["sitting"] = "sitting"
+    run_id: str
+    group_id: str
+    times_s: dict[str, list[PositiveFloat]]  # case id → per-call seconds of each block, in round order
+    numbers: dict[str, int]  # calls per block, from the group's first sitting
+    warmup_calls: dict[str, int]
+    probe_s: list[PositiveFloat]
+    retaken: dict[str, int]
+    kept_contended: int = Field(ge=0)
+    blocks: int = Field(ge=0)
+    seconds: float = Field(ge=0)  # the sitting's wall time, building its tensors included
+
+    @model_validator(mode="after")
+    def _paired(self) -> SittingRecord:
+        if len({len(t) for t in self.times_s.values()}) > 1:
+            raise ValueError("the variants' rounds are not paired")
+        if any(n < 1 for n in self.numbers.values()) or set(self.numbers) != set(self.times_s):
+            raise ValueError("calls per block do not match the variants timed")
+        return self
 
 
 def check_case(case: Case, case_id: str) -> None:

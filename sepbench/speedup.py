@@ -29,9 +29,28 @@ def sitting_ratios(base_times: list[float], variant_times: list[float], sittings
     return np.array([np.median(base[i:j]) / np.median(var[i:j]) for i, j in itertools.pairwise(edges) if j > i])
 
 
-def _over_sittings(ratios: np.ndarray) -> Speedup:
-    """The geometric mean of the sittings' speedups, with a Student-t interval on their logs: each
-    sitting (fresh tensors, its own moment) is one independent draw of what a user would see."""
+def _median_over_sittings(ratios: np.ndarray) -> Speedup:
+    """The median of the sittings' speedups, with a distribution-free 95 % interval: the order statistics
+    a binomial test on the median allows (scipy's `quantile_test`). A run spreads a group's sittings over
+    its length, and a spell of the machine moves the ratios of every group measured in it by several %
+    at once; a median and its order-statistic interval let a few such sittings go without one moving the
+    answer, where a mean and a Student-t interval would take each at full weight. Fewer than 6 sittings
+    give no interval at 95 %."""
+    logs = np.log(ratios)
+    centre = float(np.median(logs))
+    if len(logs) < 2:
+        return Speedup(float(np.exp(centre)), None, None)
+    from scipy import stats
+
+    ci = stats.quantile_test(logs, q=centre, p=0.5).confidence_interval(CONFIDENCE)
+    if not (np.isfinite(ci.low) and np.isfinite(ci.high)):
+        return Speedup(float(np.exp(centre)), None, None)
+    return Speedup(float(np.exp(centre)), float(np.exp(ci.low)), float(np.exp(ci.high)))
+
+
+def _geomean_over_sittings(ratios: np.ndarray) -> Speedup:
+    """The geometric mean of the sittings' speedups with a Student-t interval on their logs: how records
+    of sittings taken back to back (before `estimator` was recorded) were computed."""
     logs = np.log(ratios)
     centre = float(np.mean(logs))
     if len(logs) < 2:
@@ -42,17 +61,24 @@ def _over_sittings(ratios: np.ndarray) -> Speedup:
     return Speedup(float(np.exp(centre)), float(np.exp(centre - half)), float(np.exp(centre + half)))
 
 
+# How a speedup over sittings is estimated, as records name it (`realized.estimator`); None: the geometric
+# mean with a Student-t interval, as records from before the name computed it.
+ESTIMATOR = "median"
+
+
 def realized_speedup(base_times: list[float], variant_times: list[float], sittings: list[int] | None = None,
-                     seed: int = 0) -> Speedup:
+                     seed: int = 0, estimator: str | None = ESTIMATOR) -> Speedup:
     """The speedup of a variant over its baseline, with a 95 % interval.
 
-    Measured in sittings (`sittings`: rounds in each), the interval is over sittings (`_over_sittings`).
+    Measured in sittings (`sittings`: rounds in each), the interval is over sittings: their median
+    (`_median_over_sittings`), or for `estimator=None` (older records) their geometric mean.
     Otherwise it is the median ratio with a percentile bootstrap over paired rounds: round r of the
     baseline and round r of the variant were timed next to each other, so they are resampled together
     and drift that hit both cancels instead of widening the interval.
     """
     if sittings is not None and len(sittings) >= 2:
-        return _over_sittings(sitting_ratios(base_times, variant_times, sittings))
+        over = _median_over_sittings if estimator == ESTIMATOR else _geomean_over_sittings
+        return over(sitting_ratios(base_times, variant_times, sittings))
     base, var = np.asarray(base_times), np.asarray(variant_times)
     ratio = float(_median_ratio(base, var))
     if len(base) != len(var) or len(base) < 3 or np.array_equal(base, var):

@@ -36,6 +36,7 @@ from sepbench.records import (
     RealizedFigures,
     RunEnd,
     RunHeader,
+    SittingRecord,
     TheoryFigures,
     TimingFigures,
 )
@@ -120,20 +121,7 @@ class ResultsFile:
             self._lock_fd = None
 
     def append(self, record: BaseModel) -> None:
-        line = (record.model_dump_json() + "\n").encode()
-        try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
-        except OSError as exc:
-            raise SepbenchError(f"cannot write results file {self.path}: {exc.strerror}") from None
-        try:
-            view = memoryview(line)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        except OSError as exc:
-            raise SepbenchError(f"cannot write results file {self.path}: {exc.strerror}") from None
-        finally:
-            os.close(fd)
+        _append_line(self.path, record, "results file")
 
     def discard_if_empty(self) -> bool:
         """Remove the file if it holds no case record (a header at most): a run that failed before
@@ -161,6 +149,60 @@ class ResultsFile:
         except OSError as exc:
             raise SepbenchError(f"cannot repair results file {self.path}: {exc.strerror}") from None
         return True
+
+
+def _append_line(path: Path, record: BaseModel, what: str, create: bool = False) -> None:
+    """One record as one whole line: a single `write` on an O_APPEND descriptor, then `fsync`. Only a
+    journal is created on first write: a results file that vanished mid-run is an error, not a new file."""
+    line = (record.model_dump_json() + "\n").encode()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | (os.O_CREAT if create else 0), 0o644)
+    except OSError as exc:
+        raise SepbenchError(f"cannot write {what} {path}: {exc.strerror}") from None
+    try:
+        view = memoryview(line)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    except OSError as exc:
+        raise SepbenchError(f"cannot write {what} {path}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+
+
+class SittingJournal:
+    """The sittings of a run's unfinished groups, beside its results file (`<name>.sittings`, not read as
+    results): a run spreads each group's sittings over its whole length and writes the group's records
+    only when its last sitting is taken, so without the journal an interrupt would lose every sitting
+    of every group under way. Written like the results file; removed when the run ends."""
+
+    def __init__(self, results_path: Path) -> None:
+        self.path = Path(results_path).with_suffix(".sittings")
+
+    def append(self, record: SittingRecord) -> None:
+        _append_line(self.path, record, "sitting journal", create=True)
+
+    def read(self, run_id: str) -> list[SittingRecord]:
+        """The run's sittings in the order taken; a torn or damaged line is left out (that sitting is
+        simply taken again)."""
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise SepbenchError(f"cannot read sitting journal {self.path}: {exc.strerror}") from None
+        found = []
+        for line in raw.split(b"\n"):
+            try:
+                record = SittingRecord.model_validate(_decoded(line))
+            except (ValueError, ValidationError, RecursionError):
+                continue
+            if record.run_id == run_id:
+                found.append(record)
+        return found
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
 
 
 def _fsync_dir(path: Path) -> None:

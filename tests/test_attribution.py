@@ -100,13 +100,11 @@ def test_figures_join_the_cost_model_and_name_the_bottleneck() -> None:
 
 def test_profiling_happens_after_the_timed_blocks_never_during_them(tmp_path: Path, monkeypatch) -> None:
     events: list[tuple[str, bool]] = []
-    measure_sittings = runner.measure_sittings
+    time_block = timer.time_block
 
-    def timed(*args, **kwargs):  # a group's timing notes whether a profiler was recording as it began
+    def timed(*args, **kwargs):  # every timed block notes whether a profiler was recording as it began
         events.append(("block", torch._C._autograd._profiler_enabled()))
-        timings = measure_sittings(*args, **kwargs)
-        events.append(("block", torch._C._autograd._profiler_enabled()))
-        return timings
+        return time_block(*args, **kwargs)
 
     profile_case = attribution.profile_case
 
@@ -114,19 +112,18 @@ def test_profiling_happens_after_the_timed_blocks_never_during_them(tmp_path: Pa
         events.append(("profile", torch._C._autograd._profiler_enabled()))
         return profile_case(*args, **kwargs)
 
-    monkeypatch.setattr(runner, "measure_sittings", timed)
+    monkeypatch.setattr(timer, "time_block", timed)
     monkeypatch.setattr(attribution, "profile_case", profiled)
     grid = load_grid(tiny_grid(tmp_path / "tiny.toml"))
     run = read_run(runner.Runner(grid, tmp_path / "out").run().path)
     assert all(r.attribution is not None for r in run.records)
     assert not any(enabled for kind, enabled in events if kind == "block")
-    # Per group: every block of the group's timing comes before the first profile of its cases.
     kinds = [kind for kind, _ in events]
-    first_profile = kinds.index("profile")
-    assert kinds[:first_profile].count("block") > 0
+    assert kinds[:kinds.index("profile")].count("block") > 0
     groups = len({r.group_id for r in run.records})
     runs_of_profiles = sum(1 for i, k in enumerate(kinds) if k == "profile" and (i == 0 or kinds[i - 1] == "block"))
-    assert runs_of_profiles == groups  # the profiles of a group come as one run, after all its blocks
+    assert runs_of_profiles == groups  # a group's profiles come as one run, after its first sitting's blocks
+    assert kinds[-1] == "block"  # and its later sittings follow: profiling happens once, not per sitting
 
 
 def test_a_run_without_profiling_records_none_and_old_records_still_load(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ sepbench's analysis code): a figure that drifts from its file, or a file that go
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import re
 from collections import defaultdict
@@ -690,7 +691,7 @@ def test_the_asv_versions_run_lasted_what_the_readme_says() -> None:
 
 # `sepbench run` on a quiet and a busy machine: the README's main command, alternated quiet and beside one
 # busy process, then beside two; the header's load as the run began says which.
-TRUST = "trust/default-cpu-vm-torch2.13.0+cpu-20261130T*.jsonl"  # sittings on fresh tensors, one process
+TRUST = "trust/default-cpu-vm-torch2.13.0+cpu-20261130T*.jsonl"  # sittings spread over the run, their median
 TRUST_AA = "aa-default-cpu-vm-torch2.13.0+cpu-vs-torch2.13.0+cpu-20261130T*.jsonl"
 TRUST_TIMERCHECK = "timercheck/smoke-cpu-vm-torch2.13.0+cpu-20261130T*.csv"
 
@@ -703,6 +704,12 @@ def trust_runs() -> list[tuple[Path, dict, list[dict], dict]]:
         end = [r for r in lines if r["kind"] == "end"]
         runs.append((path, lines[0], [r for r in lines if r["kind"] == "case"], end[0] if end else {}))
     return runs
+
+
+def _minutes_span(values: list[float], unit: float = 60) -> str:
+    """Lowest and highest as minutes to one decimal, one figure where they round alike."""
+    low, high = f"{min(values) / unit:.1f}", f"{max(values) / unit:.1f}"
+    return low if low == high else f"{low}–{high}"
 
 
 def _condition(header: dict) -> str:
@@ -746,6 +753,9 @@ def aa_of_run(pattern: str) -> tuple[float, int, float, float]:
 
 TRUST_ROUNDS = "trust/rounds/default-cpu-vm-torch2.13.0+cpu-20261130T*.jsonl"
 TRUST_FRESH = "trust/fresh-process/default-cpu-vm-torch2.13.0+cpu-20261130T*.jsonl"
+TRUST_BACK_TO_BACK = "trust/back-to-back/default-cpu-vm-torch2.13.0+cpu-20261130T*.jsonl"
+TRUST_SPREAD_MEAN = "trust/spread-mean/default-cpu-vm-torch2.13.0+cpu-20261130T*.jsonl"
+SHIFT = 0.03  # a pass whose sittings sat this far off the variants' medians, on average over all of them
 SITTINGS = "machine/sittings-vm-torch2.13.0+cpu-20261130T*.csv"
 
 
@@ -774,6 +784,46 @@ def state_correlation(pattern: str) -> tuple[float, int]:
     return float(d["base"].corr(d["speedup"])), len(d)
 
 
+def pass_shifts(path: Path) -> pd.DataFrame:
+    """Per pass of a run whose sittings are spread over it (sitting k of every group is taken in pass k),
+    over the passes every group took: the mean over all variants of how far the sitting's log ratio sat
+    from the variant's median over sittings, and the mean over groups of the same for the probe."""
+    lines = [r for r in json_lines(path) if r["kind"] == "case" and r.get("timing")]
+    base = {r["group_id"]: r["timing"] for r in lines if r["case_id"] == r["group_id"]}
+    passes = min(len(t["sittings"]) for t in base.values())
+    ratio, probe = [], []
+    for r in lines:
+        t, b = r["timing"], base[r["group_id"]]
+        edges = np.cumsum([0, *t["sittings"]])[: passes + 1]
+        if r["case_id"] == r["group_id"]:
+            logs = np.array([np.log(np.median(t["probe_s"][i:j])) for i, j in itertools.pairwise(edges)])
+            probe.append(logs - np.median(logs))
+        elif r.get("realized"):
+            logs = np.array([np.log(np.median(b["times_s"][i:j]) / np.median(t["times_s"][i:j]))
+                             for i, j in itertools.pairwise(edges)])
+            ratio.append(logs - np.median(logs))
+    return pd.DataFrame({"ratio": np.expm1(np.mean(ratio, axis=0)), "probe": np.expm1(np.mean(probe, axis=0))},
+                        index=pd.RangeIndex(1, passes + 1, name="pass"))
+
+
+def spell_finding() -> str:
+    """The spells a busy run of the first spread design met, pass by pass, and what the probe saw of them."""
+    busy = [p for p in committed(TRUST_SPREAD_MEAN) if _condition(json_lines(p)[0]) == "beside 1 busy"]
+    shifts = {p: pass_shifts(p) for p in busy}
+    path = max(shifts, key=lambda p: int((shifts[p]["ratio"].abs() > SHIFT).sum()))
+    d = shifts[path]
+    spell = d[d["ratio"].abs() > SHIFT]
+    calm = d[d["ratio"].abs() <= SHIFT]
+    variants = sum(1 for r in json_lines(path) if r["kind"] == "case" and r.get("realized"))
+    passes = ", ".join(str(i) for i in spell.index)
+    return (f"In `results/trust/spread-mean/{path.name}`, beside one busy process, the sittings of passes {passes} "
+            f"of {len(d)} sat {100 * spell['ratio'].min():+.1f} % to {100 * spell['ratio'].max():+.1f} % off the "
+            f"variants' medians, on average over all {variants} variants at once, while every other pass stayed "
+            f"within {100 * calm['ratio'].min():+.1f} % to {100 * calm['ratio'].max():+.1f} %. The probe read "
+            f"{100 * spell['probe'].min():+.1f} % to {100 * spell['probe'].max():+.1f} % in those passes, and up to "
+            f"{100 * calm['probe'].max():+.1f} % in passes without a shift: it cannot tell a spell on its own.")
+
+
 def trust_findings() -> str:
     runs = trust_runs()
     frames = []
@@ -795,8 +845,8 @@ def trust_findings() -> str:
     flagged = int((aa["q"] < FDR).sum())
     retaken = sum(sum((r.get("retaken") or {}).values()) for r in records)
     rounds = sum(len(r["a_s"]) for r in records if r["status"] == "ok")
-    busy_walls = f"{min(walls['beside 1 busy']) / 60:.1f}–{max(walls['beside 1 busy']) / 60:.1f}"
-    quiet_walls = f"{min(walls['quiet']) / 60:.1f}–{max(walls['quiet']) / 60:.1f}"
+    busy_walls = _minutes_span(walls["beside 1 busy"])
+    quiet_walls = _minutes_span(walls["quiet"])
     timer_file = csv.relative_to(RESULTS)
     aa_name, quiet_name = committed("ab/" + TRUST_AA)[0].name, committed("ab/" + AB_FILES["A/A, again"])[0].name
     two = [(h, e) for _, h, _, e in runs if _condition(h) == "beside 2 busy"]
@@ -812,13 +862,16 @@ def trust_findings() -> str:
     drifting = sum(r["realized"].get("reason") == "drifting" for _, _, cases, _ in runs for r in cases
                    if r.get("realized"))
     designs = {name: aa_of_run(pattern) for name, pattern in
-               (("rounds", TRUST_ROUNDS), ("fresh", TRUST_FRESH), ("now", TRUST))}
+               (("rounds", TRUST_ROUNDS), ("back", TRUST_BACK_TO_BACK), ("fresh", TRUST_FRESH),
+                ("mean", TRUST_SPREAD_MEAN), ("now", TRUST))}
+    mean_unstable = [sum(r["realized"]["unstable"] for r in json_lines(p) if r.get("realized"))
+                     for p in committed(TRUST_SPREAD_MEAN)]
     fresh = [(p, json_lines(p)) for p in committed(TRUST_FRESH)]
     fresh_busy = [(p, lines) for p, lines in fresh if _condition(lines[0]) == "beside 1 busy"]
     fresh_unstable = [sum(r["realized"]["unstable"] for r in lines if r.get("realized")) for _, lines in fresh_busy]
     fresh_wall = [next(r for r in lines if r["kind"] == "end")["seconds"] / 60 for _, lines in fresh_busy]
     sit = sittings_figures()
-    corr, groups = state_correlation(TRUST)
+    corr, groups = state_correlation(TRUST_BACK_TO_BACK)
     (sit_csv,) = committed(SITTINGS)
 
     def span(x: pd.Series | list[float], fmt: str) -> str:
@@ -833,29 +886,35 @@ def trust_findings() -> str:
   (the largest, {(ratio - 1).abs().idxmax()}). The busy runs' timing took {busy_walls} minutes against
   {quiet_walls} quiet.
 - **A/A of `run`: two quiet runs' 95 % intervals overlap in {designs['now'][0]:.1%} of the {designs['now'][1]}
-  variants**, short of the 95 % mark (median half-width ±{pct(designs['now'][3])}, while a variant's speedup
-  moved by {pct(designs['now'][2])}, SD of the log ratio, between the runs). Three designs were measured the same
-  way, two quiet runs each: intervals over the rounds of one sitting (`results/trust/rounds/`) overlapped
-  in {designs['rounds'][0]:.1%} (±{pct(designs['rounds'][3])} against {pct(designs['rounds'][2])}); sittings on fresh
-  tensors, as now, in {designs['now'][0]:.1%}; sittings each in a fresh process (`results/trust/fresh-process/`,
+  variants** (median half-width ±{pct(designs['now'][3])}, while a variant's speedup moved by {pct(designs['now'][2])},
+  SD of the log ratio, between the runs). Five designs were measured the same way, two quiet runs each:
+  intervals over the rounds of one sitting (`results/trust/rounds/`) overlapped in {designs['rounds'][0]:.1%}
+  (±{pct(designs['rounds'][3])} against {pct(designs['rounds'][2])}); sittings on fresh tensors taken back to back
+  (`results/trust/back-to-back/`) in {designs['back'][0]:.1%} (±{pct(designs['back'][3])} against
+  {pct(designs['back'][2])}); sittings each in a fresh process, back to back (`results/trust/fresh-process/`,
   `sepbench.measure.sitting.in_fresh_process`) in {designs['fresh'][0]:.1%} (±{pct(designs['fresh'][3])} against
   {pct(designs['fresh'][2])}), but beside one busy process that design left {span(fresh_unstable, "d")} of 192
-  variants unstable in {span(fresh_wall, ".1f")} minutes, so it was not adopted. Why rounds were not enough,
+  variants unstable in {span(fresh_wall, ".1f")} minutes; sittings spread over the run with their geometric mean
+  and a t interval (`results/trust/spread-mean/`) in {designs['mean'][0]:.1%} (±{pct(designs['mean'][3])} against
+  {pct(designs['mean'][2])}), with {span(mean_unstable, "d")} of 192 variants unstable over its four runs, as spells
+  took the mean along; spread with their median, as now, in {designs['now'][0]:.1%}. Why rounds were not enough,
   from `results/{sit_csv.relative_to(RESULTS)}` (`python benchmarks/sittings.py`): a bootstrap over one sitting's
   rounds claims {pct(sit.loc['same tensors', 'claimed'])} (SD), but back-to-back sittings on the same tensors moved a
   speedup by {pct(sit.loc['same tensors', 'between'])}, on fresh tensors by {pct(sit.loc['fresh tensors', 'between'])},
-  and in fresh processes by {pct(sit.loc['fresh process', 'between'])}. What is left between two runs is
-  the machine's state: where a group's baseline ran faster in one run than in the other, its variants'
-  speedups read lower (over the {groups} groups of the two quiet runs, the baseline's change of time and
-  the change of its variants' speedups correlate at {corr:+.2f}), as a compute-bound standard conv gains
-  more from a faster core than a memory-bound depthwise one. Compare two runs with `sepbench ab`, which
-  alternates them; a run's interval says how well it knows its own moment.
+  and in fresh processes by {pct(sit.loc['fresh process', 'between'])}. Why back to back was not enough: where a
+  group's baseline ran faster in one run than in the other, its variants' speedups read lower (over the {groups}
+  groups of the two quiet back-to-back runs, the baseline's change of time and the change of its variants'
+  speedups correlate at {corr:+.2f}), as a compute-bound standard conv gains more from a faster core than a
+  memory-bound depthwise one, and sittings taken back to back share one moment.
+- **Spells.** {spell_finding()} A mean over sittings takes such a pass at full weight; the median and its
+  order-statistic interval let a few go, which is why the run uses them.
 - **The spell this VM showed: faster when busy.** In the contention file, the quiet blocks ran the conv at
   {span(conv["quiet"], ".0f")} µs a call with the probe at {span(probe["quiet"], ".1f")} µs, and beside one busy
   process at {span(conv["busy1"], ".0f")} µs with the probe at {span(probe["busy1"], ".1f")} µs: an idle vCPU sits in
   a slower state, and a busy neighbour keeps it awake. The probe moved with the conv, and the paired
-  speedups did not (above). So the run discards nothing for a spell: pairing within a round cancels a
-  change of speed that hits every variant, every round's probe is stored, a group whose probe moved by
+  speedups did not (above). So the run discards no round for a spell: pairing within a round cancels a
+  change of speed that hits every variant alike, the median over sittings lets the few sittings of a
+  spell go, every round's probe is stored, a group whose probe moved by
   more than 1.2× and whose interval stayed wide is flagged *drifting* ({drifting} variants over these
   runs), and the run's probe drift ({span(drifts, ".2f")}× per run, 90th over 10th percentile) is printed at
   its end and shown in the report.
@@ -898,9 +957,8 @@ def main_command_minutes() -> str:
     walls: dict[str, list[float]] = defaultdict(list)
     for _, header, _, end in trust_runs():
         walls[_condition(header)].append(end["seconds"] / 60)
-    quiet, busy = walls["quiet"], walls["beside 1 busy"]
-    return (f"{min(quiet):.1f}–{max(quiet):.1f} minutes of measuring on a quiet 2-core VM and "
-            f"{min(busy):.1f}–{max(busy):.1f} beside one busy process")
+    return (f"{_minutes_span(walls['quiet'], 1)} minutes of measuring on a quiet 2-core VM and "
+            f"{_minutes_span(walls['beside 1 busy'], 1)} beside one busy process")
 
 
 def test_the_main_command_takes_what_the_readme_says() -> None:

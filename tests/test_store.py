@@ -47,7 +47,8 @@ def test_a_run_writes_a_header_and_one_valid_record_per_case(finished_run: Path)
 
 def test_each_speedup_is_re_derived_from_its_sittings(finished_run: Path) -> None:
     """The record holds what its speedup is made of: every block time and the rounds of each sitting.
-    The speedup is the geometric mean of the sittings' median ratios, its interval a t interval on them."""
+    The speedup is the median of the sittings' median ratios, its interval the order statistics that a
+    binomial test on the median allows (scipy's quantile_test)."""
     run = read_run(finished_run)
     times = {r.case_id: r.timing.times_s for r in run.records if r.timing is not None}
     for r in run.records:
@@ -58,10 +59,13 @@ def test_each_speedup_is_re_derived_from_its_sittings(finished_run: Path) -> Non
         edges = np.cumsum([0, *r.timing.sittings])
         base, mine = np.asarray(times[r.group_id]), np.asarray(r.timing.times_s)
         logs = np.log([np.median(base[i:j]) / np.median(mine[i:j]) for i, j in itertools.pairwise(edges)])
-        assert r.realized.speedup == pytest.approx(np.exp(logs.mean()), rel=1e-12)
-        half = stats.t.ppf(0.975, len(logs) - 1) * logs.std(ddof=1) / np.sqrt(len(logs))
-        assert r.realized.low == pytest.approx(np.exp(logs.mean() - half), rel=1e-12)
-        assert r.realized.high == pytest.approx(np.exp(logs.mean() + half), rel=1e-12)
+        assert r.realized.estimator == "median"
+        assert r.realized.speedup == pytest.approx(np.exp(np.median(logs)), rel=1e-12)
+        ci = stats.quantile_test(logs, q=np.median(logs), p=0.5).confidence_interval(0.95)
+        assert r.realized.low == pytest.approx(np.exp(ci.low), rel=1e-12)
+        assert r.realized.high == pytest.approx(np.exp(ci.high), rel=1e-12)
+        # its ends are two of the sittings' own ratios
+        assert np.isclose(np.log(r.realized.low), logs).any() and np.isclose(np.log(r.realized.high), logs).any()
 
 
 def _as_run(path: Path, run_id: str) -> str:
@@ -178,6 +182,67 @@ def test_resume_of_a_partial_group_remeasures_only_the_missing_cases(finished_ru
     assert len(ids) == len(set(ids)) == 8
     resumed = next(r for r in read_run(partial).records if r.case_id == missing)
     assert resumed.realized is not None  # its baseline was timed again beside it, not written twice
+
+
+def test_sittings_are_spread_over_the_run_and_an_interrupt_keeps_them(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Passes over the grid: each group's sittings alternate with the other group's, every sitting is
+    journaled, and a run interrupted before any group is recorded resumes from its journal, taking only
+    the sittings it lacked; the journal is gone once the run ends."""
+    from sepbench.measure import runner as runner_module
+    from sepbench.store import SittingJournal
+
+    taken: list[str] = []
+    in_process = runner_module.sitting.in_process
+
+    def counted(cases, *args, **kwargs):
+        sit = in_process(cases, *args, **kwargs)
+
+        def counting(*a, **k):
+            if len(taken) == 5:
+                raise KeyboardInterrupt  # mid-run: 2 groups × 6 sittings, none recorded yet
+            taken.append(cases[0].group_id)
+            return sit(*a, **k)
+        return counting
+
+    monkeypatch.setattr(runner_module.sitting, "in_process", counted)
+    grid = load_grid(tiny_grid(tmp_path / "tiny.toml"))
+    out = tmp_path / "results"
+    with pytest.raises(KeyboardInterrupt):
+        Runner(grid, out).run()
+    (path,) = out.glob("*.jsonl")
+    run = read_run(path)
+    assert run.records == [] and run.header is not None
+    journaled = SittingJournal(path).read(run.header.run_id)
+    assert [s.group_id for s in journaled] == taken == [taken[0], taken[1]] * 2 + [taken[0]]
+    assert taken[0] != taken[1]
+    taken.append("resumed")
+    outcome = Runner(grid, out, resume=True).run()
+    assert len(outcome.records) == 8 and not SittingJournal(path).path.exists()
+    resumed = taken[taken.index("resumed") + 1:]
+    for g in {r.group_id for r in outcome.records}:
+        record = next(r for r in outcome.records if r.group_id == g and r.timing is not None)
+        sittings = record.timing.sittings or []
+        assert len(sittings) == taken[:5].count(g) + resumed.count(g) >= 6
+        assert resumed.count(g) < len(sittings)  # the journaled ones counted, not taken again
+
+
+@pytest.mark.parametrize(("target", "budget_s", "stop"), [(1.0, 3600.0, "target"), (1e-6, 1e-3, "budget")])
+def test_every_group_takes_its_first_sittings_then_stops_at_the_target_or_the_budget(
+        tmp_path: Path, target: float, budget_s: float, stop: str) -> None:
+    """A ±100 % target is met by the first sittings; a ±0.0001 % one never is, and a budget spent before
+    the first pass ends stops every group once its first sittings are taken, flagged unstable."""
+    grid = load_grid(tiny_grid(tmp_path / "tiny.toml"))
+    measure = grid.measure.model_copy(update={"target": target, "budget_s": budget_s})
+    grid = type(grid)(grid.name, grid.spec.model_copy(update={"measure": measure}))
+    run = read_run(Runner(grid, tmp_path / "out", profile=False).run().path)
+    assert len(run.records) == 8
+    for r in run.records:
+        assert r.timing is not None and r.timing.stop == stop
+        assert r.timing.sittings == [measure.sitting_rounds] * measure.min_sittings
+        if r.realized is not None:
+            assert r.realized.unstable == (stop == "budget")
+            assert (r.realized.reason is not None) == (stop == "budget")
 
 
 def test_resume_refuses_when_there_is_nothing_to_resume(tmp_path: Path) -> None:

@@ -1,10 +1,16 @@
-"""A grid run: spec → build → theory → measure → record, one group of variants at a time.
+"""A grid run: spec → build → theory → measure → record, in passes over the grid.
 
 The variants of a group (one geometry) and their baseline are timed interleaved in this process,
-so each realized speedup comes from paired rounds. After the group's timing, each case is profiled
-on the same built workload (`attribution`: where its step's time goes), unless `profile=False`.
-Each finished case is appended to the results file at once; an interrupted run keeps every
-finished case and `resume=True` measures only the rest.
+so each realized speedup comes from paired rounds; the rounds come in sittings, each on freshly
+built tensors, and the interval is over sittings. A group's sittings are spread over the whole run,
+one per pass over the grid: a ratio moves with the machine's state (a faster spell helps a
+compute-bound conv more than a memory-bound one), so sittings taken back to back share one state
+and an interval over them claims more than a second run would confirm. After a group's first
+sitting, each case's peak memory is probed and its step profiled on the built workload
+(`attribution`), unless turned off. A group is recorded once its interval reaches the target
+(after `min_sittings`), or the budget is spent. Every sitting is journaled (`store.SittingJournal`)
+and every record appended at once: an interrupted run loses at most the sitting in flight, and
+`resume=True` goes on from there.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import os
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -31,12 +37,12 @@ from sepbench.measure.environment import fingerprint
 from sepbench.measure.peaks import Peaks, measure_peaks
 from sepbench.measure.timer import (
     RoundLog,
+    SittingTally,
     Timing,
     check_threads,
     cores_for,
     diagnose,
     intra_op_threads,
-    measure_sittings,
     pinned,
 )
 from sepbench.measure.workload import Workload, backend_flags, require_device
@@ -46,21 +52,26 @@ from sepbench.records import (
     RealizedFigures,
     RunEnd,
     RunHeader,
+    SittingRecord,
     TheoryFigures,
     TimingFigures,
     now,
 )
-from sepbench.speedup import realized_speedup, spread
-from sepbench.store import ResultsFile, ensure_writable, find_resumable, read_run
+from sepbench.speedup import ESTIMATOR, realized_speedup, spread
+from sepbench.store import ResultsFile, SittingJournal, ensure_writable, find_resumable, read_run
 
 
 class Progress(Protocol):
-    def start(self, total: int) -> None: ...  # cases left to measure
-    def update(self, advance: int, label: str) -> None: ...  # cases just finished, what runs now
+    def start(self, total: int) -> None: ...  # sittings the run will take at least
+    def grow(self, more: int) -> None: ...  # a group goes on past its first sittings
+    def update(self, advance: int, label: str) -> None: ...  # sittings just taken, what runs now
 
 
 class _Silent:
     def start(self, total: int) -> None:
+        pass
+
+    def grow(self, more: int) -> None:
         pass
 
     def update(self, advance: int, label: str) -> None:
@@ -74,6 +85,34 @@ class RunOutcome:
     dropped: Counter[str] = field(default_factory=Counter)
     already_done: int = 0
     total: int = 0
+
+
+@dataclass
+class _Extras:
+    """What a case gets measured once, after its group's first sitting in this process: the backend
+    torch chose, peak memory, and where the step's time goes."""
+
+    backend: str
+    memory: MemoryFigures | None
+    attribution: attribution.Attribution | None
+    attribution_error: str | None
+
+
+@dataclass
+class _Group:
+    """A group under way: its cases, those that built, and its sittings so far."""
+
+    base: Case
+    todo: list[Case]  # the cases to record
+    members: list[Case]  # the baseline and the cases to record that built; all of them until the first build
+    tally: SittingTally = field(default_factory=SittingTally)
+    extras: dict[str, _Extras] | None = None
+    last_s: float = 0.0  # the last sitting's wall time, building included: what one more would cost
+    built: bool = False  # members settled by a first build (here, or in the journal before a resume)
+
+    @property
+    def id(self) -> str:
+        return self.base.group_id
 
 
 @dataclass
@@ -244,37 +283,161 @@ class Runner:
         results, done = opened or self.open()
         outcome = self.outcome = RunOutcome(results.path, dropped=self.plan.dropped, already_done=len(done),
                                             total=len(self.plan.cases))
-        left = sum(c.id not in done for c in self.plan.cases)
-        self.progress.start(left)
-        # The budget of the cases left, as `ab` spreads it: each group gets its cases' share of what is
-        # left, less what the memory probes and profiles of a case have cost so far, less 3 % (as in `ab`):
-        # a group always completes its first rounds, and its probes and profile come after its share.
+        journal = SittingJournal(results.path)
+        groups = []
+        for group in self.plan.groups:
+            todo = [c for c in group if c.id not in done]
+            if todo:
+                base = group[0].baseline()
+                groups.append(_Group(base, todo, [base, *[c for c in todo if c.id != base.id]]))
+        self._restore(groups, journal.read(self.run_id))
+        left = sum(len(g.todo) for g in groups)
+        # The cases left get their share of the run's budget, less 3 % (as in `ab`): every group completes
+        # its first sittings; past them, groups still short of the target take turns while it lasts.
         budget = Budget(0.97 * self.settings.budget_for(len(self.plan.cases)) * left / max(len(self.plan.cases), 1))
         self.logs: list[RoundLog] = []
-        overhead, finished = 0.0, 0
+        self.extras_s = [0.0, 0]  # seconds spent on extras, cases they were measured for
+        first = self.settings.min_sittings
+        self.progress.start(sum(max(first - len(g.tally.sittings), 1) for g in groups))
+        pending = groups
         try:
             with pinned(cores_for(self.threads)), intra_op_threads(self.threads):
-                for group in self.plan.groups:
-                    todo = [c for c in group if c.id not in done]
-                    if not todo:
-                        continue
-                    share = budget.allowance(left) * len(todo)
-                    allowance = max(share - overhead / max(finished, 1) * len(todo), 0.0)
-                    for record in self._measure_group(group[0].baseline(), todo, allowance):
-                        results.append(record)  # at once: a kill loses at most the case in flight
-                        outcome.records.append(record)
-                        self.progress.update(1, record.case.geometry())
-                    left -= len(todo)
-                    finished += len(todo)
-                    overhead += self._group_overhead
+                while pending:
+                    for g in list(pending):
+                        stop = self._stop(g, budget, pending)
+                        if stop is None:
+                            if len(g.tally.sittings) >= first:
+                                self.progress.grow(1)
+                            stop = self._sitting(g, results, journal, outcome)
+                            stop = stop or self._stop(g, budget, pending)
+                        if stop is not None:
+                            pending.remove(g)
+                            self._finish(g, stop, results, outcome)
                 results.append(self._end(budget))
+            journal.remove()
         except Exception:
-            if not done:
-                results.discard_if_empty()  # a failed run leaves no header-only file behind
+            if not done and results.discard_if_empty():  # a failed run leaves no header-only file behind
+                journal.remove()
             raise
         finally:
             results.unlock()
         return outcome
+
+    def _restore(self, groups: list[_Group], sittings: list[SittingRecord]) -> None:
+        """Count in the sittings an interrupted run journaled, for the groups still to record."""
+        by_id = {g.id: g for g in groups}
+        for s in sittings:
+            g = by_id.get(s.group_id)
+            if g is None:
+                continue
+            ids = set(s.times_s)
+            if not g.built:
+                g.members = [c for c in g.members if c.id in ids]
+                g.built = True
+            if {c.id for c in g.members} - ids:
+                continue  # not the variants this group times: ignored, its sitting is taken again
+            log = RoundLog(probe_s=list(s.probe_s), retaken=Counter(s.retaken), kept_contended=s.kept_contended,
+                           blocks=s.blocks, seconds=s.seconds)
+            g.tally.add({c.id: Timing(list(s.times_s[c.id]), s.numbers[c.id], s.warmup_calls.get(c.id, 0), log=log)
+                         for c in g.members})
+            g.last_s = s.seconds
+
+    def _stop(self, g: _Group, budget: Budget, pending: list[_Group]) -> str | None:
+        """Why the group takes no further sitting, or None. It always takes its first `min_sittings`, and
+        one in this process to measure its extras on; then it stops at the target, at `max_rounds`, or
+        when its next turn (after every other group under way) would end past the budget."""
+        tally = g.tally
+        if g.built and not g.members:
+            return "rounds"  # nothing built: its cases are recorded as skipped
+        if g.extras is None or len(tally.sittings) < self.settings.min_sittings:
+            return None
+        if self.settings.target is None or g.base.id not in tally.times:
+            return "rounds"  # no interval to wait for
+        if tally.narrow(g.base.id, self.settings.target):
+            return "target"
+        if tally.rounds + self.settings.sitting_rounds > self.settings.max_rounds:
+            return "rounds"
+        without_extras = sum(len(p.todo) for p in pending if p.extras is None)
+        reserve = self.extras_s[0] / max(self.extras_s[1], 1) * without_extras
+        if budget.left() - reserve < sum(p.last_s for p in pending):
+            return "budget"
+        return None
+
+    def _sitting(self, g: _Group, results: ResultsFile, journal: SittingJournal, outcome: RunOutcome) -> str | None:
+        """Take one sitting of the group on fresh tensors, journal it, and measure the extras after the
+        group's first sitting here. Returns a stop reason when the group cannot go on."""
+        started = time.monotonic()
+        n = len(g.tally.sittings)
+        self.progress.update(0, f"sitting {n + 1}/{max(self.settings.min_sittings, n + 1)} · {g.todo[0].geometry()}")
+        works: dict[str, Workload] = {}
+        with backend_flags(g.base):
+            if not g.built:
+                self._first_build(g, works, results, outcome)
+                if not g.members:
+                    return "rounds"
+            sit = sitting.in_process(g.members, self.threads, self.settings.block_time, self.settings.warmup_time,
+                                     works)
+            try:
+                got = sit(self.settings.sitting_rounds, g.tally.numbers, g.tally.rounds)
+            except (RuntimeError, MemoryError) as exc:
+                if not _is_oom(exc):
+                    raise
+                works.clear()
+                if g.base.device == "cuda":
+                    torch.cuda.empty_cache()
+                for case in g.todo:
+                    self._write(self._skipped(case, "out of memory while timing"), results, outcome)
+                g.todo, g.members = [], []
+                return "rounds"
+            g.last_s = time.monotonic() - started
+            log = next(iter(got.values())).log or RoundLog()
+            g.tally.add({k: Timing(t.times, t.number, t.warmup_calls, log=log) for k, t in got.items()})
+            journal.append(SittingRecord(
+                run_id=self.run_id, group_id=g.id, times_s={k: t.times for k, t in got.items()},
+                numbers=g.tally.numbers or {}, warmup_calls=g.tally.warmup_calls, probe_s=log.probe_s,
+                retaken=dict(log.retaken), kept_contended=log.kept_contended, blocks=log.blocks, seconds=g.last_s))
+            self.progress.update(1, g.todo[0].geometry())
+            if g.extras is None:
+                extras_started = time.monotonic()
+                g.extras = {c.id: self._extras(c, works[c.id]) for c in g.todo if c.id in works}
+                self.extras_s[0] += time.monotonic() - extras_started
+                self.extras_s[1] += len(g.todo)
+        return None
+
+    def _first_build(self, g: _Group, works: dict[str, Workload], results: ResultsFile, outcome: RunOutcome) -> None:
+        """Build the group's members one by one; a case that does not fit is recorded as skipped at once."""
+        for case in g.members:
+            try:
+                works[case.id] = Workload(case)
+            except (RuntimeError, MemoryError) as exc:
+                if not _is_oom(exc):
+                    raise
+                if case.device == "cuda":
+                    torch.cuda.empty_cache()
+        for case in [c for c in g.todo if c.id not in works]:
+            self._write(self._skipped(case, "out of memory while building"), results, outcome)
+        g.todo = [c for c in g.todo if c.id in works]
+        g.members = [c for c in g.members if c.id in works] if g.todo else []
+        g.built = True
+
+    def _extras(self, case: Case, work: Workload) -> _Extras:
+        mem = _measure_memory(case, work, self.threads) if self.settings.memory else None
+        found, error = self._attribute(case, work) if self.profile else (None, None)
+        return _Extras(work.conv_backends(), mem, found, error)
+
+    def _finish(self, g: _Group, stop: str, results: ResultsFile, outcome: RunOutcome) -> None:
+        """Record the group's cases from all its sittings."""
+        if not g.todo:
+            return
+        g.tally.log.stop = stop
+        self.logs.append(g.tally.log)
+        timings = g.tally.timings()
+        for case in g.todo:
+            self._write(self._record(case, g.base, (g.extras or {})[case.id], timings), results, outcome)
+
+    def _write(self, record: CaseRecord, results: ResultsFile, outcome: RunOutcome) -> None:
+        results.append(record)  # at once: a kill loses at most the record in flight
+        outcome.records.append(record)
 
     def _skipped(self, case: Case, reason: str) -> CaseRecord:
         return CaseRecord(run_id=self.run_id, case_id=case.id, group_id=case.group_id, case=case, status="skipped",
@@ -288,50 +451,7 @@ class Runner:
                       machine_end=machine.load(), retaken_share=retaken / max(blocks, 1),
                       probe_drift=machine.probe_drift(probes))
 
-    def _measure_group(self, base: Case, todo: list[Case], allowance: float | None = None) -> Iterator[CaseRecord]:
-        self._group_overhead = 0.0
-        self.progress.update(0, todo[0].geometry())
-        members = [base, *[c for c in todo if c.id != base.id]]
-        works: dict[str, Workload] = {}
-        skipped: dict[str, str] = {}
-        with backend_flags(base):
-            for case in members:
-                try:
-                    works[case.id] = Workload(case)
-                except (RuntimeError, MemoryError) as exc:
-                    if not _is_oom(exc):
-                        raise
-                    skipped[case.id] = "out of memory while building"
-                    if case.device == "cuda":
-                        torch.cuda.empty_cache()
-            # The first sitting times the workloads just built; each later one builds them anew in `works`,
-            # which ends holding the last sitting's, for the memory probe and the profile.
-            sit = sitting.in_process([c for c in members if c.id in works], self.threads, self.settings.block_time,
-                                     self.settings.warmup_time, works)
-            try:
-                timings = {} if not works else measure_sittings(
-                    sit, baseline=base.id, target=self.settings.target, allowance=allowance,
-                    sitting_rounds=self.settings.sitting_rounds, min_sittings=self.settings.min_sittings,
-                    max_rounds=self.settings.max_rounds)
-            except (RuntimeError, MemoryError) as exc:
-                if not _is_oom(exc):
-                    raise
-                works.clear()
-                if base.device == "cuda":
-                    torch.cuda.empty_cache()
-                timings, skipped = {}, dict.fromkeys([c.id for c in todo], "out of memory while timing")
-            timed = time.monotonic()
-            log = next((t.log for t in timings.values() if t.log is not None), None)
-            if log is not None:
-                self.logs.append(log)
-            for case in todo:
-                if case.id in skipped:
-                    yield self._skipped(case, skipped[case.id])
-                else:
-                    yield self._record(case, base, works[case.id], timings)
-            self._group_overhead = time.monotonic() - timed
-
-    def _record(self, case: Case, base: Case, work: Workload, timings: dict[str, Timing]) -> CaseRecord:
+    def _record(self, case: Case, base: Case, extras: _Extras, timings: dict[str, Timing]) -> CaseRecord:
         t = timings[case.id]
         tf = theory_figures(case, self.peaks[case.device])
         realized = None
@@ -342,14 +462,14 @@ class Runner:
             unstable = half is None or half > self.settings.target
             realized = RealizedFigures(speedup=s.ratio, low=s.low, high=s.high, efficiency=s.ratio / tf.speedup,
                                        spread=spread(base_times, t.times), unstable=unstable, half_width=half,
-                                       reason=diagnose(base_times, t.times, t.log) if unstable else None)
-        mem = _measure_memory(case, work, self.threads) if self.settings.memory else None
-        found, error = self._attribute(case, work) if self.profile else (None, None)
+                                       reason=diagnose(base_times, t.times, t.log) if unstable else None,
+                                       estimator=ESTIMATOR if t.sittings else None)
         return CaseRecord(
             run_id=self.run_id, case_id=case.id, group_id=case.group_id, case=case, status="ok",
-            backend=work.conv_backends(), theory=tf,
+            backend=extras.backend, theory=tf,
             timing=_timing_figures(t, self.threads, self.settings.unstable_threshold), realized=realized,
-            memory=mem, attribution=found, attribution_error=error, finished=now(),
+            memory=extras.memory, attribution=extras.attribution, attribution_error=extras.attribution_error,
+            finished=now(),
         )
 
     def _attribute(self, case: Case, work: Workload) -> tuple[attribution.Attribution | None, str | None]:

@@ -4,7 +4,8 @@ Why not call Timer directly: realized speedup needs *paired* samples. The varian
 timed in rounds, one block of each per round (A B C, B C A, …), so slow drift in clock speed or
 background load hits every variant alike. The rounds come in sittings, each on freshly built
 tensors: a ratio keeps a value of its own for one set of tensors and one moment, so the sittings,
-not the rounds, are the independent draws an interval is taken over.
+not the rounds, are the independent draws an interval is taken over (`SittingTally`; `sepbench run`
+spreads a group's sittings over the whole run).
 
 What Timer gets right is kept: a warm-up that outlasts first-call effects (oneDNN primitive
 creation, cuDNN autotuning, lazy loading), blocks long enough that the timer's own overhead is
@@ -256,47 +257,71 @@ def measure_interleaved(
 Sitting = Callable[[int, "Mapping[str, int] | None", int], "dict[str, Timing]"]
 
 
+@dataclass
+class SittingTally:
+    """A group's sittings so far, wherever in the run they were taken: each variant's block times, the
+    rounds of each sitting, the first sitting's calls per block and warm-up calls, and the merged log."""
+
+    times: dict[str, list[float]] = field(default_factory=dict)
+    sittings: list[int] = field(default_factory=list)
+    numbers: dict[str, int] | None = None
+    warmup_calls: dict[str, int] = field(default_factory=dict)
+    log: RoundLog = field(default_factory=lambda: RoundLog(stop="rounds"))
+
+    @property
+    def rounds(self) -> int:
+        return sum(self.sittings)
+
+    def add(self, got: Mapping[str, Timing]) -> None:
+        """Count in one sitting's timings (each variant's, sharing one log)."""
+        first = next(iter(got.values()))
+        if self.numbers is None:
+            self.numbers = {n: t.number for n, t in got.items()}
+            self.warmup_calls = {n: t.warmup_calls for n, t in got.items()}
+        for n, t in got.items():
+            self.times.setdefault(n, []).extend(t.times)
+        part = first.log or RoundLog()
+        self.log.probe_s += part.probe_s
+        self.log.retaken.update(part.retaken)
+        self.log.kept_contended += part.kept_contended
+        self.log.blocks += part.blocks
+        self.log.seconds += part.seconds
+        self.sittings.append(len(first.times))
+
+    def narrow(self, baseline: str, target: float) -> bool:
+        return baseline in self.times and narrow_enough(self.times, baseline, target, self.sittings)
+
+    def timings(self) -> dict[str, Timing]:
+        numbers = self.numbers or {}
+        return {n: Timing(t, numbers[n], self.warmup_calls.get(n, 0), log=self.log, sittings=self.sittings)
+                for n, t in self.times.items()}
+
+
 def measure_sittings(sit: Sitting, *, baseline: str, target: float | None, allowance: float | None,
                      sitting_rounds: int, min_sittings: int, max_rounds: int) -> dict[str, Timing]:
-    """Time a group in sittings until every variant's interval over sittings is within ±target, or
-    `allowance` seconds are spent, or `max_rounds` rounds are taken; at least `min_sittings`.
+    """Time a group in consecutive sittings until every variant's interval over sittings is within
+    ±target, or `allowance` seconds are spent, or `max_rounds` rounds are taken; at least `min_sittings`.
+    (`sepbench run` spreads a group's sittings over the whole run instead: `runner`.)
 
     `sit` takes each sitting on fresh tensors (`measure.sitting`). A ratio keeps a value of its own for
     one set of tensors and one moment, far more than it moves between the rounds of one sitting
     (`benchmarks/sittings.py`), so the sittings are the independent draws an interval needs."""
     started = time.perf_counter()
-    times: dict[str, list[float]] = {}
-    first_sitting: dict[str, Timing] = {}  # its calls per block and warm-up calls stand for the group's
-    log = RoundLog(stop="rounds")
-    sittings: list[int] = []
-    numbers: dict[str, int] | None = None
+    tally = SittingTally()
     while True:
-        got = sit(sitting_rounds, numbers, sum(sittings))
-        first = next(iter(got.values()))
-        first_sitting = first_sitting or got
-        numbers = numbers or {n: t.number for n, t in got.items()}
-        for n, t in got.items():
-            times.setdefault(n, []).extend(t.times)
-        part = first.log or RoundLog()
-        log.probe_s += part.probe_s
-        log.retaken.update(part.retaken)
-        log.kept_contended += part.kept_contended
-        log.blocks += part.blocks
-        sittings.append(len(first.times))
-        if len(sittings) >= min_sittings:
-            if target is None or baseline not in times:  # no interval to wait for
+        tally.add(sit(sitting_rounds, tally.numbers, tally.rounds))
+        if len(tally.sittings) >= min_sittings:
+            if target is None or baseline not in tally.times:  # no interval to wait for
                 break
-            if narrow_enough(times, baseline, target, sittings):
-                log.stop = "target"
+            if tally.narrow(baseline, target):
+                tally.log.stop = "target"
                 break
             if allowance is not None and time.perf_counter() - started >= allowance:
-                log.stop = "budget"
+                tally.log.stop = "budget"
                 break
-        if sum(sittings) >= max_rounds:
+        if tally.rounds >= max_rounds:
             break
-    log.seconds = time.perf_counter() - started
-    return {n: Timing(times[n], t.number, t.warmup_calls, log=log, sittings=sittings)
-            for n, t in first_sitting.items()}
+    return tally.timings()
 
 
 # The probe's 90th over 10th percentile above this: the machine changed speed during the group.

@@ -78,7 +78,8 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "timing_unstable": ("", "raw block times spread beyond the run's threshold (drift)"),
     "timing_retaken": ("blocks", "blocks of the case's group timed again because they lost the CPU"),
     "timing_retaken_reasons": ("", "why, by count: wait (run queue), steal (hypervisor), cpu (CPU share)"),
-    "timing_sittings": ("rounds", "rounds in each sitting (fresh tensors each); empty in older runs: one sitting"),
+    "timing_sittings": ("rounds", "rounds in each sitting (fresh tensors each, spread over the run); empty in "
+                                  "older runs: one sitting"),
     "timing_stop": ("", "why the group's rounds ended: target reached, budget spent, or rounds"),
     "run_thread_policy": ("", "how the run chose its intra-op thread count"),
     "run_other_cores_start": ("cores", "other processes' CPU use as the run began"),
@@ -86,10 +87,10 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "run_retaken_share": ("", "blocks of the run timed again, over blocks kept"),
     "run_probe_drift": ("×", "the reference probe over the run, 90th over 10th percentile"),
     "run_contended": ("", "the run was taken on a contended machine (busy at an end, or > 5 % re-taken)"),
-    "realized_speedup": ("×", "realized speedup: geometric mean over sittings of baseline median / variant "
-                              "median (older runs: one sitting)"),
-    "realized_low": ("×", "lower end of its 95 % interval (Student t over sittings; older runs: bootstrap "
-                          "over rounds)"),
+    "realized_speedup": ("×", "realized speedup: median over sittings of baseline median / variant median "
+                              "(realized_estimator empty: the geometric mean; older runs: one sitting)"),
+    "realized_low": ("×", "lower end of its 95 % interval (order statistics over sittings; realized_estimator "
+                          "empty: Student t; older runs: bootstrap over rounds)"),
     "realized_high": ("×", "upper end of its 95 % interval"),
     "realized_efficiency": ("", "realized / theoretical speedup"),
     "realized_spread": ("", "IQR / median of the per-round speedups"),
@@ -97,6 +98,7 @@ COLUMNS: dict[str, tuple[str, str]] = {
                                "realized_spread above the run's threshold after one re-measure)"),
     "realized_half_width": ("", "the 95 % interval's half-width relative to the speedup"),
     "realized_reason": ("", "why unstable: contended, drifting, bimodal or noisy"),
+    "realized_estimator": ("", "how the sittings were summed up: median (empty: geometric mean, older runs)"),
     "achieved_flops": ("FLOP/s", "theory_flops_step / timing_median_s"),
     "roofline_share": ("", "share of the roofline bound reached: theory_roofline_s / timing_median_s"),
     "measured_memory_bytes": ("bytes", "measured peak memory rise of one step (method in measured_memory_method)"),

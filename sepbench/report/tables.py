@@ -148,8 +148,9 @@ def print_results(df: pd.DataFrame, console: Console) -> None:
     console.print(
         "theory × = FLOP ratio vs the baseline (2mac); roofline × = ratio of roofline lower bounds from this "
         "machine's measured peaks; realized × = ratio of median times from interleaved "
-        "rounds (geometric mean over sittings on fresh tensors), 95% interval over sittings (older runs: bootstrap "
-        f"over rounds); {UNSTABLE_MARK} = {flag} ({unstable} of {len(variants)} variants{': ' + why if why else ''}); "
+        "rounds (median over sittings on fresh tensors, spread over the run), 95% interval over sittings (order "
+        "statistics; older runs: t over sittings, or bootstrap over rounds); "
+        f"{UNSTABLE_MARK} = {flag} ({unstable} of {len(variants)} variants{': ' + why if why else ''}); "
         f"{DRIFT_MARK} = raw block times' IQR/median above the threshold: the machine's speed moved, which "
         f"pairing cancels ({drift} of {len(ok)} cases).",
         style="dim", markup=False,
