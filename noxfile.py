@@ -146,6 +146,27 @@ def _report(session: nox.Session, out: str, *extra: str) -> None:
                 *extra)
 
 
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy over sepbench/ (settings in pyproject.toml): 0 errors. The package is installed with its
+    pinned torch, whose type hints mypy reads."""
+    _install(session, extras=None)
+    session.install("mypy>=1.10")
+    session.run("mypy")
+
+
+DOCS = "mkdocs-material>=9.5"  # the docs generator and its theme
+QUIET_MKDOCS = {"NO_MKDOCS_2_WARNING": "1"}  # the theme's end-of-life banner, not a warning of the build
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The documentation site (docs/, the README as its front page), strict: a broken link or anchor
+    fails. Into site/docs/."""
+    session.install(DOCS)
+    session.run("mkdocs", "build", "--strict", "--site-dir", f"{SITE}/docs", env=QUIET_MKDOCS)
+
+
 @nox.session(default=False)
 def report(session: nox.Session) -> None:
     """The HTML report from every results file under results/, into results/local/report/ (ignored by git)."""
@@ -155,8 +176,14 @@ def report(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def pages(session: nox.Session) -> None:
-    """The GitHub Pages site: `asv publish` into site/asv/, then the report into site/ linking to it."""
+    """The GitHub Pages site: `asv publish` into site/asv/, the report into site/ linking to it, the docs
+    into site/docs/; then the three entry pages are checked, so the artifact is known whole."""
     _install(session, extras="pages")
     session.run("asv", "publish", "--no-pull", "--html-dir", f"{SITE}/asv")
     _report(session, SITE, "--asv-url", "asv/")
-    session.log(f"site: {SITE}/index.html (serve it: python -m http.server -d {SITE})")
+    session.run("mkdocs", "build", "--strict", "--site-dir", f"{SITE}/docs", env=QUIET_MKDOCS)
+    missing = [page for page in ("index.html", "asv/index.html", "docs/index.html", "docs/measuring/index.html")
+               if not Path(SITE, page).is_file()]
+    if missing:
+        session.error(f"the site lacks {', '.join(missing)}")
+    session.log(f"site: {SITE}/index.html, docs at {SITE}/docs/ (serve it: python -m http.server -d {SITE})")

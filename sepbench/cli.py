@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 from rich.console import Console
@@ -34,6 +34,8 @@ from sepbench.errors import SepbenchError
 from sepbench.grid import Grid, group_cases, load_grid, load_preset, parse_axis, parse_shard, preset_names
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from sepbench.ab.driver import Comparison
 
 # Piped or logged output keeps the tables' full width instead of rich's 80-column fallback.
@@ -68,11 +70,11 @@ def _check_threads(ctx: click.Context, param: click.Parameter, value: int | None
     return value
 
 
-def _write_csv(table: object, path: Path) -> None:
+def _write_csv(table: pd.DataFrame, path: Path) -> None:
     """A command's table as CSV, where --csv asks for it; a path that cannot be written is one line."""
     staged = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        table.to_csv(staged, index=False)  # type: ignore[attr-defined]
+        table.to_csv(staged, index=False)
         os.replace(staged, path)  # whole or absent: a full disk leaves the old file, or none
     except OSError as exc:
         staged.unlink(missing_ok=True)
@@ -85,7 +87,7 @@ class Finite(click.FloatRange):
 
     name = "finite float range"
 
-    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> float:
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
         number = super().convert(value, param, ctx)
         if not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number", param, ctx)
@@ -217,13 +219,15 @@ def run(preset: str | None, grid_file: Path | None, device: str | None, out_dir:
         out.print(machine_line(runner.thread_policy, runner.machine_start, end), highlight=False)
 
 
-def _grid_from(preset: str | None, grid_file: Path | None, axes: tuple[str, ...], device: str | None,
-               threads: int | None, no_memory: bool, *, target: float | None = None,
-               budget: float | None = None) -> Grid:
-    """The grid `run` measures for these options (and `merge` expects): its digest depends on all of them."""
+def _grid_from(preset: str | None, grid_file: Path | None, axes: tuple[str, ...] = (), device: str | None = None,
+               threads: int | None = None, no_memory: bool = False, *, target: float | None = None,
+               budget: float | None = None, default_preset: str = "default") -> Grid:
+    """The grid a command's `--preset/--grid/--axis/--device/--threads` options name, for every command
+    that takes them (`run`, `merge`, `ab`, `timercheck`), with the same refusals everywhere. Its digest
+    depends on all of them: what `run` measures is what `merge` expects."""
     if preset is not None and grid_file:
         raise SepbenchError("give --preset or --grid, not both")
-    grid = load_grid(grid_file) if grid_file else load_preset("default" if preset is None else preset)
+    grid = load_grid(grid_file) if grid_file else load_preset(default_preset if preset is None else preset)
     if axes:
         grid = grid.with_axes(dict(parse_axis(a) for a in axes))
     if device:
@@ -270,7 +274,7 @@ CASE_OPTIONS = [
 @click.argument("variant", metavar="VARIANT|all")
 @_case_options
 @click.option("--layers", is_flag=True, help="Also print the per-layer breakdown.")
-def cost(variant: str, c_out: int | None, layers: bool, **knobs: object) -> None:
+def cost(variant: str, c_out: int | None, layers: bool, **knobs: Any) -> None:
     """Exact cost of one case without running it: shapes, params, MACs, FLOPs (both conventions),
     bytes, intensity and memory, against the baseline. VARIANT `all` compares every layer variant."""
     from sepbench.report.tables import comparison_table, layers_table
@@ -283,7 +287,7 @@ def cost(variant: str, c_out: int | None, layers: bool, **knobs: object) -> None
         names = [variant]
     else:
         raise SepbenchError(f"unknown variant {variant!r}; valid: all, {', '.join(VARIANTS)}")
-    cases = [Case(name, device="cpu", **knobs) for name in names]  # type: ignore[arg-type]
+    cases = [Case(name, device="cpu", **knobs) for name in names]
     for case in cases:
         check(case)
     rows = [(c, case_cost(c), case_cost(c.baseline())) for c in cases]
@@ -310,7 +314,7 @@ def cost(variant: str, c_out: int | None, layers: bool, **knobs: object) -> None
               help="Results files or folders to look in (repeatable; default: results/).")
 @click.option("--measure", is_flag=True, help="Measure and profile the case now, even where results have it.")
 def explain(variant: str, c_out: int | None, device: str, threads: int | None, paths: tuple[Path, ...],
-            measure: bool, **knobs: object) -> None:
+            measure: bool, **knobs: Any) -> None:
     """Where one case's time goes, stage by stage: from the results that have it (newest per machine,
     torch and device), or measured and profiled on the spot when none do."""
     from sepbench.report.tables import attribution_table
@@ -318,7 +322,7 @@ def explain(variant: str, c_out: int | None, device: str, threads: int | None, p
     if variant not in VARIANTS:
         raise SepbenchError(f"unknown variant {variant!r}; valid: {', '.join(VARIANTS)}")
     knobs["c_out"] = knobs["c_in"] if c_out is None else c_out
-    case = Case(variant, device=device, **knobs)  # type: ignore[arg-type]
+    case = Case(variant, device=device, **knobs)
     check(case)
     shown = 0 if measure else _explain_from_results(case, list(paths) or [Path("results")])
     if shown:
@@ -394,14 +398,14 @@ def env(device: str, threads: int | None, no_peaks: bool) -> None:
 
 
 @cli.command()
-@click.option("--preset", default="smoke", show_default=True, help="Grid whose cases are checked.")
+@click.option("--preset", help="Grid whose cases are checked (see `sepbench list`). Default: smoke.")
 @click.option("--grid", "grid_file", type=click.Path(dir_okay=False, path_type=Path), help="A TOML grid file.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), help="Override the grid's device axis.")
 @THREADS
 @click.option("--limit", type=click.IntRange(min=1), help="Check only the first N cases.")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write one row per case (case id, the medians in seconds, the ratios) to this CSV file.")
-def timercheck(preset: str, grid_file: Path | None, device: str | None, threads: int | None,
+def timercheck(preset: str | None, grid_file: Path | None, device: str | None, threads: int | None,
                limit: int | None, csv_path: Path | None) -> None:
     """Check sepbench's timer against torch.utils.benchmark.Timer (and CUDA events on a GPU),
     case by case, alternating the methods. Agreement is the ratio of medians."""
@@ -413,9 +417,7 @@ def timercheck(preset: str, grid_file: Path | None, device: str | None, threads:
     from sepbench.measure.workload import require_device
     from sepbench.report.tables import timercheck_summary, timercheck_table
 
-    grid = load_grid(grid_file) if grid_file else load_preset(preset)
-    if device:
-        grid = grid.with_device(device)
+    grid = _grid_from(preset, grid_file, device=device, default_preset="smoke")
     cases = [c for g in group_cases(grid.expand()[0]) for c in g][:limit]
     if not cases:
         raise SepbenchError(f"grid {grid.name!r} holds no valid case to check")
@@ -477,8 +479,7 @@ def ab(pythons: tuple[str, ...], preset: str | None, grid_file: Path | None, axe
     from sepbench.report.tables import ab_table
     from sepbench.store import ensure_writable, read_ab
 
-    if preset is not None and grid_file:
-        raise SepbenchError("give --preset or --grid, not both")
+    grid = _grid_from(preset, grid_file, axes)
     if inject and not aa:
         raise SepbenchError("--inject is a calibration of one interpreter against itself: give it with --aa")
     if len(pythons) > 2:
@@ -492,9 +493,6 @@ def ab(pythons: tuple[str, ...], preset: str | None, grid_file: Path | None, axe
     if not aa and a.prefix == b.prefix:
         raise SepbenchError(f"--python {a.given} and --python {b.given} are the same install ({a.prefix}); "
                             "to compare it with itself, pass --aa")
-    grid = load_grid(grid_file) if grid_file else load_preset("default" if preset is None else preset)
-    if axes:
-        grid = grid.with_axes(dict(parse_axis(x) for x in axes))
     ensure_writable(out_dir)
     settings = Settings(block_time=block_ms / 1000, target=math.log1p(target / 100), threads=threads, workers=workers)
     comparison = Comparison(grid, a, b, out_dir, aa=aa, inject=inject / 100, budget_s=budget * 60,
@@ -503,7 +501,11 @@ def ab(pythons: tuple[str, ...], preset: str | None, grid_file: Path | None, axe
         _ab_measure(comparison)
     finally:
         comparison.close()
-    ab_file = read_ab(comparison.path)  # type: ignore[arg-type]
+    if comparison.path is None:  # open() names the file before anything is measured
+        raise SepbenchError("the comparison wrote no file")
+    ab_file = read_ab(comparison.path)
+    if ab_file.header is None:  # read_ab refuses a file without one
+        raise SepbenchError(f"{comparison.path} has no header")
     table = case_table(ab_file.records)
     out.print(ab_table(table, ab_file.header))
     s = summarize(table)
@@ -622,12 +624,12 @@ def merge(results: tuple[Path, ...], preset: str | None, grid_file: Path | None,
     shards, missing or duplicated cases and foreign grids are listed, and the exit code is then 2."""
     from rich.table import Table
 
-    from sepbench.merge import check
+    from sepbench.merge import coverage as grid_coverage
     from sepbench.merge import merge as write_merged
 
     expected = (_grid_from(preset, grid_file, axes, device, threads, no_memory)
                 if preset is not None or grid_file else None)
-    coverage, problems = check(list(results), expected)
+    coverage, problems = grid_coverage(list(results), expected)
     table = Table("grid", "torch", "device", "files", "shards", "cases", "measured", "missing", "duplicated",
                   title="shards", title_justify="left")
     for c in coverage:

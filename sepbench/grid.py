@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypedDict
 
 from pydantic import (
     BaseModel,
@@ -95,6 +95,16 @@ class GridAxes(BaseModel):
 BUDGET_PER_CASE_S = 2.0
 
 
+class Interleaved(TypedDict):
+    """How `timer.measure_interleaved` times a case outside a run (timercheck, explain, the harnesses)."""
+
+    min_run_time: float
+    min_rounds: int
+    max_rounds: int
+    block_time: float
+    warmup_time: float
+
+
 class MeasureSettings(BaseModel):
     """How hard to look at each case. Defaults suit a 2-core CPU; GPU presets may tighten them. Every
     number is finite and bounded, so no setting can make a run hang on one case."""
@@ -135,10 +145,11 @@ class MeasureSettings(BaseModel):
         """Seconds the run may take for this many cases."""
         return self.budget_s if self.budget_s is not None else BUDGET_PER_CASE_S * cases
 
-    def interleaved(self, **override: float) -> dict[str, float]:
-        """The keyword arguments of `timer.measure_interleaved`, with any of them overridden."""
-        timing = {"min_run_time", "min_rounds", "max_rounds", "block_time", "warmup_time"}
-        return self.model_dump(include=timing) | override
+    def interleaved(self, min_run_time: float | None = None) -> Interleaved:
+        """The keyword arguments of `timer.measure_interleaved` (`min_run_time` overridden if given)."""
+        return Interleaved(min_run_time=self.min_run_time if min_run_time is None else min_run_time,
+                           min_rounds=self.min_rounds, max_rounds=self.max_rounds, block_time=self.block_time,
+                           warmup_time=self.warmup_time)
 
 
 class GridFile(BaseModel):

@@ -75,7 +75,7 @@ def _key(header: RunHeader) -> tuple[str, str, str]:
     return header.grid_digest, str(header.environment.get("torch")), str(header.environment.get("device"))
 
 
-def check(paths: list[Path], expected_grid: Grid | None = None,
+def coverage(paths: list[Path], expected_grid: Grid | None = None,
           sharded_only: bool = False) -> tuple[list[Coverage], list[Problem]]:
     """Group the run files under `paths` and check each group's cases against its grid. With
     `expected_grid`, a file of any other grid is a problem (a foreign digest), not a group of its own;

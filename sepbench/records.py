@@ -16,23 +16,29 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, field_validato
 
 from sepbench.case import VARIANTS, Case, check
 from sepbench.errors import SepbenchError
-
-SCHEMA_VERSION = 1
+from sepbench.upgrade import SCHEMA_VERSION
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
-class RunHeader(_Strict):
-    kind: Literal["run"] = "run"
-    schema_version: Literal[1] = SCHEMA_VERSION
-    run_id: str
+class _Header(_Strict):
+    """What the first line of every results file holds: its kind and schema version first (a reader tells
+    the kinds apart by the line's start), then the grid it measures and when it began."""
+
+    kind: str
+    schema_version: Literal[2] = SCHEMA_VERSION
     grid_name: str
     grid_digest: str
     grid: dict[str, Any]
-    shard: str | None = None
     started: str
+
+
+class RunHeader(_Header):
+    kind: Literal["run"] = "run"
+    run_id: str
+    shard: str | None = None
     environment: dict[str, Any]
     peaks: dict[str, dict[str, Any]]  # device → Peaks.as_dict()
     # How busy the machine was as the run began (`machine.load`), and how the thread count was chosen.
@@ -276,14 +282,9 @@ class ABSide(_Strict):
     environment: dict[str, Any]
 
 
-class ABHeader(_Strict):
+class ABHeader(_Header):
     kind: Literal["ab"] = "ab"
-    schema_version: Literal[1] = SCHEMA_VERSION
     ab_id: str
-    grid_name: str
-    grid_digest: str
-    grid: dict[str, Any]
-    started: str
     a: ABSide
     b: ABSide
     aa: bool  # the same interpreter on both sides: a false-positive calibration

@@ -14,10 +14,12 @@ already read from another file (a copy). Everything else still loads.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,20 +28,9 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel, ValidationError
 
+from sepbench import records, upgrade
 from sepbench.errors import SepbenchError
-from sepbench.records import (
-    SCHEMA_VERSION,
-    ABCaseRecord,
-    ABHeader,
-    CaseRecord,
-    MemoryFigures,
-    RealizedFigures,
-    RunEnd,
-    RunHeader,
-    SittingRecord,
-    TheoryFigures,
-    TimingFigures,
-)
+from sepbench.records import ABCaseRecord, ABHeader, CaseRecord, RunEnd, RunHeader, SittingRecord
 
 # --------------------------------------------------------------------------------------------
 # Writing
@@ -69,14 +60,16 @@ class ResultsFile:
     record_kind = "case"  # a file holding no record of this kind is empty
 
     @classmethod
-    def create(cls, out_dir: Path, header: BaseModel, stem: str | None = None) -> ResultsFile:
+    def create(cls, out_dir: Path, header: RunHeader | ABHeader, stem: str | None = None) -> ResultsFile:
         """A new file named after the run (or `stem`) and the time, holding `header`."""
         out_dir = ensure_writable(Path(out_dir))
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         if stem is None:
-            env, shard = header.environment, header.shard  # type: ignore[attr-defined]
-            shard = f"-shard{shard.replace('/', 'of')}" if shard else ""
-            stem = f"{header.grid_name}{shard}-{env['device']}-{env['machine']}-torch{env['torch']}"  # type: ignore[attr-defined]
+            if not isinstance(header, RunHeader):
+                raise TypeError("a comparison file is named by its caller (`stem`)")
+            env = header.environment
+            shard = f"-shard{header.shard.replace('/', 'of')}" if header.shard else ""
+            stem = f"{header.grid_name}{shard}-{env['device']}-{env['machine']}-torch{env['torch']}"
         # Two runs started in the same second, by one process or several, get names of their own:
         # O_EXCL makes the name's claim atomic, and a taken name moves on to the next suffix.
         for n in range(1, 1000):
@@ -246,7 +239,7 @@ def _reason(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
         first = exc.errors()[0]
         loc = ".".join(str(p) for p in first["loc"]) or "record"
-        return f"does not match schema v{SCHEMA_VERSION}: {loc}: {first['msg']}"
+        return f"does not match schema v{upgrade.SCHEMA_VERSION}: {loc}: {first['msg']}"
     if isinstance(exc, UnicodeDecodeError):
         return f"not UTF-8 text (byte {exc.start} of the line): not a results line"
     if isinstance(exc, (json.JSONDecodeError, RecursionError)):
@@ -264,56 +257,6 @@ def _decoded(line: bytes) -> Any:
         except UnicodeEncodeError:
             raise ValueError("holds a string that is not valid Unicode (an unpaired surrogate escape)") from None
     return data
-
-
-def read_run(path: Path) -> RunFile:
-    """Every valid line of one results file, and a Problem for each line that is not."""
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise SepbenchError(f"cannot read results file {path}: {exc.strerror}") from None
-    run = RunFile(path, None, [], [])
-    lines = raw.split(b"\n")
-    torn = lines[-1] != b""
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        if torn and number == len(lines):
-            run.problems.append(Problem(path, number, "torn last line (interrupted write), ignored", True))
-            continue
-        try:
-            data = _decoded(line)
-            kind = data.get("kind") if isinstance(data, dict) else None
-            if kind == "run":
-                if data.get("schema_version") != SCHEMA_VERSION:
-                    raise ValueError(f"schema version {data.get('schema_version')!r}, this sepbench reads "
-                                     f"{SCHEMA_VERSION}")
-                header = RunHeader.model_validate(data)
-                if run.header is not None:
-                    raise ValueError(f"a second run header (run {header.run_id}): two runs' files concatenated; "
-                                     "its records are refused")
-                run.header = header
-            elif kind == "case":
-                record = CaseRecord.model_validate(data)
-                if run.header is None:
-                    raise ValueError("a case record before any run header")
-                if record.run_id != run.header.run_id:
-                    raise ValueError(f"record of run {record.run_id}, but the file's header is run "
-                                     f"{run.header.run_id}")
-                run.records.append(record)
-            elif kind == "end":
-                end = RunEnd.model_validate(data)
-                if run.header is None or end.run_id != run.header.run_id:
-                    raise ValueError(f"an end line of run {end.run_id}, not of this file's run")
-                run.end = end
-            else:
-                raise ValueError(f"unknown record kind {kind!r} (expected 'run', 'case' or 'end')")
-        except (ValueError, ValidationError, RecursionError) as exc:
-            run.problems.append(Problem(path, number, _reason(exc)))
-    if run.header is None and not any(p.line == 1 for p in run.problems):
-        run.problems.append(Problem(path, 1, "no run header line"))
-    return run
 
 
 def _is_ab_file(path: Path) -> bool:
@@ -364,43 +307,98 @@ class ABFile:
     problems: list[Problem]
 
 
-def read_ab(path: Path) -> ABFile:
-    """Every valid line of one A/B comparison file; a Problem for each line that is not, and for a
-    second record of a case already read (the first is kept)."""
+def _take_run_line(run: RunFile, data: dict[str, Any]) -> None:
+    kind = data.get("kind")
+    if kind == "run":
+        header = RunHeader.model_validate(data)
+        if run.header is not None:
+            raise ValueError(f"a second run header (run {header.run_id}): two runs' files concatenated; "
+                             "its records are refused")
+        run.header = header
+    elif kind == "case":
+        record = CaseRecord.model_validate(data)
+        if run.header is None:
+            raise ValueError("a case record before any run header")
+        if record.run_id != run.header.run_id:
+            raise ValueError(f"record of run {record.run_id}, but the file's header is run {run.header.run_id}")
+        run.records.append(record)
+    elif kind == "end":
+        end = RunEnd.model_validate(data)
+        if run.header is None or end.run_id != run.header.run_id:
+            raise ValueError(f"an end line of run {end.run_id}, not of this file's run")
+        run.end = end
+    else:
+        raise ValueError(f"unknown record kind {kind!r} (expected 'run', 'case' or 'end')")
+
+
+def _take_ab_line(ab: ABFile, data: dict[str, Any]) -> None:
+    kind = data.get("kind")
+    if kind == "ab" and ab.header is None:
+        ab.header = ABHeader.model_validate(data)
+    elif kind == "ab_case" and ab.header is not None:
+        record = ABCaseRecord.model_validate(data)
+        if record.ab_id != ab.header.ab_id:
+            raise ValueError(f"record of comparison {record.ab_id}, but the header is {ab.header.ab_id}")
+        if any(r.case_id == record.case_id for r in ab.records):
+            raise ValueError(f"a second record of case {record.case_id}, ignored")
+        ab.records.append(record)
+    else:
+        raise ValueError(f"unexpected line of kind {kind!r} in a comparison file")
+
+
+def read(path: Path, kind: str | None = None) -> RunFile | ABFile:
+    """Any sepbench results file: a run (or a shard of one), or an A/B comparison (`kind` "run" or "ab";
+    None: as its first line says). Every line is lifted from the file's schema version to this
+    sepbench's (`upgrade`) and validated; each line that fails is a Problem with its line number, the
+    rest still loads. A torn last line (an interrupted write) is a Problem marked as such."""
     path = Path(path)
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise SepbenchError(f"cannot read comparison file {path}: {exc.strerror}") from None
-    ab = ABFile(path, None, [], [])
-    seen: set[str] = set()
+        raise SepbenchError(f"cannot read results file {path}: {exc.strerror}") from None
+    if kind is None:
+        kind = "ab" if raw.startswith(b'{"kind":"ab"') else "run"
+    found: RunFile | ABFile = ABFile(path, None, [], []) if kind == "ab" else RunFile(path, None, [], [])
+    take: Callable[[Any, dict[str, Any]], None] = _take_ab_line if kind == "ab" else _take_run_line
     lines = raw.split(b"\n")
     torn = lines[-1] != b""
+    version, header = upgrade.SCHEMA_VERSION, None
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         if torn and number == len(lines):
-            ab.problems.append(Problem(path, number, "torn last line (interrupted write), ignored", True))
+            found.problems.append(Problem(path, number, "torn last line (interrupted write), ignored", True))
             continue
         try:
             data = _decoded(line)
-            kind = data.get("kind") if isinstance(data, dict) else None
-            if kind == "ab" and ab.header is None:
-                ab.header = ABHeader.model_validate(data)
-            elif kind == "ab_case" and ab.header is not None:
-                record = ABCaseRecord.model_validate(data)
-                if record.ab_id != ab.header.ab_id:
-                    raise ValueError(f"record of comparison {record.ab_id}, but the header is {ab.header.ab_id}")
-                if record.case_id in seen:
-                    raise ValueError(f"a second record of case {record.case_id}, ignored")
-                seen.add(record.case_id)
-                ab.records.append(record)
-            else:
-                raise ValueError(f"unexpected line of kind {kind!r} in a comparison file")
+            if not isinstance(data, dict):
+                raise ValueError(f"unknown record kind None (expected a JSON object, got {type(data).__name__})")
+            if data.get("kind") in ("run", "ab") and found.header is None:
+                version, header = upgrade.version_of(data), data
+            take(found, upgrade.line(data, version, header))
         except (ValueError, ValidationError, RecursionError) as exc:
-            ab.problems.append(Problem(path, number, _reason(exc)))
-    if ab.header is None:
+            found.problems.append(Problem(path, number, _reason(exc)))
+    if isinstance(found, RunFile):
+        if found.header is None and not any(p.line == 1 for p in found.problems):
+            found.problems.append(Problem(path, 1, "no run header line"))
+        measure = found.header.grid.get("measure", {}) if found.header else {}
+        upgrade.finish_run(version, found.records, measure.get("unstable_threshold"))
+    elif found.header is None:
         raise SepbenchError(f"{path} is not a sepbench ab comparison file (no header line)")
+    return found
+
+
+def read_run(path: Path) -> RunFile:
+    """One run file (`read`, as a run)."""
+    run = read(path, "run")
+    assert isinstance(run, RunFile)  # what `read` makes of kind "run"
+    return run
+
+
+def read_ab(path: Path) -> ABFile:
+    """One A/B comparison file (`read`, as a comparison)."""
+    ab = read(path, "ab")
+    assert isinstance(ab, ABFile)  # what `read` makes of kind "ab"
     return ab
 
 
@@ -422,8 +420,7 @@ def _flatten(run: RunFile, record: CaseRecord) -> dict[str, Any]:
     row["run_target"] = measure.get("target")  # None in runs from before the stopping rule
     peaks = run.header.peaks.get(record.case.device, {}) if run.header else {}
     flops = peaks.get("flops", {})
-    # The ceiling the roofline bound used, as recorded; older records used the same rule unrecorded.
-    row["ceiling"] = record.theory.ceiling or (record.case.ceiling if record.case.ceiling in flops else "float32")
+    row["ceiling"] = record.theory.ceiling  # as recorded (`upgrade` fills it in for older records)
     row["ceiling_fallback"] = row["ceiling"] != record.case.ceiling
     row["peak_flops"] = flops.get(row["ceiling"])
     row["peak_bandwidth"] = peaks.get("bandwidth")
@@ -526,11 +523,10 @@ def load(paths: list[Path]) -> tuple[pd.DataFrame, list[Problem]]:
 
 def _part_columns() -> list[str]:
     """Every column a record's parts can fill, whether or not any loaded record has that part."""
-    parts = (("theory", TheoryFigures), ("timing", TimingFigures), ("realized", RealizedFigures),
-             ("memory", MemoryFigures))
-    return [f"{prefix}_{name}" for prefix, model in parts
-            for name in (model.model_fields if isinstance(model, type) and issubclass(model, BaseModel)
-                         else model.__dataclass_fields__)]
+    models: tuple[tuple[str, type[BaseModel]], ...] = (
+        ("theory", records.TheoryFigures), ("timing", records.TimingFigures), ("realized", records.RealizedFigures))
+    return ([f"{prefix}_{name}" for prefix, model in models for name in model.model_fields]
+            + [f"memory_{f.name}" for f in dataclasses.fields(records.MemoryFigures)])
 
 
 def find_resumable(out_dir: Path, grid_digest: str, shard: str | None, environment: dict) -> RunFile | None:

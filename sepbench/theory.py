@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache, singledispatch
+from typing import Any
 
 import torch
 from torch import nn
@@ -214,8 +215,9 @@ def _(m: nn.Module, shape: Shape, name: str, out: list[LayerCost]) -> Shape:
     if m.ceil_mode:
         raise SepbenchError(f"{name}: ceil_mode pooling is not modelled")
 
-    def pair(v: int | tuple[int, int]) -> tuple[int, int]:
-        return v if isinstance(v, tuple) else (v, v)
+    def pair(v: Any) -> tuple[int, int]:
+        """A pooling size as (h, w): an int or a pair of them (torch types the attributes loosely)."""
+        return (int(v[0]), int(v[1])) if isinstance(v, tuple) else (int(v), int(v))
 
     k, s, p = pair(m.kernel_size), pair(m.stride or m.kernel_size), pair(m.padding)
     d = pair(getattr(m, "dilation", 1))
@@ -260,7 +262,7 @@ def case_cost(case: Case) -> Cost:
 
 
 @dataclass(frozen=True)
-class Comparison:
+class CostRatios:
     """A variant against its baseline: theory only."""
 
     speedup: float  # FLOP ratio baseline / variant (2mac)
@@ -268,9 +270,9 @@ class Comparison:
     memory_ratio: float  # variant theoretical memory / baseline's
 
 
-def compare(case: Case) -> Comparison:
+def compare(case: Case) -> CostRatios:
     mine, base = case_cost(case), case_cost(case.baseline())
-    return Comparison(
+    return CostRatios(
         speedup=base.flops(case.mode) / mine.flops(case.mode),
         param_ratio=mine.params / base.params,
         memory_ratio=mine.memory_bytes(case.mode) / base.memory_bytes(case.mode),

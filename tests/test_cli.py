@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -72,8 +73,12 @@ def test_unwritable_output_directory(tmp_path: Path, grid_file: Path) -> None:
                     "cannot create output directory")
 
 
-def test_preset_and_grid_together(grid_file: Path) -> None:
-    _one_line_error(sepbench("run", "--preset", "smoke", "--grid", grid_file), "not both")
+@pytest.mark.parametrize("command", [["run"], ["merge", "results"], ["ab", "--aa", "--python", sys.executable],
+                                     ["timercheck"]], ids=lambda c: c[0])
+def test_preset_and_grid_together(grid_file: Path, command: list[str]) -> None:
+    """Every command that takes a grid builds it with one helper: the same conflict, the same line."""
+    _one_line_error(sepbench(*command, "--preset", "smoke", "--grid", grid_file),
+                    "sepbench: error: give --preset or --grid, not both")
 
 
 def test_bad_shard(grid_file: Path) -> None:

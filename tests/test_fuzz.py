@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from conftest import committed, tiny_grid
 from sepbench import cli
 
-DEFAULT_EXAMPLES = 60  # per target, in CI: the README says so
+DEFAULT_EXAMPLES = 60  # per target, in CI: docs/commands.md says so
 EXAMPLES = int(os.environ.get("SEPBENCH_FUZZ_EXAMPLES", DEFAULT_EXAMPLES))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=os.environ.get("CI") is not None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
@@ -284,6 +284,6 @@ def test_any_damaged_results_file_ends_cleanly(data: bytes, world: Path, capsys:
         assert_clean(args, code, stderr, world)
 
 
-def test_the_readme_states_the_fuzzing_budget() -> None:
-    readme = " ".join((Path(__file__).resolve().parent.parent / "README.md").read_text().split())
-    assert f"CI runs {DEFAULT_EXAMPLES} examples per target with a fixed seed" in readme
+def test_the_docs_state_the_fuzzing_budget() -> None:
+    commands = " ".join((Path(__file__).resolve().parent.parent / "docs" / "commands.md").read_text().split())
+    assert f"CI runs {DEFAULT_EXAMPLES} examples per target with a fixed seed" in commands

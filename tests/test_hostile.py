@@ -95,7 +95,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder("duplicated", header + "\n" + body + records[0] + "\n")
     folder("concatenated", (header + "\n" + body) + json.dumps({**json.loads(header), "run_id": "other"}) + "\n"
            + "\n".join(json.dumps({**json.loads(r), "run_id": "other"}) for r in records) + "\n")
-    folder("schema2", json.dumps({**json.loads(header), "schema_version": 2}) + "\n" + body)
+    folder("future", json.dumps({**json.loads(header), "schema_version": 99}) + "\n" + body)
     folder("headerless", body)
     folder("one-baseline", header + "\n" + next(r for r in records if '"variant":"standard"' in r) + "\n")
     folder("garbage", os.urandom(4096))
@@ -239,10 +239,10 @@ SCENARIOS: list[Scenario] = [
     ("unknown-command", lambda r: ["frobnicate"]),
     # show and report on damaged, odd or missing results
     *[(f"show-{name}", lambda r, name=name: ["show", str(r / name)]) for name in (
-        "torn", "nested", "nan", "negative", "duplicated", "concatenated", "schema2", "headerless", "one-baseline",
+        "torn", "nested", "nan", "negative", "duplicated", "concatenated", "future", "headerless", "one-baseline",
         "garbage", "empty", "not-json", "foreign-kind", "copied", "no-results", "nope")],
     *[(f"report-{name}", lambda r, name=name: ["report", str(r / name), "--out", str(r / f"report-{name}")])
-      for name in ("torn", "nan", "negative", "duplicated", "concatenated", "schema2", "headerless", "one-baseline",
+      for name in ("torn", "nan", "negative", "duplicated", "concatenated", "future", "headerless", "one-baseline",
                    "garbage", "empty", "copied", "no-results", "nope")],
     ("report-out-unwritable", lambda r: ["report", str(r / "good"), "--out", "/proc/sepbench"]),
     # records that are valid JSON but not valid data, and damage that must be named
@@ -293,11 +293,11 @@ SCENARIOS: list[Scenario] = [
 ]
 
 
-def test_the_table_is_large_enough_and_the_readme_counts_it() -> None:
+def test_the_table_is_large_enough_and_the_docs_count_it() -> None:
     assert len(SCENARIOS) >= 60
     assert len({name for name, _ in SCENARIOS}) == len(SCENARIOS)
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    assert f"holds that to {len(SCENARIOS)} hostile inputs" in readme
+    commands = (Path(__file__).resolve().parent.parent / "docs" / "commands.md").read_text()
+    assert f"holds that to {len(SCENARIOS)} hostile inputs" in commands
 
 
 @pytest.fixture(scope="module")
@@ -352,7 +352,7 @@ def test_the_valid_scenarios_write_or_print_results(outcomes: dict[str, Outcome]
     ("show-negative", "greater than 0"),
     ("show-duplicated", "repeat records"),
     ("show-concatenated", "two runs' files concatenated"),
-    ("show-schema2", "schema version 2"),
+    ("show-future", "schema version 99"),
     ("show-copied", "repeat records already read from"),
     ("show-headerless", "a case record before any run header"),
     ("run-threads-huge", "cores"),

@@ -1,5 +1,7 @@
-"""The README's headline figures, re-derived from the committed results files with plain pandas (not
-sepbench's analysis code): a figure that drifts from its file, or a file that goes missing, fails here.
+"""The figures of the README and of docs/, re-derived from the committed results files with plain pandas
+(not sepbench's analysis code): a figure that drifts from its file, or a file that goes missing, fails here.
+A figure may sit on any page: the tests read the README and the docs pages as one text, and the front
+door's own figures are checked on the README itself.
 
     python tests/test_readme_figures.py     # prints the derived tables, to paste when results change
 """
@@ -18,7 +20,9 @@ import pandas as pd
 
 from conftest import RESULTS, committed, sepbench
 
-README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+ROOT = Path(__file__).resolve().parent.parent
+FRONT = (ROOT / "README.md").read_text()
+README = "\n\n".join([FRONT, *(p.read_text() for p in sorted((ROOT / "docs").glob("*.md")))])
 VARIANTS = ["depthwise_separable", "grouped", "pointwise", "spatially_separable", "inverted_residual"]
 CHANNELS = [32, 64, 128, 256]
 # The default preset at 1 thread under torch 2.13.0, three runs; and the two runs at 2 threads.
@@ -106,7 +110,7 @@ def cudnn_benchmark_off() -> dict[tuple[str, int, bool], float]:
 
 
 def test_the_cpu_headline_table_is_the_committed_runs() -> None:
-    assert cpu_table() in README
+    assert cpu_table() in FRONT
 
 
 def test_the_two_thread_figures_and_unstable_counts_are_the_committed_runs() -> None:
@@ -425,7 +429,7 @@ def ab_findings() -> str:
         return int((t["q"] < FDR).sum())
 
     return f"""- **Side by side, the same 20 minutes of this machine.** Six whole runs alternated between the two
-  versions (3 + 3, 19.7 min; the cross-version paragraph under [The report](#the-report)) leave each
+  versions (3 + 3, 19.7 min; the cross-version paragraph under [The report](report.md#the-report)) leave each
   case a 95 % interval of ±{100 * run_mdc:.0f} % (median over the 216 cases), and a lone change must
   reach {resolvable:.2f}× to be flagged among them. `sepbench ab` in {walls[AB_AB]:.1f} minutes leaves
   ±{100 * ok["mdc"].median():.2f} % (the median minimum detectable change), and a lone change is flagged from
@@ -928,6 +932,17 @@ def trust_findings() -> str:
 - **Beside two busy processes** every block loses its core: {span([100 * e['retaken_share'] for _, e in two], ".0f")} %
   of the blocks were re-taken, and the run says so on its first line and in its last. Its budget is 2 s a
   case, {budget:.1f} minutes; its timing took {span([e['seconds'] / 60 for _, e in two], ".1f")} minutes."""
+
+
+def test_the_front_door_s_trust_figures_are_the_committed_runs() -> None:
+    """The README's short version of the busy-machine findings: the same figures as the docs' long one."""
+    text = re.sub(r"\s+", " ", FRONT)
+    long = re.sub(r"\s+", " ", trust_findings())
+    overlap = re.search(r"two quiet runs' 95 % intervals overlap in [\d.]+% of the \d+ variants", long)
+    busy = re.search(r"lies within (\S+ % to \S+ %) of the quiet runs'", long)
+    assert overlap and busy
+    assert overlap.group(0) in text
+    assert f"median speedup stays within {busy.group(1)} of the quiet runs'" in text
 
 
 def test_the_busy_and_quiet_runs_are_the_committed_files() -> None:

@@ -27,6 +27,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 from sepbench.ab.stats import half_width
 from sepbench.budget import Budget
@@ -124,6 +125,9 @@ class Worker:
         self.proc = subprocess.Popen([str(python.path), "-I", "-m", "sepbench.ab.worker"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=self.stderr, start_new_session=True)
         self._buffer = b""
+        if self.proc.stdin is None or self.proc.stdout is None:  # both asked for as pipes above
+            raise SepbenchError(f"worker {side}: no pipes to it")
+        self.stdin, self.stdout = self.proc.stdin, self.proc.stdout
 
     def _last_words(self) -> str:
         self.stderr.seek(0)
@@ -132,11 +136,11 @@ class Worker:
 
     def call(self, op: str, timeout: float, **request: object) -> dict:
         try:
-            self.proc.stdin.write((json.dumps({"op": op, **request}) + "\n").encode())  # type: ignore[union-attr]
-            self.proc.stdin.flush()  # type: ignore[union-attr]
+            self.stdin.write((json.dumps({"op": op, **request}) + "\n").encode())
+            self.stdin.flush()
         except (BrokenPipeError, OSError):
             raise self._died(op) from None
-        fd = self.proc.stdout.fileno()  # type: ignore[union-attr]
+        fd = self.stdout.fileno()
         deadline = time.monotonic() + timeout
         while b"\n" not in self._buffer:
             left = deadline - time.monotonic()
@@ -174,9 +178,9 @@ class Worker:
 
 @dataclass
 class Settings:
-    block_time: float = 0.04  # 40 ms blocks: the per-round spread is half of what 10 ms gives here
-    # Per instance, after at least 3 calls (the first-call costs): a fresh worker's first kept round after
-    # 20 ms was no slower than its later ones, and a warm-up is a sixth of a visit at 50 ms.
+    block_time: float = 0.04  # longer blocks than `run`'s: a pair of processes sees more jitter than one
+    # Per instance, after at least 3 calls (the first-call costs); kept short against a visit's rounds,
+    # since every visit to a pair pays it again.
     warmup_time: float = 0.02
     workers: int = 10  # processes per side; a pair of them (one A, one B) is the unit of replication
     min_pairs: int = 6  # the first pass may stop here once the case's share of the budget is spent
@@ -186,11 +190,6 @@ class Settings:
     target: float = 0.01  # stop a case when its interval's half-width is within ±1 %
     threads: int = 1
     max_pad: int = 4 << 20  # an instance's random pad: up to 4 MiB, in cache lines
-
-
-class Progress:
-    def start(self, total: int) -> None: ...
-    def update(self, label: str, flagged: int) -> None: ...
 
 
 def _find_resumable(out: Path, digest: str, a: Interpreter, b: Interpreter, aa: bool, inject: float) -> Path | None:
@@ -212,12 +211,12 @@ class Comparison:
 
     def __init__(self, grid: Grid, a: Interpreter, b: Interpreter, out: Path, *, aa: bool = False,
                  inject: float = 0.0, budget_s: float = 1200.0, settings: Settings | None = None,
-                 seed: int | None = None, resume: bool = False, progress: Progress | None = None) -> None:
+                 seed: int | None = None, resume: bool = False) -> None:
         self.grid, self.a, self.b, self.out = grid, a, b, Path(out)
         self.aa, self.inject, self.budget_s = aa, inject, budget_s
         self.settings = settings or Settings()
         self.seed = seed if seed is not None else random.SystemRandom().randrange(2**31)
-        self.resume, self.progress = resume, progress or Progress()
+        self.resume = resume
         cases, self.dropped = grid.expand()
         self.cases: list[Case] = [c for g in group_cases(cases) for c in g]
         self.path: Path | None = None
@@ -235,7 +234,7 @@ class Comparison:
         self.cores = cores_for(s.threads)  # every worker shares them
         self.workers = {side: [Worker(f"{side}{i + 1}", python) for i in range(s.workers)]
                         for side, python in (("A", self.a), ("B", self.b))}
-        hello = {}
+        hello: dict[str, dict[str, Any]] = {}
         for side, pool in self.workers.items():
             for w in pool:  # all started at once above; each answers once its torch is imported
                 answer = w.call("hello", START_TIMEOUT_S, device=self.cases[0].device if self.cases else "cpu",
@@ -282,7 +281,9 @@ class Comparison:
             results.lock()
             results.repair_tail()
             ab = read_ab(path)
-            self.ab_id = ab.header.ab_id  # type: ignore[union-attr]
+            if ab.header is None:  # read_ab refuses a file without one
+                raise SepbenchError(f"cannot resume {path}: it has no header")
+            self.ab_id = ab.header.ab_id
             return results, {r.case_id for r in ab.records}
         self.ab_id = uuid.uuid4().hex[:12]
         sides = {k: ABSide(python=str(getattr(self, k.lower()).given), prefix=getattr(self, k.lower()).prefix,
@@ -305,7 +306,6 @@ class Comparison:
         `min_pairs` pairs are done, so a slow spell shortens cases rather than the budget."""
         s = self.settings
         started = time.monotonic()
-        base = {"ab_id": self.ab_id, "case_id": case.id, "case": case}
         times: dict[str, list[float]] = {"A": [], "B": []}
         order: list[str] = []
         instance: list[int] = []
@@ -329,10 +329,11 @@ class Comparison:
                         w.call("drop", BLOCK_TIMEOUT_S)
                     if cycle or k:  # built before, refused now: a failure, not a case one side lacks
                         raise SepbenchError(f"{case.label()} at {case.geometry()}: a rebuild failed: {failed}")
-                    status = "refused" if len(failed) == 2 else ("missing_a" if "A" in failed else "missing_b")
+                    status: Literal["refused", "missing_a", "missing_b"] = (
+                        "refused" if len(failed) == 2 else ("missing_a" if "A" in failed else "missing_b"))
                     reason = "; ".join(f"{side}: {why}" for side, why in failed.items())
-                    return ABCaseRecord(**base, status=status, reason=reason, seconds=time.monotonic() - started,
-                                        finished=now())
+                    return ABCaseRecord(ab_id=self.ab_id, case_id=case.id, case=case, status=status, reason=reason,
+                                        seconds=time.monotonic() - started, finished=now())
                 for side, p in prepared.items():
                     numbers[side], backends[side] = p["number"], backends[side] or p.get("backend")
                 for r in range(1 + s.rounds_per_instance):
@@ -340,7 +341,8 @@ class Comparison:
                         first = rng.choice("AB")
                         timed, contended = {}, None
                         for side in (first, "B" if first == "A" else "A"):
-                            number = numbers[side] if r else max(1, numbers[side] // s.settle_fraction)
+                            known = numbers[side] or 1  # set by its prepare
+                            number = known if r else max(1, known // s.settle_fraction)
                             answer = pair[side].call("block", BLOCK_TIMEOUT_S, number=number)
                             if not answer.get("ok"):
                                 raise SepbenchError(f"worker {pair[side].side} failed a block of {case.label()} "
@@ -363,7 +365,8 @@ class Comparison:
             narrow = half_width(times["A"], times["B"], instance) <= s.target
             if narrow or time.monotonic() - started >= allowance:
                 break
-        return ABCaseRecord(**base, status="ok", a_s=times["A"], b_s=times["B"], order="".join(order),
+        return ABCaseRecord(ab_id=self.ab_id, case_id=case.id, case=case, status="ok", a_s=times["A"],
+                            b_s=times["B"], order="".join(order),
                             instance=instance, number_a=numbers["A"], number_b=numbers["B"],
                             backend_a=backends["A"], backend_b=backends["B"], seconds=time.monotonic() - started,
                             retaken=retaken, finished=now())

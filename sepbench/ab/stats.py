@@ -18,10 +18,14 @@ interval's edge at 1.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from scipy import stats
+
+if TYPE_CHECKING:
+    from sepbench.records import ABCaseRecord
 
 CONFIDENCE = 0.95
 FDR = 0.05
@@ -109,7 +113,7 @@ def summarize(table: pd.DataFrame) -> dict:
     }
 
 
-def case_table(records: list, header: object | None = None) -> pd.DataFrame:
+def case_table(records: list[ABCaseRecord]) -> pd.DataFrame:
     """One row per case of a comparison file: what was compared, the paired estimate, the status."""
     rows = []
     for r in records:

@@ -43,15 +43,17 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
+from torch.autograd.profiler_util import FunctionEvent
 from torch.profiler import ProfilerActivity, record_function
 from torch.profiler import profile as _profile
 
 from sepbench.case import Case
 from sepbench.measure.peaks import Peaks
-from sepbench.measure.timer import synchronizer
+from sepbench.measure.timer import synchronizer, warm_up
 from sepbench.measure.workload import Workload
 from sepbench.records import Attribution, StageFigures
 from sepbench.theory import Cost, case_cost
@@ -138,40 +140,40 @@ def _hook_modules(module: nn.Module, stack: ExitStack) -> None:
         stack.callback(m.register_forward_hook(leave).remove)
 
 
-def _is_op(e: object) -> bool:
-    return not e.name.startswith((MODULE, STEP, MAP, ENGINE))  # type: ignore[attr-defined]
+def _is_op(e: FunctionEvent) -> bool:
+    return not e.name.startswith((MODULE, STEP, MAP, ENGINE))
 
 
-def _ancestors(e: object):
-    parent = e.cpu_parent  # type: ignore[attr-defined]
+def _ancestors(e: FunctionEvent):
+    parent = e.cpu_parent
     while parent is not None:
         yield parent
         parent = parent.cpu_parent
 
 
-def _is_unit(e: object) -> bool:
+def _is_unit(e: FunctionEvent) -> bool:
     return _is_op(e) and not any(_is_op(p) for p in _ancestors(e))
 
 
-def _is_node(e: object) -> bool:
-    return e.cpu_parent is not None and e.cpu_parent.name.startswith(ENGINE)  # type: ignore[attr-defined]
+def _is_node(e: FunctionEvent) -> bool:
+    return e.cpu_parent is not None and e.cpu_parent.name.startswith(ENGINE)
 
 
-def _module_of(e: object) -> str | None:
+def _module_of(e: FunctionEvent) -> str | None:
     return next((p.name[len(MODULE):] for p in _ancestors(e) if p.name.startswith(MODULE)), None)
 
 
-def _walk(e: object):
+def _walk(e: FunctionEvent):
     yield e
-    for child in e.cpu_children:  # type: ignore[attr-defined]
+    for child in e.cpu_children:
         yield from _walk(child)
 
 
-def _descendants(e: object) -> int:
+def _descendants(e: FunctionEvent) -> int:
     return sum(1 for _ in _walk(e)) - 1
 
 
-def _steps(events: list, name: str) -> list[tuple[object, list]]:
+def _steps(events: list[Any], name: str) -> list[tuple[Any, list[Any]]]:
     """Each step profiled under the range `name`, with its units in start order."""
     steps = sorted((e for e in events if e.name == name), key=lambda e: e.time_range.start)
     units: dict[int, list] = {id(s): [] for s in steps}
@@ -213,11 +215,11 @@ def _owners(units: list) -> list[str]:
     return owners
 
 
-def _device_s(e: object) -> float:
+def _device_s(e: FunctionEvent) -> float:
     total = getattr(e, "device_time_total", None)
     if total is None:
         total = getattr(e, "cuda_time_total", 0.0)
-    return float(total) * 1e-6
+    return float(total or 0.0) * 1e-6
 
 
 def event_cost(repeats: int = 5, calls: int = 2000) -> float:
@@ -240,14 +242,6 @@ def event_cost(repeats: int = 5, calls: int = 2000) -> float:
     return statistics.median(costs)
 
 
-def _warm(step: Callable[[], None], sync: Callable[[], None], calls: int, seconds: float = 0.0) -> None:
-    start, done = time.perf_counter(), 0
-    while done < calls or time.perf_counter() - start < seconds:
-        step()
-        sync()
-        done += 1
-
-
 @dataclass(frozen=True)
 class _Step:
     start_us: float
@@ -261,8 +255,8 @@ def _ranged(events: list, name: str) -> list[_Step]:
 
 
 def _chunked(events: list, after_us: float, names: list[str], steps: int) -> list[_Step] | None:
-    """The timed steps, found without a range of their own: a `record_function` costs 8–15 µs of
-    Python per step, as much as a small layer, so the timed steps run bare, back to back, and are
+    """The timed steps, found without a range of their own: a `record_function` costs Python time per
+    step on the order of a small layer's, so the timed steps run bare, back to back, and are
     told apart by their units (each step runs the mapped step's units in the same order). A step
     lasts from its first unit's start to the next step's; the last step run only marks that end.
     None when the units do not split into steps of the mapped order."""
@@ -285,11 +279,11 @@ def _chunked(events: list, after_us: float, names: list[str], steps: int) -> lis
 
 def _bare_steps(step: Callable[[], None], sync: Callable[[], None], steps: int) -> None:
     """A few warm steps, then the timed ones and one more that marks where the last timed one ends."""
-    _warm(step, sync, WARM_CALLS + steps + 1)
+    warm_up(step, sync, 0.0, WARM_CALLS + steps + 1)
 
 
 def _ranged_steps(step: Callable[[], None], sync: Callable[[], None], steps: int) -> None:
-    _warm(step, sync, WARM_CALLS)
+    warm_up(step, sync, 0.0, WARM_CALLS)
     for _ in range(steps):
         with record_function(STEP):
             step()
@@ -305,7 +299,7 @@ def profile_case(step: Callable[[], None], module: nn.Module, sync: Callable[[],
     # A step that follows a pause runs up to 3× slower and takes a few steps to recover (caches
     # refilled); the timer's blocks never see that, so neither may the profiled steps. Warm up before
     # the profiler starts (its events would cost more to parse than the steps), and again after.
-    _warm(step, sync, WARM_CALLS, WARM_S)
+    warm_up(step, sync, WARM_S, WARM_CALLS)
     with profile(activities) as prof:
         with ExitStack() as hooks:
             _hook_modules(module, hooks)
@@ -379,6 +373,7 @@ def figures(profiled: Profiled, cost: Cost, mode: str, peak_flops: float, peak_b
         nbytes = lc.step_bytes(cost.element_size, mode) if lc else 0
         flop_s = flops / seconds if flops and seconds > 0 else None
         byte_s = nbytes / seconds if nbytes and seconds > 0 else None
+        share_of_ceiling: float | None
         if flop_s is not None:
             ceiling = min(peak_flops, flops / nbytes * peak_bandwidth) if nbytes else peak_flops
             share_of_ceiling = flop_s / ceiling

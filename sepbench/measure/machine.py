@@ -166,7 +166,7 @@ def probe_drift(readings: list[float]) -> float | None:
 
 def _cpu_times() -> list[tuple[float, float]]:
     """(busy, total) ticks of each CPU since boot."""
-    rows = []
+    rows: list[tuple[float, float]] = []
     with open("/proc/stat", "rb") as f:
         for line in f:
             if line.startswith(b"cpu") and line[3:4].isdigit():

@@ -117,7 +117,8 @@ def _nvml(device_index: int) -> tuple[int | None, int | None, str]:
         props = torch.cuda.get_device_properties(device_index)
         bus = getattr(props, "pci_bus_id", None)
         if bus is not None:
-            pci = f"{props.pci_domain_id:08x}:{props.pci_bus_id:02x}:{props.pci_device_id:02x}.0"
+            domain, device = getattr(props, "pci_domain_id", 0), getattr(props, "pci_device_id", 0)  # newer torch
+            pci = f"{domain:08x}:{bus:02x}:{device:02x}.0"
             handle = pynvml.nvmlDeviceGetHandleByPciBusId(pci)
         else:
             handle = pynvml.nvmlDeviceGetHandleByIndex(device_index)

@@ -87,7 +87,9 @@ class Workload:
         fmt = torch.channels_last if case.memory_format == "channels_last" else torch.contiguous_format
         gen = torch.Generator(device=case.device).manual_seed(seed)
         torch.manual_seed(seed)
-        self.module: nn.Module = build(case).to(device=case.device, dtype=dtype, memory_format=fmt)
+        # `memory_format` is a keyword of Module.to that torch's stubs leave out of its overloads.
+        self.module: nn.Module = build(case).to(  # type: ignore[call-overload]
+            device=case.device, dtype=dtype, memory_format=fmt)
         # Made on the device itself: an absurd batch fails there as an out-of-memory, not on the host.
         self.input = torch.randn(input_shape(case), generator=gen, device=case.device, dtype=dtype)
         self.input = self.input.contiguous(memory_format=fmt)

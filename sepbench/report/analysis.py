@@ -11,10 +11,9 @@ import re
 import numpy as np
 import pandas as pd
 
-from sepbench.speedup import spread
+from sepbench.upgrade import HEAP_DEFAULTS
 
 # The measured peak rise per device, and the record field that names how it was measured.
-HEAP_DEFAULTS = "allocator defaults"
 MEASURED_MEMORY = {"cpu": ("memory_cpu_rss_rise_bytes", "memory_cpu_method"),
                    "cuda": ("memory_cuda_alloc_peak_bytes", "memory_cuda_alloc_method")}
 
@@ -30,9 +29,9 @@ def prepare(df: pd.DataFrame) -> pd.DataFrame:
     df["env"] = (df["env_machine"] + " · " + df["device"] + " · torch " + df["env_torch"] + " · "
                  + df["threads"].astype(str) + " thr")
     df["is_baseline"] = df["case_id"] == df["group_id"]
-    # Runs from before the allocator policy was recorded ran under the allocator's own defaults.
-    heap = df["env_heap"] if "env_heap" in df else pd.Series(None, index=df.index, dtype=object)
-    df["env_heap"] = heap.where(~heap.fillna(HEAP_DEFAULTS).str.startswith(HEAP_DEFAULTS), HEAP_DEFAULTS)
+    # The allocator's defaults, however a run named them (unrecorded, or asked for with SEPBENCH_HEAP), as one.
+    heap = df["env_heap"].fillna(HEAP_DEFAULTS) if "env_heap" in df else pd.Series(HEAP_DEFAULTS, index=df.index)
+    df["env_heap"] = heap.where(~heap.str.startswith(HEAP_DEFAULTS), HEAP_DEFAULTS)
     df["measured_memory_bytes"] = np.nan
     df["measured_memory_method"] = None
     for device, (column, method) in MEASURED_MEMORY.items():
@@ -44,7 +43,7 @@ def prepare(df: pd.DataFrame) -> pd.DataFrame:
     # the weights and input already exist when the baseline is taken.
     df["theory_rise_bytes"] = df["theory_activation_bytes"] + np.where(
         df["mode"] == "train", df["theory_weight_bytes"], 0)
-    df = speedup_spread(df)
+    df["realized_unstable"] = df["realized_unstable"].fillna(False).astype(bool)
     if "timing_median_s" in df:
         df["achieved_flops"] = df["theory_flops_step"] / df["timing_median_s"]
         df["roofline_share"] = df["theory_roofline_s"] / df["timing_median_s"]
@@ -53,28 +52,6 @@ def prepare(df: pd.DataFrame) -> pd.DataFrame:
     base_mem = base["measured_memory_bytes"].reindex(key).to_numpy()
     df["theory_memory_saving"] = 1 / df["theory_memory_ratio"]
     df["measured_memory_saving"] = base_mem / df["measured_memory_bytes"].to_numpy()
-    return df
-
-
-def speedup_spread(df: pd.DataFrame) -> pd.DataFrame:
-    """Each variant's per-round speedup spread and its flag; records from before they were stored get
-    them from their stored block times (same rounds as their baseline's), against their run's threshold."""
-    if "realized_spread" not in df:
-        df["realized_spread"] = np.nan
-    if "realized_unstable" not in df:
-        df["realized_unstable"] = False
-    df["realized_spread"] = pd.to_numeric(df["realized_spread"], errors="coerce")
-    if "timing_times_s" in df and "realized_speedup" in df:
-        base = df[df["is_baseline"]].set_index(["run_id", "group_id"])["timing_times_s"]
-        todo = df["realized_spread"].isna() & df["realized_speedup"].notna()
-        for i in df.index[todo]:
-            key = (df.at[i, "run_id"], df.at[i, "group_id"])
-            b, v = base.get(key), df.at[i, "timing_times_s"]
-            if isinstance(b, list) and isinstance(v, list) and len(b) == len(v) > 1:
-                df.at[i, "realized_spread"] = spread(b, v)
-        threshold = df["run_unstable_threshold"].fillna(0.10)
-        df.loc[todo, "realized_unstable"] = df.loc[todo, "realized_spread"] > threshold[todo]
-    df["realized_unstable"] = df["realized_unstable"].fillna(False).astype(bool)
     return df
 
 
@@ -223,8 +200,8 @@ def stages(df: pd.DataFrame) -> pd.DataFrame:
             part = pooled.setdefault(stage_role(s["name"]), [0.0, 0.0])
             part[0] += s["seconds"]
             part[1] += s["flops"]
-        for part, (seconds, stage_flops) in pooled.items():
-            rows.append({**base, "part": part, "overhead": False, "seconds": seconds, "time_share": seconds / total,
+        for role, (seconds, stage_flops) in pooled.items():
+            rows.append({**base, "part": role, "overhead": False, "seconds": seconds, "time_share": seconds / total,
                          "flop_share": stage_flops / flops if flops else np.nan})
         for part, seconds in a["overheads"].items():
             rows.append({**base, "part": part, "overhead": True, "seconds": seconds, "time_share": seconds / total,

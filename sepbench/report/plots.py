@@ -6,9 +6,10 @@ and draws what it is given: no figure computes a number of its own.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -23,6 +24,9 @@ from matplotlib.ticker import EngFormatter, FormatStrFormatter, FuncFormatter, L
 from PIL import Image
 
 from sepbench.report.tables import fmt_bytes
+
+if TYPE_CHECKING:
+    import torch  # for annotations only: the drawing processes fork before torch is imported
 
 DPI = 90  # a figure's natural size is what the page shows at 1400 px: 8 pt text is 10 CSS px
 SPEEDUP_CMAP = "RdBu"  # diverging and colour-blind safe: red below 1× (slower than the baseline), blue above
@@ -94,11 +98,19 @@ def _speedup_norm(values: np.ndarray) -> TwoSlopeNorm:
     return TwoSlopeNorm(vcenter=0.0, vmin=-span, vmax=span)
 
 
+def _colorbar(ax: plt.Axes) -> matplotlib.colorbar.Colorbar:
+    """The colour bar seaborn drew beside a heatmap (asked for with cbar=True)."""
+    cbar = ax.collections[0].colorbar
+    if cbar is None:
+        raise ValueError("the heatmap has no colour bar")
+    return cbar
+
+
 def _times_ticks(cbar: matplotlib.colorbar.Colorbar, norm: TwoSlopeNorm) -> None:
     """Label a log2 speedup colour bar in ×."""
-    step = max(1, int(np.ceil((norm.vmax - norm.vmin) / 6)))
-    ticks = [t for t in range(-step * int(np.ceil(-norm.vmin / step)), int(norm.vmax) + 1, step)
-             if norm.vmin <= t <= norm.vmax]
+    vmin, vmax = float(norm.vmin or 0.0), float(norm.vmax or 0.0)  # both set by `_speedup_norm`
+    step = max(1, int(np.ceil((vmax - vmin) / 6)))
+    ticks = [t for t in range(-step * int(np.ceil(-vmin / step)), int(vmax) + 1, step) if vmin <= t <= vmax]
     cbar.set_ticks(ticks, labels=[f"{2.0 ** t:g}×" for t in ticks])
     cbar.ax.tick_params(labelsize=TEXT)
 
@@ -108,8 +120,8 @@ def _speedup_heatmap(ax: plt.Axes, values: pd.DataFrame, norm: TwoSlopeNorm, fmt
     """A speedup heatmap on the diverging scale, with its colour bar and cell values."""
     sns.heatmap(np.log2(values.where(values > 0)), ax=ax, cmap=SPEEDUP_CMAP, norm=norm, cbar=True,
                 cbar_kws={"label": label, "shrink": 0.9, "pad": 0.01}, **kwargs)
-    _times_ticks(ax.collections[0].colorbar, norm)
-    ax.collections[0].colorbar.set_label(label, fontsize=TEXT)
+    _times_ticks(_colorbar(ax), norm)
+    _colorbar(ax).set_label(label, fontsize=TEXT)
     _annotate(ax, values, fmt, lambda v: plt.get_cmap(SPEEDUP_CMAP)(norm(np.log2(v))) if v > 0 else (1, 1, 1, 1))
 
 
@@ -117,7 +129,7 @@ def _efficiency_heatmap(ax: plt.Axes, values: pd.DataFrame, **kwargs: object) ->
     """Efficiency (realized / theoretical) on its own sequential scale from 0 to 1."""
     sns.heatmap(values.clip(upper=1), ax=ax, cmap=EFFICIENCY_CMAP, vmin=0, vmax=1, cbar=True,
                 cbar_kws={"label": "efficiency", "shrink": 0.9, "pad": 0.01}, **kwargs)
-    cbar = ax.collections[0].colorbar
+    cbar = _colorbar(ax)
     cbar.set_ticks([0, 0.25, 0.5, 0.75, 1], labels=["0", "25 %", "50 %", "75 %", "100 %"])
     cbar.ax.tick_params(labelsize=TEXT)
     cbar.set_label("efficiency", fontsize=TEXT)
@@ -444,7 +456,7 @@ def _trend_panel(data: pd.DataFrame, color: tuple, label: str, **_: object) -> N
     ax.errorbar(data["run"], data["median_us"], yerr=err, fmt="o", color=color, label=label, ms=4, capsize=2)
 
 
-def feature_maps(maps: dict[str, object], path: Path) -> Path:
+def feature_maps(maps: Mapping[str, torch.Tensor], path: Path) -> Path:
     """Channel mean of the input and of every stage's output, then the first three channels of each."""
     names = list(maps)
     fig, axes = plt.subplots(4, len(names), figsize=(2.3 * len(names), 9.4), squeeze=False)

@@ -4,6 +4,7 @@ figure comes from the store or the cost model."""
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
@@ -12,8 +13,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from sepbench.case import Case
-from sepbench.records import Attribution, RunEnd
+from sepbench.records import ABHeader, Attribution, RunEnd
 from sepbench.theory import Cost
+
+if TYPE_CHECKING:
+    from sepbench.measure.peaks import Peaks  # annotations only: peaks import torch
 
 UNSTABLE_MARK = "⚠"  # the speedup a run reports is not steady
 DRIFT_MARK = "~"  # the raw block times drifted (pairing cancels it)
@@ -102,7 +106,8 @@ def results_table(df: pd.DataFrame, title: str = "") -> Table:
                     "", "",
                 )
                 continue
-            unstable, drift = bool(row.get("realized_unstable")), bool(row.get("timing_unstable"))
+            unstable, drift = (not missing(row.get(c)) and bool(row.get(c)) for c in ("realized_unstable",
+                                                                                        "timing_unstable"))
             eff = "" if missing(row.get("realized_efficiency")) else f"{row['realized_efficiency']:.0%}"
             iqr = (row["timing_q3_s"] - row["timing_q1_s"]) / row["timing_median_s"]
             reason = "" if missing(row.get("realized_reason")) else f" {row['realized_reason']}"
@@ -127,9 +132,6 @@ def _bottleneck(row: pd.Series) -> str:
 
 def print_results(df: pd.DataFrame, console: Console) -> None:
     """A table per environment (machine × torch × device)."""
-    from sepbench.report.analysis import speedup_spread
-
-    df = speedup_spread(df.assign(is_baseline=df["case_id"] == df["group_id"]))
     keys = ["env_machine", "env_torch", "device"]
     for (machine, torch_version, device), part in df.groupby(keys, sort=False, dropna=False):
         threads = part["timing_threads"].dropna().unique() if "timing_threads" in part else []
@@ -169,9 +171,10 @@ def machine_line(thread_policy: str, start: dict[str, float] | None, end: RunEnd
 
 def layers_table(cost: Cost, title: str, stages_only: bool = False) -> Table:
     table = Table(title=title, title_justify="left", header_style="bold", pad_edge=False)
-    for name, justify in (("layer", "left"), ("type", "left"), ("input", "left"), ("output", "left"),
-                          ("params", "right"), ("MACs", "right"), ("FLOPs [2mac]", "right"),
-                          ("FLOPs [exact]", "right")):
+    columns: tuple[tuple[str, Literal["left", "right"]], ...] = (
+        ("layer", "left"), ("type", "left"), ("input", "left"), ("output", "left"), ("params", "right"),
+        ("MACs", "right"), ("FLOPs [2mac]", "right"), ("FLOPs [exact]", "right"))
+    for name, justify in columns:
         table.add_column(escape(name), justify=justify)
     for lc in cost.layers:
         if stages_only and not lc.stage:
@@ -226,18 +229,18 @@ def presets_table(rows: list[tuple[str, list[str], str]]) -> Table:
     return table
 
 
-def environment_table(fingerprint: dict, peaks: object | None) -> Table:
+def environment_table(fingerprint: dict, peaks: Peaks | None) -> Table:
     """The fingerprint, key by key, then the measured ceilings when there are any."""
     table = Table(show_header=False, pad_edge=False, box=None)
     for key, value in fingerprint.items():
         table.add_row(key, str(value))
     if peaks is not None:
-        for dtype, flops in peaks.flops.items():  # type: ignore[attr-defined]
+        for dtype, flops in peaks.flops.items():
             table.add_row(f"peak FLOP/s {dtype}", f"{fmt_count(flops)}FLOP/s")
-        table.add_row("peak bandwidth", f"{peaks.bandwidth / 1e9:.1f} GB/s")  # type: ignore[attr-defined]
+        table.add_row("peak bandwidth", f"{peaks.bandwidth / 1e9:.1f} GB/s")
         table.add_row("ridge point (float32)",
-                      f"{peaks.flops['float32'] / peaks.bandwidth:.1f} FLOP/byte")  # type: ignore[attr-defined]
-        table.add_row("peaks method", peaks.method)  # type: ignore[attr-defined]
+                      f"{peaks.flops['float32'] / peaks.bandwidth:.1f} FLOP/byte")
+        table.add_row("peaks method", peaks.method)
     return table
 
 
@@ -281,12 +284,12 @@ def crosscheck_table(table: pd.DataFrame) -> Table:
     return view
 
 
-def ab_table(table: pd.DataFrame, header: object, limit: int = 25) -> Table:
+def ab_table(table: pd.DataFrame, header: ABHeader, limit: int = 25) -> Table:
     """A comparison's flagged cases (or, when none is, its largest ratios) and the cases one side lacked."""
-    a = header.a.environment["torch"]  # type: ignore[attr-defined]
-    b = header.b.environment["torch"]  # type: ignore[attr-defined]
+    a = header.a.environment["torch"]
+    b = header.b.environment["torch"]
     calibration = " (A/A" + (f", B slowed by {100 * header.inject:g} %" if header.inject else "") + ")" \
-        if header.aa else ""  # type: ignore[attr-defined]
+        if header.aa else ""
     flagged = table[table["verdict"].isin(["B slower", "B faster"])]
     shown = flagged if len(flagged) else table[table["p"].notna()]
     shown = shown.reindex(np.log(shown["ratio"]).abs().sort_values(ascending=False).index).head(limit)
@@ -307,9 +310,11 @@ def attribution_table(att: Attribution, step_flops: int, title: str, timer_s: fl
     """One case's step, stage by stage: time and its share beside the FLOP share, what each stage
     achieved and how close to the roofline at its intensity; then the named overheads."""
     table = Table(title=title, title_justify="left", header_style="bold", pad_edge=False)
-    for name, justify in (("stage", "left"), ("kind", "left"), ("time / step", "right"), ("time share", "right"),
-                          ("FLOP share", "right"), ("achieved", "right"), ("of roofline", "right")):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    columns: tuple[tuple[str, Literal["left", "right"]], ...] = (
+        ("stage", "left"), ("kind", "left"), ("time / step", "right"), ("time share", "right"),
+        ("FLOP share", "right"), ("achieved", "right"), ("of roofline", "right"))
+    for name, justify in columns:
+        table.add_column(name, justify=justify)
     for s in sorted(att.stages, key=lambda s: -s.seconds):
         achieved = (f"{fmt_count(s.flop_s)}FLOP/s" if s.flop_s else
                     f"{fmt_bytes(s.byte_s)}/s" if s.byte_s else "–")
