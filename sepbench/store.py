@@ -22,6 +22,7 @@ import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -259,6 +260,9 @@ def _decoded(line: bytes) -> Any:
     return data
 
 
+AB_HEADER_START = b'{"kind":"ab"'  # how a comparison file's first line begins (`records._Header` puts kind first)
+
+
 def _is_ab_file(path: Path) -> bool:
     """Whether the file's first line is an A/B comparison's header (read by `read_ab`, not `read_run`)."""
     try:
@@ -266,7 +270,7 @@ def _is_ab_file(path: Path) -> bool:
             head = f.read(256)
     except OSError:
         return False
-    return head.startswith(b'{"kind":"ab"')
+    return head.startswith(AB_HEADER_START)
 
 
 def results_files(paths: list[Path], kind: str = "run") -> tuple[list[Path], list[Problem]]:
@@ -331,7 +335,7 @@ def _take_run_line(run: RunFile, data: dict[str, Any]) -> None:
         raise ValueError(f"unknown record kind {kind!r} (expected 'run', 'case' or 'end')")
 
 
-def _take_ab_line(ab: ABFile, data: dict[str, Any]) -> None:
+def _take_ab_line(ab: ABFile, data: dict[str, Any], seen: set[str]) -> None:
     kind = data.get("kind")
     if kind == "ab" and ab.header is None:
         ab.header = ABHeader.model_validate(data)
@@ -339,8 +343,9 @@ def _take_ab_line(ab: ABFile, data: dict[str, Any]) -> None:
         record = ABCaseRecord.model_validate(data)
         if record.ab_id != ab.header.ab_id:
             raise ValueError(f"record of comparison {record.ab_id}, but the header is {ab.header.ab_id}")
-        if any(r.case_id == record.case_id for r in ab.records):
+        if record.case_id in seen:
             raise ValueError(f"a second record of case {record.case_id}, ignored")
+        seen.add(record.case_id)
         ab.records.append(record)
     else:
         raise ValueError(f"unexpected line of kind {kind!r} in a comparison file")
@@ -357,9 +362,10 @@ def read(path: Path, kind: str | None = None) -> RunFile | ABFile:
     except OSError as exc:
         raise SepbenchError(f"cannot read results file {path}: {exc.strerror}") from None
     if kind is None:
-        kind = "ab" if raw.startswith(b'{"kind":"ab"') else "run"
+        kind = "ab" if raw.startswith(AB_HEADER_START) else "run"
     found: RunFile | ABFile = ABFile(path, None, [], []) if kind == "ab" else RunFile(path, None, [], [])
-    take: Callable[[Any, dict[str, Any]], None] = _take_ab_line if kind == "ab" else _take_run_line
+    take: Callable[[Any, dict[str, Any]], None] = (
+        partial(_take_ab_line, seen=set()) if kind == "ab" else _take_run_line)
     lines = raw.split(b"\n")
     torn = lines[-1] != b""
     version, header = upgrade.SCHEMA_VERSION, None

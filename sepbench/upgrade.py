@@ -9,7 +9,6 @@ keeps one committed file of every version and loads it through the steps.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -62,13 +61,11 @@ def version_of(header: Json) -> int:
 
 
 def line(data: Json, version: int, header: Json | None) -> Json:
-    """One line of a file of `version`, lifted to `SCHEMA_VERSION` (the header's own line included)."""
-    if version == SCHEMA_VERSION:
-        return data
-    data = copy.deepcopy(data)
+    """One line of a file of `version`, lifted to `SCHEMA_VERSION` (the header's own line included). The
+    steps change `data` in place: it is the reader's own, just decoded."""
     for v in range(version, SCHEMA_VERSION):
         data = STEPS[v](data, header)
-    if data.get("kind") in ("run", "ab"):
+    if version < SCHEMA_VERSION and data.get("kind") in ("run", "ab"):
         data["schema_version"] = SCHEMA_VERSION
     return data
 

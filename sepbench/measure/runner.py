@@ -390,8 +390,8 @@ class Runner:
                 g.todo, g.members = [], []
                 return "rounds"
             g.last_s = time.monotonic() - started
+            g.tally.add(got)
             log = next(iter(got.values())).log or RoundLog()
-            g.tally.add({k: Timing(t.times, t.number, t.warmup_calls, log=log) for k, t in got.items()})
             journal.append(SittingRecord(
                 run_id=self.run_id, group_id=g.id, times_s={k: t.times for k, t in got.items()},
                 numbers=g.tally.numbers or {}, warmup_calls=g.tally.warmup_calls, probe_s=log.probe_s,
