@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import signal
 import sys
 import time
@@ -469,34 +470,49 @@ def timercheck(preset: str | None, grid_file: Path | None, device: str | None, t
                    "what fraction of a known slowdown is found.")
 @click.option("--seed", type=click.IntRange(min=0, max=2**63 - 1),
               help="Seed of the block order (default: drawn, and recorded).")
+@click.option("--env-a", "env_a", multiple=True, metavar="KEY=VALUE",
+              help="An environment variable set in A's workers only (repeatable), e.g. OMP_SCHEDULE=static.")
+@click.option("--env-b", "env_b", multiple=True, metavar="KEY=VALUE",
+              help="An environment variable set in B's workers only (repeatable), e.g. DNNL_MAX_CPU_ISA=AVX2: "
+                   "one install under two settings is then a comparison of its own.")
+@click.option("--control", type=Finite(min=0, max=100), default=25.0, show_default=True, metavar="PCT",
+              help="Share of the cases that also time one side's workers against each other: the in-run "
+                   "control of false flags, side and order bias on this machine, now.")
 def ab(pythons: tuple[str, ...], preset: str | None, grid_file: Path | None, axes: tuple[str, ...], threads: int,
        budget: float, target: float, block_ms: float, workers: int, out_dir: Path, resume: bool, aa: bool,
-       inject: float, seed: int | None) -> None:
-    """Compare two PyTorch installs case by case: one worker per interpreter, blocks alternated in random order,
-    the paired ratio B / A per case with its 95 % interval, flags at a 5 % false discovery rate."""
+       inject: float, seed: int | None, env_a: tuple[str, ...], env_b: tuple[str, ...], control: float) -> None:
+    """Compare two PyTorch installs, or one under two settings, case by case: workers of both sides in pairs,
+    blocks alternated in both orders, the paired ratio B / A per case with its 95 % interval, flags at a 5 %
+    false discovery rate, and an in-run control of what the machine can fake."""
     from sepbench.ab.driver import Comparison, Settings, interpreter
-    from sepbench.ab.stats import case_table, summarize
-    from sepbench.report.tables import ab_table
+    from sepbench.ab.stats import comparison as read_comparison
+    from sepbench.ab.stats import summarize
+    from sepbench.report.tables import ab_table, control_line
     from sepbench.store import ensure_writable, read_ab
 
     grid = _grid_from(preset, grid_file, axes)
+    envs = _env_pairs("--env-a", env_a), _env_pairs("--env-b", env_b)
     if inject and not aa:
         raise SepbenchError("--inject is a calibration of one interpreter against itself: give it with --aa")
+    if aa and (envs[0] or envs[1]):
+        raise SepbenchError("--aa compares one setup with itself: give no --env-a/--env-b with it")
     if len(pythons) > 2:
         raise SepbenchError(f"--python is given {len(pythons)} times; give A and B (or one with --aa)")
-    if len(pythons) == 1 and not aa:
-        raise SepbenchError("give two interpreters, --python A --python B (or one with --aa)")
+    if len(pythons) == 1 and not aa and envs[0] == envs[1]:
+        raise SepbenchError("give two interpreters, --python A --python B (or one with --aa, or one with "
+                            "--env-a/--env-b settings that differ)")
     sides = [interpreter(p) for p in pythons]
     a, b = sides[0], sides[-1]
     if aa and a.prefix != b.prefix:
         raise SepbenchError("--aa compares one interpreter with itself; give one --python")
-    if not aa and a.prefix == b.prefix:
-        raise SepbenchError(f"--python {a.given} and --python {b.given} are the same install ({a.prefix}); "
-                            "to compare it with itself, pass --aa")
+    if not aa and a.prefix == b.prefix and envs[0] == envs[1]:
+        raise SepbenchError(f"--python {a.given} and --python {b.given} are the same install ({a.prefix}) under "
+                            "the same settings; to compare it with itself, pass --aa (or set --env-a/--env-b)")
     ensure_writable(out_dir)
-    settings = Settings(block_time=block_ms / 1000, target=math.log1p(target / 100), threads=threads, workers=workers)
+    settings = Settings(block_time=block_ms / 1000, target=math.log1p(target / 100), threads=threads, workers=workers,
+                        control_fraction=control / 100)
     comparison = Comparison(grid, a, b, out_dir, aa=aa, inject=inject / 100, budget_s=budget * 60,
-                            settings=settings, seed=seed, resume=resume)
+                            settings=settings, seed=seed, resume=resume, env_a=envs[0], env_b=envs[1])
     try:
         _ab_measure(comparison)
     finally:
@@ -506,17 +522,38 @@ def ab(pythons: tuple[str, ...], preset: str | None, grid_file: Path | None, axe
     ab_file = read_ab(comparison.path)
     if ab_file.header is None:  # read_ab refuses a file without one
         raise SepbenchError(f"{comparison.path} has no header")
-    table = case_table(ab_file.records)
+    table, ctrl = read_comparison(ab_file.records, ab_file.header.protocol)
     out.print(ab_table(table, ab_file.header))
     s = summarize(table)
     out.print(f"{s['compared']} of {s['cases']} cases compared; {s['flagged']} flagged at a 5 % false discovery rate "
               f"({s['b_slower']} B slower, {s['b_faster']} B faster); median ratio B/A {s['median_ratio']:.4f}, "
-              f"median minimum detectable change {100 * s['median_mdc']:.2f} % → {comparison.path}", highlight=False)
+              f"median half-width of the intervals {100 * s['median_mdc']:.2f} % → {comparison.path}", highlight=False)
+    out.print(control_line(ctrl, s), highlight=False)
+
+
+_ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _env_pairs(option: str, given: tuple[str, ...]) -> dict[str, str]:
+    """KEY=VALUE settings, each key once, in a form a process environment takes."""
+    env: dict[str, str] = {}
+    for text in given:
+        key, sep, value = text.partition("=")
+        if not sep or not _ENV_KEY.fullmatch(key):
+            raise SepbenchError(f"{option} {text!r}: give KEY=VALUE, KEY a name of letters, digits and '_'")
+        if "\0" in value:
+            raise SepbenchError(f"{option} {key}: a value cannot hold a NUL character")
+        if key in env:
+            raise SepbenchError(f"{option} {key} is given twice")
+        env[key] = value
+    return env
 
 
 def _ab_measure(comparison: Comparison) -> None:
     """Open (one line on any refusal), then measure under a progress bar that counts the flags so far."""
-    from sepbench.ab.stats import case_table
+    from sepbench.ab.driver import PROTOCOL
+    from sepbench.ab.stats import FLAGS
+    from sepbench.ab.stats import comparison as read_comparison
 
     comparison.open()
     done: list = []
@@ -528,8 +565,8 @@ def _ab_measure(comparison: Comparison) -> None:
 
         def on_case(record: object) -> None:
             done.append(record)
-            table = case_table(done)
-            flagged = int(table["verdict"].isin(["B slower", "B faster"]).sum())
+            table, _ = read_comparison(done, PROTOCOL)
+            flagged = int(table["verdict"].isin(FLAGS).sum())
             bar.update(task, completed=comparison.done, description=f"{flagged} flagged so far")
 
         try:

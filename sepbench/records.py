@@ -280,6 +280,7 @@ class ABSide(_Strict):
     python: str  # the interpreter as given
     prefix: str  # its sys.prefix: what tells two installs apart
     environment: dict[str, Any]
+    env: dict[str, str] = {}  # variables set in this side's workers (--env-a/--env-b): the settings compared
 
 
 class ABHeader(_Header):
@@ -297,6 +298,27 @@ class ABHeader(_Header):
     workers: int = 1  # worker processes per side
     warmup_time: float | None = None  # per instance; None in files from before it was recorded
     rounds_per_visit: int | None = None
+    # Protocol 2: sides started and greeted in turns, one calls-per-block for both, each visit's rounds
+    # half in each order, one pair of workers replaced per case, and an in-run control on a sample of
+    # cases. Files from before it read as protocol 1.
+    protocol: int = 1
+    control_fraction: float = Field(default=0.0, ge=0, le=1)
+
+
+class ABControl(_Strict):
+    """The same protocol, on the same case, between two workers of one side: what the machine fakes now."""
+
+    side: Literal["A", "B"]  # whose workers stood in both positions
+    a_s: list[PositiveFloat]  # the worker in A's position
+    b_s: list[PositiveFloat]
+    order: str
+    instance: list[int]
+
+    @model_validator(mode="after")
+    def _paired(self) -> ABControl:
+        if not len(self.a_s) == len(self.b_s) == len(self.order) == len(self.instance):
+            raise ValueError("the control's rounds are not paired")
+        return self
 
 
 class ABCaseRecord(_Strict):
@@ -316,6 +338,7 @@ class ABCaseRecord(_Strict):
     backend_b: str | None = None
     seconds: float = 0.0  # wall time the case took, preparing included
     retaken: dict[str, int] | None = None  # rounds timed again because a block lost the CPU, by reason
+    control: ABControl | None = None
     finished: str
 
     @model_validator(mode="after")

@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import select
 import signal
 import subprocess
@@ -35,12 +36,13 @@ from sepbench.case import Case
 from sepbench.errors import SepbenchError
 from sepbench.grid import Grid, group_cases
 from sepbench.measure.timer import MAX_RETAKES, cores_for
-from sepbench.records import ABCaseRecord, ABHeader, ABSide, now
+from sepbench.records import ABCaseRecord, ABControl, ABHeader, ABSide, now
 from sepbench.store import ResultsFile, read_ab, results_files
 
 PREPARE_TIMEOUT_S = 600.0
 BLOCK_TIMEOUT_S = 120.0
 START_TIMEOUT_S = 120.0
+PROTOCOL = 2  # see ABHeader.protocol
 
 _PROBE = """
 import importlib.util as u, json, sys
@@ -116,14 +118,19 @@ class WorkerDied(SepbenchError):
 
 
 class Worker:
-    """One long-lived `python -m sepbench.ab.worker`, answering one request at a time."""
+    """One long-lived `python -m sepbench.ab.worker`, answering one request at a time. `env` is laid over
+    the parent's environment (the settings a side is compared under); `cores`, when given, is where the
+    process starts (a replacement imports torch on a core the timed blocks do not use)."""
 
-    def __init__(self, side: str, python: Interpreter) -> None:
+    def __init__(self, side: str, python: Interpreter, env: dict[str, str] | None = None,
+                 cores: set[int] | None = None) -> None:
         self.side, self.python = side, python
         self.stderr = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the worker; read when it dies)
+        pin = (lambda: os.sched_setaffinity(0, cores)) if cores else None
         # Isolated mode (-I): the interpreter's own installs only, never a sepbench in the working directory.
         self.proc = subprocess.Popen([str(python.path), "-I", "-m", "sepbench.ab.worker"], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=self.stderr, start_new_session=True)
+                                     stdout=subprocess.PIPE, stderr=self.stderr, start_new_session=True,
+                                     env={**os.environ, **(env or {})}, preexec_fn=pin)
         self._buffer = b""
         if self.proc.stdin is None or self.proc.stdout is None:  # both asked for as pipes above
             raise SepbenchError(f"worker {side}: no pipes to it")
@@ -134,12 +141,24 @@ class Worker:
         lines = [ln for ln in self.stderr.read().decode(errors="replace").splitlines() if ln.strip()]
         return lines[-1][:300] if lines else "no message"
 
-    def call(self, op: str, timeout: float, **request: object) -> dict:
+    def send(self, op: str, **request: object) -> None:
         try:
             self.stdin.write((json.dumps({"op": op, **request}) + "\n").encode())
             self.stdin.flush()
         except (BrokenPipeError, OSError):
             raise self._died(op) from None
+
+    def answered(self) -> bool:
+        """Whether an answer waits to be read (never blocks)."""
+        fd = self.stdout.fileno()
+        while b"\n" not in self._buffer and select.select([fd], [], [], 0)[0]:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                return True  # it died: `receive` says how
+            self._buffer += chunk
+        return b"\n" in self._buffer
+
+    def receive(self, op: str, timeout: float) -> dict:
         fd = self.stdout.fileno()
         deadline = time.monotonic() + timeout
         while b"\n" not in self._buffer:
@@ -156,6 +175,10 @@ class Worker:
                 self._buffer += chunk
         line, self._buffer = self._buffer.split(b"\n", 1)
         return json.loads(line)
+
+    def call(self, op: str, timeout: float, **request: object) -> dict:
+        self.send(op, **request)
+        return self.receive(op, timeout)
 
     def _died(self, op: str) -> WorkerDied:
         code = self.proc.wait(timeout=10)
@@ -184,26 +207,38 @@ class Settings:
     warmup_time: float = 0.02
     workers: int = 10  # processes per side; a pair of them (one A, one B) is the unit of replication
     min_pairs: int = 6  # the first pass may stop here once the case's share of the budget is spent
-    rounds_per_instance: int = 4  # kept rounds per visit to a pair: a visit's build and warm-up are paid once
+    rounds_per_instance: int = 4  # kept rounds per visit, half in each order: build and warm-up paid once
     settle_fraction: int = 4  # the settling round's blocks are a quarter of a timed one
     max_cycles: int = 100  # passes over all worker pairs
     target: float = 0.01  # stop a case when its interval's half-width is within ±1 %
     threads: int = 1
     max_pad: int = 4 << 20  # an instance's random pad: up to 4 MiB, in cache lines
+    control_fraction: float = 0.25  # cases that also get the in-run control (one side against itself)
+    recycle: bool = True  # replace one pair of workers per case
 
 
-def _find_resumable(out: Path, digest: str, a: Interpreter, b: Interpreter, aa: bool, inject: float) -> Path | None:
+def _find_resumable(out: Path, digest: str, a: Interpreter, b: Interpreter, aa: bool, inject: float,
+                    envs: tuple[dict[str, str], dict[str, str]]) -> Path | None:
     files, _ = results_files([out], kind="ab") if out.is_dir() else ([], [])
     best = None
     for path in files:
         header = read_ab(path).header
         if header is None or header.grid_digest != digest or header.aa != aa or header.inject != inject:
             continue
-        if (header.a.prefix, header.b.prefix) != (a.prefix, b.prefix):
+        if (header.a.prefix, header.b.prefix) != (a.prefix, b.prefix) or (header.a.env, header.b.env) != envs:
             continue
         if best is None or header.started > best[0]:
             best = (header.started, path)
     return best[1] if best else None
+
+
+def env_label(env: dict[str, str]) -> str:
+    """Settings as they may stand in a file name: KEY=VALUE joined by '+', anything else as '_'."""
+    text = "+".join(f"{k}={v}" for k, v in sorted(env.items()))
+    return re.sub(r"[^A-Za-z0-9_.=+-]", "_", text)[:80]
+
+
+Round = tuple[str, float, float]  # (who went first, A's seconds per call, B's) in the positions A and B
 
 
 class Comparison:
@@ -211,9 +246,11 @@ class Comparison:
 
     def __init__(self, grid: Grid, a: Interpreter, b: Interpreter, out: Path, *, aa: bool = False,
                  inject: float = 0.0, budget_s: float = 1200.0, settings: Settings | None = None,
-                 seed: int | None = None, resume: bool = False) -> None:
+                 seed: int | None = None, resume: bool = False, env_a: dict[str, str] | None = None,
+                 env_b: dict[str, str] | None = None) -> None:
         self.grid, self.a, self.b, self.out = grid, a, b, Path(out)
         self.aa, self.inject, self.budget_s = aa, inject, budget_s
+        self.env = {"A": dict(env_a or {}), "B": dict(env_b or {})}
         self.settings = settings or Settings()
         self.seed = seed if seed is not None else random.SystemRandom().randrange(2**31)
         self.resume = resume
@@ -222,6 +259,18 @@ class Comparison:
         self.path: Path | None = None
         self.done = 0
         self.started = time.monotonic()  # the budget counts from here: starting the workers is part of it
+
+    def _python(self, side: str) -> Interpreter:
+        return self.a if side == "A" else self.b
+
+    def _hello(self, w: Worker, describe: bool) -> dict[str, Any]:
+        return {"device": self.cases[0].device, "threads": self.settings.threads, "core": self.cores,
+                "inject": self.inject if w.side.startswith("B") else 0.0, "describe": describe}
+
+    def _greeted(self, w: Worker, answer: dict) -> dict:
+        if not answer.get("ok"):
+            raise SepbenchError(f"worker {w.side} ({w.python.given}) cannot start: {answer.get('error')}")
+        return answer
 
     def open(self) -> Path:
         """Start the workers and open the comparison file (new, or the one to resume): everything that
@@ -232,20 +281,25 @@ class Comparison:
                 f" ({dropped} invalid combinations dropped)" if dropped else ""))
         s = self.settings
         self.cores = cores_for(s.threads)  # every worker shares them
-        self.workers = {side: [Worker(f"{side}{i + 1}", python) for i in range(s.workers)]
-                        for side, python in (("A", self.a), ("B", self.b))}
+        self.spare = set(os.sched_getaffinity(0)) - set(self.cores)  # where replacements import torch
+        # The sides are started and greeted in turns (A1 B1 A2 B2 …): process age, where each landed in
+        # memory and the order of the greetings are then no property of a side.
+        self.workers: dict[str, list[Worker]] = {"A": [], "B": []}
+        for i in range(s.workers):
+            for side in ("A", "B"):
+                self.workers[side].append(Worker(f"{side}{i + 1}", self._python(side), self.env[side]))
         hello: dict[str, dict[str, Any]] = {}
-        for side, pool in self.workers.items():
-            for w in pool:  # all started at once above; each answers once its torch is imported
-                answer = w.call("hello", START_TIMEOUT_S, device=self.cases[0].device if self.cases else "cpu",
-                                threads=s.threads, core=self.cores, inject=self.inject if side == "B" else 0.0)
-                if not answer.get("ok"):
-                    raise SepbenchError(f"worker {w.side} ({w.python.given}) cannot start: {answer.get('error')}")
-                hello.setdefault(side, answer)
+        for i in range(s.workers):
+            for side in ("A", "B"):
+                w = self.workers[side][i]
+                hello.setdefault(side, self._greeted(w, w.call("hello", START_TIMEOUT_S, **self._hello(w, not i))))
         self.results, done_ids = self._open(hello, self.cores)
         self.path = self.results.path
         self.todo = [c for c in self.cases if c.id not in done_ids]
         self.done = len(self.cases) - len(self.todo)
+        self.generation = self.done  # which pair the next replacement takes
+        self.pending: dict[str, Worker] | None = None  # a replacement pair, importing torch
+        self.retired: list[Worker] = []
         return self.path
 
     def run(self, on_case: Callable[[ABCaseRecord], None] | None = None) -> Path:
@@ -256,27 +310,58 @@ class Comparison:
         share = self.budget_s * len(self.todo) / max(len(self.cases), 1)
         budget = Budget(0.97 * share - (time.monotonic() - self.started), time.monotonic())
         for i, case in enumerate(self.todo):
-            record = self._case(self.workers, case, rng, budget.allowance(len(self.todo) - i), self.results)
+            if self.settings.recycle and self.pending is None:
+                self.pending = self._spawn_replacements()
+            control = rng.random() < self.settings.control_fraction
+            record = self._case(self.workers, case, rng, budget.allowance(len(self.todo) - i), control)
             self.results.append(record)
             self.done += 1
+            self._swap_in_if_ready()
             if on_case:
                 on_case(record)
         self.results.unlock()
         return self.results.path
 
+    def _spawn_replacements(self) -> dict[str, Worker]:
+        """A new A and B worker for one pair, started on the spare cores so that their imports overlap the
+        cases being timed, and greeted at once (they answer when torch is imported): a pool's
+        process-level speed is then no constant of the whole comparison, since every pair is renewed
+        once per `workers` cases or so."""
+        k = self.generation % self.settings.workers
+        fresh = {side: Worker(f"{side}{k + 1}", self._python(side), self.env[side], cores=self.spare or None)
+                 for side in ("A", "B")}
+        for w in fresh.values():
+            w.send("hello", **self._hello(w, describe=False))
+        return fresh
+
+    def _swap_in_if_ready(self) -> None:
+        """Between cases: the replacement pair takes its place once both have answered; never waits."""
+        if self.pending is None or not all(w.answered() for w in self.pending.values()):
+            return
+        k = self.generation % self.settings.workers
+        for side, w in self.pending.items():
+            self._greeted(w, w.receive("hello", START_TIMEOUT_S))
+            old, self.workers[side][k] = self.workers[side][k], w
+            old.kill()  # nothing to save; a kill spares the timed core torch's teardown
+        self.pending = None
+        self.generation += 1
+
     def close(self) -> None:
         for pool in getattr(self, "workers", {}).values():
             for w in pool:
                 w.close()
+        for w in (getattr(self, "pending", None) or {}).values():
+            w.kill()
 
     def _open(self, hello: dict, cores: list[int]) -> tuple[ResultsFile, set[str]]:
         s = self.settings
         digest = self.grid.digest()
         if self.resume:
-            path = _find_resumable(self.out, digest, self.a, self.b, self.aa, self.inject)
+            path = _find_resumable(self.out, digest, self.a, self.b, self.aa, self.inject,
+                                   (self.env["A"], self.env["B"]))
             if path is None:
                 raise SepbenchError(f"nothing to resume in {self.out}: no comparison of this grid between these "
-                                    "interpreters (with these --aa/--inject settings)")
+                                    "interpreters (with these --aa/--inject/--env settings)")
             results = ABResultsFile(path)
             results.lock()
             results.repair_tail()
@@ -286,90 +371,122 @@ class Comparison:
             self.ab_id = ab.header.ab_id
             return results, {r.case_id for r in ab.records}
         self.ab_id = uuid.uuid4().hex[:12]
-        sides = {k: ABSide(python=str(getattr(self, k.lower()).given), prefix=getattr(self, k.lower()).prefix,
-                           environment=hello[k]["fingerprint"]) for k in ("A", "B")}
+        sides = {k: ABSide(python=str(self._python(k).given), prefix=self._python(k).prefix,
+                           environment=hello[k]["fingerprint"], env=self.env[k]) for k in ("A", "B")}
         header = ABHeader(ab_id=self.ab_id, grid_name=self.grid.name, grid_digest=digest,
                           grid=self.grid.spec.model_dump(mode="json"), started=now(), a=sides["A"], b=sides["B"],
                           aa=self.aa, inject=self.inject, seed=self.seed, budget_s=self.budget_s,
                           block_time=s.block_time, threads=s.threads, cores=cores, workers=s.workers,
-                          warmup_time=s.warmup_time, rounds_per_visit=s.rounds_per_instance)
+                          warmup_time=s.warmup_time, rounds_per_visit=s.rounds_per_instance, protocol=PROTOCOL,
+                          control_fraction=s.control_fraction)
         env_a, env_b = sides["A"].environment, sides["B"].environment
         kind = "aa" if self.aa else "ab"
-        stem = (f"{kind}-{self.grid.name}-{env_a['device']}-{env_a['machine']}-torch{env_a['torch']}"
-                f"-vs-torch{env_b['torch']}" + (f"-inject{self.inject * 100:g}pct" if self.inject else ""))
+        tags = [f"-{env_label(e)}" if e else "" for e in (self.env["A"], self.env["B"])]
+        stem = (f"{kind}-{self.grid.name}-{env_a['device']}-{env_a['machine']}-torch{env_a['torch']}{tags[0]}"
+                f"-vs-torch{env_b['torch']}{tags[1]}" + (f"-inject{self.inject * 100:g}pct" if self.inject else ""))
         return ABResultsFile.create(self.out, header, stem=stem), set()
 
+    def _visit(self, pair: dict[str, Worker], case: Case, rng: random.Random, number: int | None,
+               retaken: dict[str, int]) -> tuple[list[Round], int, dict[str, str | None]] | dict[str, str]:
+        """Build the case in both workers of a pair (keys: the positions "A" and "B"), settle, then time
+        `rounds_per_instance` rounds, half with A first and half with B first, in a drawn order: a
+        position effect (the second block of a round reading slower) then cancels within the visit.
+        Both positions run the same calls per block (the smaller calibration, on a first visit). Returns
+        the rounds, the calls per block and the backends; or, when a build is refused, why, by position."""
+        s = self.settings
+        # Who builds (and warms up) last starts with its data in cache: the order is drawn, and a short
+        # settling block on each side after the builds is timed but not kept.
+        prepared = {pos: pair[pos].call("prepare", PREPARE_TIMEOUT_S, case=case.as_dict(), block_time=s.block_time,
+                                        warmup_time=s.warmup_time, pad_bytes=rng.randrange(0, s.max_pad, 64),
+                                        number=number)
+                    for pos in rng.sample(["A", "B"], 2)}
+        failed = {pos: str(p.get("error")) for pos, p in prepared.items() if not p.get("ok")}
+        if failed:
+            for w in pair.values():
+                w.call("drop", BLOCK_TIMEOUT_S)
+            return failed
+        number = number or min(int(p["number"]) for p in prepared.values())
+        firsts = ["A", "B"] * (s.rounds_per_instance // 2) + (["A"] if s.rounds_per_instance % 2 else [])
+        rng.shuffle(firsts)
+        rounds: list[Round] = []
+        for r, first in enumerate([rng.choice("AB"), *firsts]):
+            for attempt in range(MAX_RETAKES + 1):
+                timed, contended = {}, None
+                for pos in (first, "B" if first == "A" else "A"):
+                    answer = pair[pos].call("block", BLOCK_TIMEOUT_S,
+                                            number=number if r else max(1, number // s.settle_fraction))
+                    if not answer.get("ok"):
+                        raise SepbenchError(f"worker {pair[pos].side} failed a block of {case.label()} "
+                                            f"at {case.geometry()}: {answer.get('error')}")
+                    timed[pos] = answer["per_call_s"]
+                    contended = contended or answer.get("contended")
+                # A round in which either block lost the CPU is timed again (bounded), never kept
+                # beside the others: one preempted block would move the pair's figure.
+                if r == 0 or not contended or attempt == MAX_RETAKES:
+                    break
+                retaken[contended] = retaken.get(contended, 0) + 1
+            if r:  # round 0 settles
+                rounds.append((first, timed["A"], timed["B"]))
+        for w in pair.values():
+            w.call("drop", BLOCK_TIMEOUT_S)
+        return rounds, number, {pos: p.get("backend") for pos, p in prepared.items()}
+
     def _case(self, workers: dict[str, list[Worker]], case: Case, rng: random.Random, allowance: float,
-              results: ResultsFile) -> ABCaseRecord:
-        """The case in every worker pair, a few rounds per pair, cycling over the pairs until the interval
-        (over pairs) is narrow enough or the time is up. The time is checked pair by pair once the first
-        `min_pairs` pairs are done, so a slow spell shortens cases rather than the budget."""
+              control: bool = False) -> ABCaseRecord:
+        """The case in every worker pair (A k, B k), cycling over the pairs until the interval (over
+        pairs) is narrow enough or the time is up. The time is checked pair by pair once the first
+        `min_pairs` pairs are done, so a slow spell shortens cases rather than the budget. With
+        `control`, each visit is followed by one of the control: two workers of one side (drawn per
+        case) in the positions A and B, pairing worker k with worker k + shift."""
         s = self.settings
         started = time.monotonic()
-        times: dict[str, list[float]] = {"A": [], "B": []}
-        order: list[str] = []
+        real: list[Round] = []
         instance: list[int] = []
-        numbers: dict[str, int | None] = {"A": None, "B": None}
+        ctrl: list[Round] = []
+        ctrl_instance: list[int] = []
+        ctrl_side = rng.choice("AB")
+        shift = rng.randrange(1, s.workers)
+        number: int | None = None
         backends: dict[str, str | None] = {"A": None, "B": None}
         retaken: dict[str, int] = {}
         for cycle in range(s.max_cycles):
             for k in range(s.workers):
                 if (cycle or k >= s.min_pairs) and time.monotonic() - started >= allowance:
                     break
-                # Who builds (and warms up) last starts with its data in cache: the order is drawn, and a
-                # short settling block on each side after the builds is timed but not kept.
-                pair = {side: workers[side][k] for side in rng.sample(["A", "B"], 2)}
-                prepared = {side: w.call("prepare", PREPARE_TIMEOUT_S, case=case.as_dict(), block_time=s.block_time,
-                                         warmup_time=s.warmup_time, pad_bytes=rng.randrange(0, s.max_pad, 64),
-                                         number=numbers[side])
-                            for side, w in pair.items()}
-                failed = {side: p.get("error") for side, p in prepared.items() if not p.get("ok")}
-                if failed:
-                    for w in pair.values():
-                        w.call("drop", BLOCK_TIMEOUT_S)
+                visit = self._visit({"A": workers["A"][k], "B": workers["B"][k]}, case, rng, number, retaken)
+                if isinstance(visit, dict):
                     if cycle or k:  # built before, refused now: a failure, not a case one side lacks
-                        raise SepbenchError(f"{case.label()} at {case.geometry()}: a rebuild failed: {failed}")
+                        raise SepbenchError(f"{case.label()} at {case.geometry()}: a rebuild failed: {visit}")
                     status: Literal["refused", "missing_a", "missing_b"] = (
-                        "refused" if len(failed) == 2 else ("missing_a" if "A" in failed else "missing_b"))
-                    reason = "; ".join(f"{side}: {why}" for side, why in failed.items())
+                        "refused" if len(visit) == 2 else ("missing_a" if "A" in visit else "missing_b"))
+                    reason = "; ".join(f"{side}: {why}" for side, why in visit.items())
                     return ABCaseRecord(ab_id=self.ab_id, case_id=case.id, case=case, status=status, reason=reason,
                                         seconds=time.monotonic() - started, finished=now())
-                for side, p in prepared.items():
-                    numbers[side], backends[side] = p["number"], backends[side] or p.get("backend")
-                for r in range(1 + s.rounds_per_instance):
-                    for attempt in range(MAX_RETAKES + 1):
-                        first = rng.choice("AB")
-                        timed, contended = {}, None
-                        for side in (first, "B" if first == "A" else "A"):
-                            known = numbers[side] or 1  # set by its prepare
-                            number = known if r else max(1, known // s.settle_fraction)
-                            answer = pair[side].call("block", BLOCK_TIMEOUT_S, number=number)
-                            if not answer.get("ok"):
-                                raise SepbenchError(f"worker {pair[side].side} failed a block of {case.label()} "
-                                                    f"at {case.geometry()}: {answer.get('error')}")
-                            timed[side] = answer["per_call_s"]
-                            contended = contended or answer.get("contended")
-                        # A round in which either block lost the CPU is timed again (bounded), never kept
-                        # beside the others: one preempted block would move the pair's figure.
-                        if r == 0 or not contended or attempt == MAX_RETAKES:
-                            break
-                        retaken[contended] = retaken.get(contended, 0) + 1
-                    if r == 0:
-                        continue  # the settling round
-                    order.append(first)
-                    instance.append(k)
-                    for side, seconds in timed.items():
-                        times[side].append(seconds)
-                for w in pair.values():
-                    w.call("drop", BLOCK_TIMEOUT_S)
-            narrow = half_width(times["A"], times["B"], instance) <= s.target
+                rounds, number, built = visit
+                backends = {side: backends[side] or built[side] for side in backends}
+                real += rounds
+                instance += [k] * len(rounds)
+                if control:
+                    pool = workers[ctrl_side]
+                    visit = self._visit({"A": pool[k], "B": pool[(k + shift) % s.workers]}, case, rng, number,
+                                        retaken)
+                    if isinstance(visit, dict):
+                        raise SepbenchError(f"{case.label()} at {case.geometry()}: the control's build failed: "
+                                            f"{visit}")
+                    ctrl += visit[0]
+                    ctrl_instance += [k] * len(visit[0])
+            narrow = half_width([r[1] for r in real], [r[2] for r in real], instance,
+                                order="".join(r[0] for r in real)) <= s.target
             if narrow or time.monotonic() - started >= allowance:
                 break
-        return ABCaseRecord(ab_id=self.ab_id, case_id=case.id, case=case, status="ok", a_s=times["A"],
-                            b_s=times["B"], order="".join(order),
-                            instance=instance, number_a=numbers["A"], number_b=numbers["B"],
-                            backend_a=backends["A"], backend_b=backends["B"], seconds=time.monotonic() - started,
-                            retaken=retaken, finished=now())
+        return ABCaseRecord(
+            ab_id=self.ab_id, case_id=case.id, case=case, status="ok", a_s=[r[1] for r in real],
+            b_s=[r[2] for r in real], order="".join(r[0] for r in real), instance=instance, number_a=number,
+            number_b=number, backend_a=backends["A"], backend_b=backends["B"], seconds=time.monotonic() - started,
+            retaken=retaken,
+            control=ABControl(side=ctrl_side, a_s=[r[1] for r in ctrl], b_s=[r[2] for r in ctrl],
+                              order="".join(r[0] for r in ctrl), instance=ctrl_instance) if ctrl else None,
+            finished=now())
 
 
 class ABResultsFile(ResultsFile):

@@ -13,6 +13,15 @@ one-sample t-test on them: each pair's median is one draw of its pair, whatever 
 Cases are flagged at a 5 % false discovery rate over all cases (Benjamini–Hochberg). The minimum
 detectable change is the interval's half-width as a ratio: a true change that large would put the
 interval's edge at 1.
+
+Protocol 2 (`ABHeader.protocol`) times each visit's rounds half with A first and half with B first, and a
+pair's figure is then the mean of its two orders' medians: the second block of a round reads slower
+(about 1 % on the project's VMs), and the mean of the two orders cancels that within the pair instead of
+leaving it to widen the interval. Its in-run control (`ABControl`: two workers of one side in A's and
+B's positions) gives, on this machine and now, the false-flag rate, a side bias and the largest change
+the machine fakes (`Control.bound`); a flag no larger than that bound is withheld ("within control").
+The intervals assume the pairs are independent draws; with one pair of workers replaced per case the
+A/A p-values should be uniform, which `summarize` checks (Kolmogorov–Smirnov).
 """
 
 from __future__ import annotations
@@ -48,21 +57,43 @@ class Paired:
         return float(np.log(self.high / self.low) / 2)
 
 
-def _unit_figures(a_s: list[float] | np.ndarray, b_s: list[float] | np.ndarray,
-                instances: list[int] | None) -> np.ndarray:
-    """Median log ratio of each instance pair (each round is its own unit when there are no instances)."""
+Floats = list[float] | np.ndarray
+
+
+def _unit_figures(a_s: Floats, b_s: Floats, instances: list[int] | None, order: str | None = None) -> np.ndarray:
+    """Median log ratio of each instance pair (each round is its own unit when there are no instances).
+    With `order` (who went first, per round), a pair that has rounds in both orders gets the mean of the
+    two orders' medians: the position effect cancels inside it."""
     d = np.log(np.asarray(b_s, dtype=float)) - np.log(np.asarray(a_s, dtype=float))
     if instances is None:
         return d
     keys = np.asarray(instances)
-    return np.array([np.median(d[keys == k]) for k in dict.fromkeys(instances)])
+    first = np.array(list(order)) if order else None
+    figures = []
+    for k in dict.fromkeys(instances):
+        mine = keys == k
+        if first is not None and {"A", "B"} <= set(first[mine]):
+            figures.append((np.median(d[mine & (first == "A")]) + np.median(d[mine & (first == "B")])) / 2)
+        else:
+            figures.append(np.median(d[mine]))
+    return np.array(figures)
 
 
-def paired(a_s: list[float] | np.ndarray, b_s: list[float] | np.ndarray, instances: list[int] | None = None,
-           confidence: float = CONFIDENCE) -> Paired:
-    """B / A from the per-round log ratios log(b/a), the median within each instance pair, then a
-    one-sample t-test against 0 over the instance pairs."""
-    m = _unit_figures(a_s, b_s, instances)
+def position_effect(a_s: Floats, b_s: Floats, order: str) -> float:
+    """How much slower the second block of a round reads than the first, as log ratio: half the gap
+    between the median log(B/A) with A first (B second) and with B first. NaN without both orders."""
+    d = np.log(np.asarray(b_s, dtype=float)) - np.log(np.asarray(a_s, dtype=float))
+    first = np.array(list(order))
+    if not {"A", "B"} <= set(first):
+        return float("nan")
+    return float((np.median(d[first == "A"]) - np.median(d[first == "B"])) / 2)
+
+
+def paired(a_s: Floats, b_s: Floats, instances: list[int] | None = None,
+           confidence: float = CONFIDENCE, order: str | None = None) -> Paired:
+    """B / A from the per-round log ratios log(b/a), the median within each instance pair (of each order,
+    given `order`), then a one-sample t-test against 0 over the instance pairs."""
+    m = _unit_figures(a_s, b_s, instances, order)
     mean = float(m.mean())
     if len(m) < 2:
         return Paired(len(a_s), float(np.exp(mean)), np.nan, np.nan, np.nan, np.nan, np.nan)
@@ -78,46 +109,113 @@ def paired(a_s: list[float] | np.ndarray, b_s: list[float] | np.ndarray, instanc
 
 
 def half_width(a_s: list[float], b_s: list[float], instances: list[int] | None = None,
-               confidence: float = CONFIDENCE) -> float:
+               confidence: float = CONFIDENCE, order: str | None = None) -> float:
     """The log interval's half-width so far (inf below 3 units): the stopping rule's yardstick."""
-    m = _unit_figures(a_s, b_s, instances)
+    m = _unit_figures(a_s, b_s, instances, order)
     if len(m) < 3:
         return float("inf")
     return float(stats.t.ppf(0.5 + confidence / 2, len(m) - 1) * m.std(ddof=1) / np.sqrt(len(m)))
 
 
-def verdicts(table: pd.DataFrame, fdr: float = FDR) -> pd.DataFrame:
-    """Add q-values (Benjamini–Hochberg over the cases with a p-value) and a verdict per case."""
+FLAGS = ("B slower", "B faster")
+WITHIN_CONTROL = "within control"  # flagged at the FDR, but no larger than what the control faked
+
+
+@dataclass(frozen=True)
+class Control:
+    """What the in-run control (one side's workers against each other) says about this machine, now."""
+
+    cases: int  # control cases with an estimate
+    flagged: int  # of them flagged at the comparison's false discovery rate: each one a false flag
+    below_05: int  # of them with p < 0.05 (about 5 % expected)
+    bias: float  # median control ratio: a side or position bias left in the protocol (1 when none)
+    bias_low: float  # its 95 % interval (order statistics)
+    bias_high: float
+    position: float  # the second block of a round against the first, as a ratio
+    bound: float  # the largest |log ratio| the control reads, at its 95th percentile: what the machine fakes
+    ks_p: float  # Kolmogorov–Smirnov p-value of the control's p-values against uniform
+
+    @property
+    def fake_change(self) -> float:
+        """`bound` as a change in per cent of A (e.g. 1.2 for ±1.2 %)."""
+        return float(100 * np.expm1(self.bound))
+
+
+def _median_interval(x: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """The distribution-free interval of a median (order statistics), NaN below 6 values."""
+    if len(x) < 6:
+        return float("nan"), float("nan")
+    ci = stats.quantile_test(x, q=float(np.median(x)), p=0.5).confidence_interval(confidence)
+    return float(ci.low), float(ci.high)
+
+
+def control_summary(records: list[ABCaseRecord], fdr: float = FDR) -> Control | None:
+    """The control's cases as a comparison of their own: flags at the same FDR, bias, position effect,
+    and the bound on what it faked. None when the file has no control."""
+    units = [c for r in records if r.status == "ok" and (c := r.control) is not None and len(c.a_s)]
+    ests = [paired(c.a_s, c.b_s, c.instance, order=c.order) for c in units]
+    ests = [e for e in ests if np.isfinite(e.p)]
+    if not ests:
+        return None
+    logs = np.log([e.ratio for e in ests])
+    ps = np.array([e.p for e in ests])
+    low, high = _median_interval(logs)
+    position = np.array([position_effect(c.a_s, c.b_s, c.order) for c in units])
+    position = position[np.isfinite(position)]
+    q = stats.false_discovery_control(ps)
+    return Control(
+        cases=len(ests), flagged=int((q < fdr).sum()), below_05=int((ps < 0.05).sum()),
+        bias=float(np.exp(np.median(logs))), bias_low=float(np.exp(low)), bias_high=float(np.exp(high)),
+        position=float(np.exp(np.median(position))) if len(position) else float("nan"),
+        bound=float(np.quantile(np.abs(logs), 0.95, method="higher")),
+        ks_p=float(stats.kstest(ps, "uniform").pvalue) if len(ps) >= 5 else float("nan"))
+
+
+def verdicts(table: pd.DataFrame, fdr: float = FDR, control: Control | None = None) -> pd.DataFrame:
+    """Add q-values (Benjamini–Hochberg over the cases with a p-value) and a verdict per case. A case
+    flagged whose change is no larger than the control's bound is "within control": the machine, with
+    no change at all, produced one as large."""
     table = table.copy()
     has_p = table["p"].notna()
     table["q"] = np.nan
     if has_p.any():
         table.loc[has_p, "q"] = stats.false_discovery_control(table.loc[has_p, "p"].to_numpy())
     flagged = table["q"] < fdr
+    direction = np.where(table["ratio"] > 1, "B slower", "B faster")
+    faked = (np.abs(np.log(table["ratio"])) <= control.bound) if control is not None else False
     table["verdict"] = np.where(~has_p, "not compared", np.where(
-        ~flagged, "within noise", np.where(table["ratio"] > 1, "B slower", "B faster")))
+        ~flagged, "within noise", np.where(faked, WITHIN_CONTROL, direction)))
     return table
 
 
 def summarize(table: pd.DataFrame) -> dict:
-    """One comparison in a few numbers: cases, flags, median ratio and median minimum detectable change."""
+    """One comparison in a few numbers: cases, flags, median ratio and median minimum detectable change,
+    the flags the control withheld, and whether the p-values look uniform (KS; meaningful for an A/A)."""
     compared = table[table["p"].notna()]
+    flagged = compared[compared["verdict"].isin(FLAGS)]
     return {
         "cases": len(table), "compared": len(compared),
-        "flagged": int(compared["verdict"].isin(["B slower", "B faster"]).sum()),
+        "flagged": len(flagged),
         "b_slower": int((compared["verdict"] == "B slower").sum()),
         "b_faster": int((compared["verdict"] == "B faster").sum()),
+        "withheld": int((compared["verdict"] == WITHIN_CONTROL).sum()),
         "median_ratio": float(compared["ratio"].median()) if len(compared) else np.nan,
+        "median_flagged": float(flagged["ratio"].median()) if len(flagged) else np.nan,
         "median_mdc": float(compared["mdc"].median()) if len(compared) else np.nan,
         "median_rounds": float(compared["rounds"].median()) if len(compared) else np.nan,
+        "ks_p": float(stats.kstest(compared["p"], "uniform").pvalue) if len(compared) >= 5 else np.nan,
+        "position": float(np.exp(compared["position"].median()))
+        if "position" in compared and compared["position"].notna().any() else np.nan,
     }
 
 
-def case_table(records: list[ABCaseRecord]) -> pd.DataFrame:
-    """One row per case of a comparison file: what was compared, the paired estimate, the status."""
+def case_table(records: list[ABCaseRecord], by_order: bool = False, control: Control | None = None) -> pd.DataFrame:
+    """One row per case of a comparison file: what was compared, the paired estimate, the status.
+    `by_order` (protocol 2 files): each pair's figure balances the two orders of a round."""
     rows = []
     for r in records:
-        est = paired(r.a_s, r.b_s, r.instance or None) if r.status == "ok" and len(r.a_s) else None
+        order = r.order if by_order and r.order else None
+        est = paired(r.a_s, r.b_s, r.instance or None, order=order) if r.status == "ok" and len(r.a_s) else None
         rows.append({
             "case_id": r.case_id, "variant": r.case.variant, "label": r.case.label(), "geometry": r.case.geometry(),
             "mode": r.case.mode, "c_in": r.case.c_in, "size": r.case.size, "status": r.status, "reason": r.reason,
@@ -127,8 +225,14 @@ def case_table(records: list[ABCaseRecord]) -> pd.DataFrame:
             "ratio": est.ratio if est else np.nan, "low": est.low if est else np.nan,
             "high": est.high if est else np.nan, "p": est.p if est else np.nan, "mdc": est.mdc if est else np.nan,
             "log_sd": est.log_sd if est else np.nan, "seconds": r.seconds,
+            "position": position_effect(r.a_s, r.b_s, r.order) if est and r.order else np.nan,
         })
     columns = ["case_id", "variant", "label", "geometry", "mode", "c_in", "size", "status", "reason", "rounds",
-               "instances", "a_s",
-               "b_s", "ratio", "low", "high", "p", "mdc", "log_sd", "seconds"]
-    return verdicts(pd.DataFrame(rows, columns=columns))
+               "instances", "a_s", "b_s", "ratio", "low", "high", "p", "mdc", "log_sd", "seconds", "position"]
+    return verdicts(pd.DataFrame(rows, columns=columns), control=control)
+
+
+def comparison(records: list[ABCaseRecord], protocol: int) -> tuple[pd.DataFrame, Control | None]:
+    """A comparison file's case table and its control, as its protocol reads them."""
+    control = control_summary(records) if protocol >= 2 else None
+    return case_table(records, by_order=protocol >= 2, control=control), control

@@ -2,7 +2,8 @@
 stdout. Run by the parent as `python -m sepbench.ab.worker` under each interpreter compared.
 
 Requests (one object per line, answered by one line, `{"ok": false, "error": …}` on failure):
-  hello    device, threads, core, inject → this interpreter's environment fingerprint
+  hello    device, threads, core, inject[, describe] → this interpreter's environment fingerprint
+           (skipped, {}, with describe false: a replacement worker, whose side is described already)
   prepare  case, block_time, warmup_time → the case built, warmed up and calibrated: calls per block
   block    number → seconds per call over one block of `number` back-to-back steps, and why the
            block was contended (it lost the CPU: `sepbench.measure.machine`), or null
@@ -34,7 +35,7 @@ class _Session:
         self.threads = 1
         self.cpu_bound = True
 
-    def hello(self, device: str, threads: int, core: list[int] | None, inject: float) -> dict:
+    def hello(self, device: str, threads: int, core: list[int] | None, inject: float, describe: bool = True) -> dict:
         import torch
 
         from sepbench.measure.environment import fingerprint
@@ -47,7 +48,8 @@ class _Session:
         require_device(device)
         self.inject = float(inject)
         self.threads, self.cpu_bound = threads, device != "cuda"
-        return {"fingerprint": fingerprint(device, threads), "inject": self.inject, "pid": os.getpid(),
+        return {"fingerprint": fingerprint(device, threads) if describe else {}, "inject": self.inject,
+                "pid": os.getpid(),
                 "protocol": PROTOCOL, "python": sys.executable, "prefix": sys.prefix}
 
     def prepare(self, case: dict, block_time: float, warmup_time: float, pad_bytes: int = 0,

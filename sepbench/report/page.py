@@ -25,7 +25,7 @@ from sepbench.crosscheck import latest_pytest_benchmark_save
 from sepbench.errors import SepbenchError
 from sepbench.report import analysis, download, drawing, plots, sections
 from sepbench.report.sections import TOP
-from sepbench.report.tables import UNSTABLE_MARK, fmt_bytes, fmt_count, fmt_time
+from sepbench.report.tables import UNSTABLE_MARK, control_line, fmt_bytes, fmt_count, fmt_time, side_label
 from sepbench.store import Problem, ensure_writable, load, read_ab, results_files
 
 # Section ids, in page order: the browser test checks each is there.
@@ -82,13 +82,17 @@ def _ab_comparisons(paths: list[Path]) -> tuple[list[dict], list[Problem]]:
         if ab.header is None or not ab.records:
             continue
         h = ab.header
-        table = ab_stats.case_table(ab.records)
+        table, control = ab_stats.comparison(ab.records, h.protocol)
         kind = ("A/A + injected " + f"{100 * h.inject:g} %") if h.inject else ("A/A" if h.aa else "A/B")
-        a, b = h.a.environment, h.b.environment
-        title = f"{kind}: torch {b['torch']} (B) / {a['torch']} (A), {a['machine']} · {a['device']} · {h.threads} thr"
+        a = h.a.environment
+        title = (f"{kind}: {side_label(h.b)} (B) / {side_label(h.a)} (A), {a['machine']} · {a['device']} · "
+                 f"{h.threads} thr")
+        summary = ab_stats.summarize(table)
         found.append({"kind": kind, "title": title, "header": h, "file": path.name, "table": table,
-                      "summary": ab_stats.summarize(table), "flagged": table[table["verdict"].isin(
-                          ["B slower", "B faster"])].sort_values("q").head(TOP),
+                      "summary": summary, "control": control,
+                      "control_line": control_line(control, summary) if control else None,
+                      "flagged": table[table["verdict"].isin(
+                          [*ab_stats.FLAGS, ab_stats.WITHIN_CONTROL])].sort_values("q").head(TOP),
                       "lacking": table[table["status"] != "ok"], "calibration": h.aa})
     return sorted(found, key=lambda c: (c["calibration"], c["header"].started)), problems
 

@@ -13,10 +13,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from sepbench.case import Case
-from sepbench.records import ABHeader, Attribution, RunEnd
+from sepbench.records import ABHeader, ABSide, Attribution, RunEnd
 from sepbench.theory import Cost
 
 if TYPE_CHECKING:
+    from sepbench.ab.stats import Control  # annotations only: the statistics import scipy
     from sepbench.measure.peaks import Peaks  # annotations only: peaks import torch
 
 UNSTABLE_MARK = "⚠"  # the speedup a run reports is not steady
@@ -284,18 +285,40 @@ def crosscheck_table(table: pd.DataFrame) -> Table:
     return view
 
 
+def side_label(side: ABSide) -> str:
+    """One side of a comparison in words: its torch, and the settings it ran under."""
+    settings = ", ".join(f"{k}={v}" for k, v in sorted(side.env.items()))
+    return f"torch {side.environment.get('torch', '?')}" + (f" with {settings}" if settings else "")
+
+
+def control_line(control: Control | None, summary: dict) -> str:
+    """The in-run control beside the verdict: false flags, bias, position effect, what it withheld."""
+    if control is None:
+        return "no in-run control in this file (recorded before protocol 2, or --control 0)"
+    text = (f"control ({control.cases} cases, one side against itself): {control.flagged} false flags, "
+            f"{control.below_05} with p < 0.05; bias {control.bias:.4f} [{control.bias_low:.4f}–"
+            f"{control.bias_high:.4f}], second block of a round ×{control.position:.4f}; the machine faked "
+            f"changes up to ±{control.fake_change:.2f} %")
+    if summary.get("withheld"):
+        text += f"; {summary['withheld']} flags no larger than that withheld (verdict 'within control')"
+    if control.flagged:
+        text += "; this machine fakes flags now: read the verdict with care"
+    return text
+
+
 def ab_table(table: pd.DataFrame, header: ABHeader, limit: int = 25) -> Table:
     """A comparison's flagged cases (or, when none is, its largest ratios) and the cases one side lacked."""
-    a = header.a.environment["torch"]
-    b = header.b.environment["torch"]
+    from sepbench.ab.stats import FLAGS, WITHIN_CONTROL
+
     calibration = " (A/A" + (f", B slowed by {100 * header.inject:g} %" if header.inject else "") + ")" \
         if header.aa else ""
-    flagged = table[table["verdict"].isin(["B slower", "B faster"])]
+    flagged = table[table["verdict"].isin([*FLAGS, WITHIN_CONTROL])]
     shown = flagged if len(flagged) else table[table["p"].notna()]
     shown = shown.reindex(np.log(shown["ratio"]).abs().sort_values(ascending=False).index).head(limit)
-    what = "flagged cases" if len(flagged) else "no case flagged; the largest ratios"
-    view = _table(f"B = torch {b} against A = torch {a}{calibration}: {what}",
-                  ["case", "variant", "A", "B", "B / A", "95 % interval", "q", "min. detectable", "rounds", "verdict"],
+    what = (f"{len(shown)} of {len(flagged)} flagged cases" if len(flagged) else
+            "no case flagged; the largest ratios")
+    view = _table(f"B = {side_label(header.b)} against A = {side_label(header.a)}{calibration}: {what}",
+                  ["case", "variant", "A", "B", "B / A", "95 % interval", "q", "± half-width", "rounds", "verdict"],
                   left=("case", "variant", "verdict"))
     for _, r in shown.iterrows():
         view.add_row(r["geometry"], r["label"], fmt_time(r["a_s"]), fmt_time(r["b_s"]), f"{r['ratio']:.4f}",
