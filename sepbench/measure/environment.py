@@ -61,6 +61,17 @@ def machine_name() -> str:
     return os.environ.get("SEPBENCH_MACHINE") or platform.node() or "unknown"
 
 
+# Variables that change what a conv runs (oneDNN's ISA, OpenMP, the allocator, CUDA libraries): two files
+# that differ in them measured two settings, and must say so.
+SETTINGS_PREFIXES = ("DNNL_", "ONEDNN_", "OMP_", "KMP_", "GOMP_", "MKL_", "MALLOC_", "LD_PRELOAD", "PYTORCH_",
+                     "CUBLAS_", "CUDNN_", "TORCH_")
+
+
+def settings() -> dict[str, str]:
+    """The environment variables of `SETTINGS_PREFIXES` this process runs under."""
+    return {k: v for k, v in sorted(os.environ.items()) if k.startswith(SETTINGS_PREFIXES)}
+
+
 def fingerprint(device: str, threads: int) -> dict:
     """Touches CUDA only when `device` is cuda."""
     env: dict = {
@@ -81,6 +92,7 @@ def fingerprint(device: str, threads: int) -> dict:
         "mkldnn_enabled": torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled,
         **_config_versions(),
         "device": device,
+        "settings": settings(),
     }
     if device == "cuda":
         props = torch.cuda.get_device_properties(0)
