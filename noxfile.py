@@ -25,11 +25,17 @@ nox.options.sessions = ["tests", "lint"]
 nox.options.reuse_existing_virtualenvs = True
 
 TORCH = "2.13.0"
-OTHER_TORCH = ["2.12.0", "2.11.0", "2.10.0"]  # any release works: nox -s "bench_torch(torch='X')"
+# The upgrade ahead as well as those behind; any release works: nox -s "bench_torch(torch='X')".
+OTHER_TORCH = ["2.15.0", "2.14.1", "2.14.0", "2.12.0", "2.11.0", "2.10.0"]
 GRID = "benchmarks/grid.toml"
 PB_STORAGE = "file://results/pytest-benchmark"
 SITE = "site"
 CROSSCHECK_PASSES = 5  # passes of the three harnesses, taken in turns and paired
+
+
+def _newer(version: str, than: str) -> bool:
+    """Whether release `version` comes after `than` (plain X.Y.Z release numbers)."""
+    return tuple(map(int, version.split("."))) > tuple(map(int, than.split(".")))
 
 
 def _install(session: nox.Session, torch: str = TORCH, extras: str | None = "test") -> None:
@@ -97,16 +103,19 @@ AB_DEFAULT_VENV = Path(".nox/ab-default")  # torch==TORCH, the B side of every `
 @nox.parametrize("torch", OTHER_TORCH)
 def ab(session: nox.Session, torch: str) -> None:
     """`sepbench ab` of another PyTorch release (A, this session's venv; downloads it) against TORCH (B,
-    a venv of its own, built once): blocks of the two interleaved in random order, one worker per
-    interpreter. Arguments after `--` go to `sepbench ab` (default: the default preset, 1 thread, 20 min)."""
+    a venv of its own, built once): worker pairs of the two, blocks in both orders, with the in-run
+    control. A is always the older release and B the newer, so that B / A > 1 reads "the upgrade is
+    slower". Arguments after `--` go to `sepbench ab` (default: the default preset, 1 thread, 20 min)."""
     _install(session, torch, extras=None)
     other = AB_DEFAULT_VENV / "bin" / "python"
     if not other.exists():
         session.run_install("python", "-m", "venv", str(AB_DEFAULT_VENV))
     session.run_install(str(other), "-m", "pip", "install", "-q", f"torch=={TORCH}", "-e", ".", external=True)
     args = session.posargs or ["--preset", "default", "--threads", "1", "--budget", "20"]
-    session.run("sepbench", "ab", "--python", session.virtualenv.location + "/bin/python", "--python", str(other),
-                "--out", "results/ab", *args)
+    sides = [session.virtualenv.location + "/bin/python", str(other)]
+    if _newer(torch, TORCH):
+        sides.reverse()
+    session.run("sepbench", "ab", "--python", sides[0], "--python", sides[1], "--out", "results/ab", *args)
 
 
 @nox.session(default=False)

@@ -339,6 +339,7 @@ class ABCaseRecord(_Strict):
     seconds: float = 0.0  # wall time the case took, preparing included
     retaken: dict[str, int] | None = None  # rounds timed again because a block lost the CPU, by reason
     control: ABControl | None = None
+    replaced: int | None = None  # worker pairs replaced before this case since the workers started (protocol 2)
     finished: str
 
     @model_validator(mode="after")

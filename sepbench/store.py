@@ -419,6 +419,7 @@ def _flatten(run: RunFile, record: CaseRecord) -> dict[str, Any]:
     }
     for key in ("machine", "torch", "cpu", "gpu", "threads", "sepbench_commit", "onednn", "cudnn", "heap"):
         row[f"env_{key}"] = env.get(key)
+    row["env_settings"] = ", ".join(f"{k}={v}" for k, v in sorted((env.get("settings") or {}).items()))
     row["run_started"] = run.header.started if run.header else None
     row["run_grid"] = run.header.grid_name if run.header else None
     measure = (run.header.grid.get("measure") or {}) if run.header else {}

@@ -17,7 +17,10 @@ import pytest
 from scipy import stats
 
 from conftest import committed, sepbench, tiny_grid
-from sepbench.ab.stats import paired, summarize, verdicts
+from sepbench.ab.stats import case_table, comparison, paired, summarize, verdicts
+from sepbench.case import Case
+from sepbench.records import ABCaseRecord, ABControl
+from sepbench.report.tables import control_line
 from sepbench.store import read_ab
 
 PYTHON = sys.executable
@@ -137,6 +140,101 @@ def test_interval_and_p_value_are_the_t_test_on_log_ratios() -> None:
     assert est.p == pytest.approx(stats.ttest_1samp(d, 0).pvalue)
 
 
+# --- protocol 2: balanced orders and the in-run control, on synthetic rounds ---------------------
+
+CASE = Case(variant="pointwise", c_in=8, c_out=8, size=8)
+
+
+def _rounds(rng: np.random.Generator, shift: float, side: float, position: float,
+            pairs: int = 10, per_pair: int = 4) -> dict:
+    """A visit's rounds as the driver takes them: half with A first, half with B first, per pair. The
+    log ratio log(B/A) is the change, plus a side bias, plus `position` when B went second (minus it
+    when B went first), plus a pair's own offset and the VM's block noise."""
+    a_s, b_s, order, instance = [], [], "", []
+    for k in range(pairs):
+        offset = rng.normal(0, 0.004)
+        firsts = list("AB" * (per_pair // 2))
+        rng.shuffle(firsts)
+        for first in firsts:
+            a, b = 1e-3 * _blocks(rng, 2, bursts=True)
+            d = np.log(shift) + side + offset + (position if first == "A" else -position)
+            a_s.append(a)
+            b_s.append(b * np.exp(d))
+            order += first
+            instance.append(k)
+    return {"a_s": a_s, "b_s": b_s, "order": order, "instance": instance}
+
+
+def _comparison(seed: int, shift: float = 1.0, side: float = 0.0, position: float = 0.0, cases: int = 216,
+                control_share: float = 0.25) -> list[ABCaseRecord]:
+    """A whole protocol-2 file's records: the real rounds, and on a share of the cases the control's
+    (the same side bias and position effect, no change: what the machine does to itself)."""
+    rng = np.random.default_rng(seed)
+    records = []
+    for _ in range(cases):
+        control = None
+        if rng.random() < control_share:
+            control = ABControl(side="A", **_rounds(rng, 1.0, side, position))
+        records.append(ABCaseRecord(ab_id="x", case_id=CASE.id, case=CASE, status="ok",
+                                    **_rounds(rng, shift, side, position), control=control, finished="now"))
+    return records
+
+
+def test_the_control_reads_no_bias_where_there_is_none_and_the_aa_flags_nothing() -> None:
+    table, control = comparison(_comparison(seed=11), protocol=2)
+    assert control is not None and 30 <= control.cases <= 80  # a quarter of 216, drawn
+    assert control.flagged <= 1
+    assert control.bias_low < 1 < control.bias_high
+    assert abs(control.position - 1) < 0.005
+    assert control.fake_change < 3  # the 95th percentile of |log ratio| on the VM's noise
+    assert summarize(table)["flagged"] == 0
+
+
+def test_a_side_bias_is_caught_by_the_control_and_its_flags_withheld() -> None:
+    """A machine that reads B 3 % slower with no change (the control too): BH flags many A/A cases,
+    the control shows the bias, and the verdict withholds every flag that does not stand out of it."""
+    records = _comparison(seed=12, side=np.log(1.03))
+    naive = verdicts(comparison(records, protocol=2)[0].drop(columns=["q", "verdict"]))
+    assert summarize(naive)["flagged"] > 50  # read without the control, the bias passes for a regression
+    table, control = comparison(records, protocol=2)
+    assert control is not None and control.bias_low > 1.02
+    s = summarize(table)
+    assert s["flagged"] <= 1 and s["withheld"] > 50
+    line = control_line(control, s)
+    assert "bias 1.02" in line or "bias 1.03" in line
+    assert f"{s['withheld']} flags that do not stand out of the control's bias withheld" in line
+    # A real 5 % change on top of a 1 % bias stands out of the control's interval, and is still flagged
+    # in most cases (about ±2.8 % per case on this synthetic noise).
+    table, control = comparison(_comparison(seed=13, shift=1.05, side=np.log(1.01)), protocol=2)
+    s = summarize(table)
+    assert s["b_slower"] >= 0.6 * 216 and s["b_faster"] == 0 and 1.05 < s["median_ratio"] < 1.07
+
+
+def test_an_order_effect_is_measured_and_cancelled_by_the_balanced_rounds() -> None:
+    """The second block of a round 2 % slower: the control and the cases read it as the position effect,
+    and each pair's median over its balanced rounds cancels it (no flag, no shift), where the rounds with
+    A first alone would read B 2 % slower. Modelling it (the mean of the two orders' medians) cancels it
+    too, but with wider intervals: why protocol 2 designs it away."""
+    records = _comparison(seed=14, position=np.log(1.02))
+    table, control = comparison(records, protocol=2)
+    assert control is not None and control.position == pytest.approx(1.02, abs=0.004)
+    s = summarize(table)
+    assert s["position"] == pytest.approx(1.02, abs=0.004)
+    assert s["flagged"] == 0 and s["median_ratio"] == pytest.approx(1.0, abs=0.003)
+    a_first = [paired([a for a, o in zip(r.a_s, r.order, strict=True) if o == "A"],
+                      [b for b, o in zip(r.b_s, r.order, strict=True) if o == "A"]).ratio for r in records]
+    assert np.median(a_first) == pytest.approx(1.02, abs=0.004)
+    modelled = case_table(records, by_order=True)
+    assert modelled["mdc"].median() > 1.2 * table["mdc"].median()
+
+
+def test_a_files_p_values_are_tested_for_uniformity() -> None:
+    """An A/A's case p-values should be uniform; a comparison whose intervals are too narrow is not."""
+    assert summarize(comparison(_comparison(seed=15), protocol=2)[0])["ks_p"] > 0.05
+    table = comparison(_comparison(seed=15, side=np.log(1.01)), protocol=1)[0]
+    assert summarize(table)["ks_p"] < 0.01
+
+
 # --- the command, with real worker processes ---------------------------------------------------
 
 
@@ -204,12 +302,17 @@ def test_kill_9_then_resume_loses_no_finished_case_and_repeats_none(tmp_path: Pa
         if files and files[0].read_text().count('"kind":"ab_case"') >= 2:
             break
         time.sleep(0.1)
+    # This comparison's workers (replacements included) are the parent's children; other comparisons
+    # running on the machine are none of this test's business.
+    ours = set(subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split())
+    assert len(ours) >= 4
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     before = [r.case_id for r in _records(out)]
     assert 2 <= len(before) < 8
     for _ in range(150):  # the workers read end-of-file on their pipe and exit (torch's teardown takes a moment)
-        workers = subprocess.run(["pgrep", "-f", "sepbench.ab.worker"], capture_output=True, text=True).stdout.split()
+        workers = ours & set(subprocess.run(["pgrep", "-f", "sepbench.ab.worker"], capture_output=True,
+                                            text=True).stdout.split())
         if not workers:
             break
         time.sleep(0.1)
@@ -218,12 +321,38 @@ def test_kill_9_then_resume_loses_no_finished_case_and_repeats_none(tmp_path: Pa
     assert resumed.returncode == 0, resumed.stderr
     after = [r.case_id for r in _records(out)]
     assert after[: len(before)] == before and len(after) == 8 and len(set(after)) == 8
+    # Pairs of workers were replaced along the way, in both sittings of the comparison.
+    replaced = [r.replaced for r in _records(out)]
+    assert max(replaced[: len(before)]) >= 1 and max(replaced[len(before):]) >= 1
+
+
+def test_env_b_is_applied_to_b_only_and_recorded_with_the_control(tmp_path: Path) -> None:
+    """One install under two settings: the variable reaches B's workers (their fingerprint says so) and
+    not A's, the header records it, the file is named by it, and the control ran on every case."""
+    grid = tiny_grid(tmp_path / "tiny.toml")
+    out = tmp_path / "out"
+    done = sepbench("ab", "--python", PYTHON, "--env-b", "OMP_SCHEDULE=static", "--control", "100", "--grid", grid,
+                    "--out", out, *FAST)
+    assert done.returncode == 0, done.stderr
+    (path,) = out.glob("*.jsonl")
+    assert "OMP_SCHEDULE_static" in path.name  # the store keeps file names to [A-Za-z0-9_.+-]
+    ab = read_ab(path)
+    h = ab.header
+    assert h.protocol == 2 and not h.aa and h.a.env == {} and h.b.env == {"OMP_SCHEDULE": "static"}
+    assert h.b.environment["settings"].get("OMP_SCHEDULE") == "static"
+    assert "OMP_SCHEDULE" not in h.a.environment["settings"]
+    for r in ab.records:
+        assert r.control is not None and len(r.control.a_s) >= 4 and set(r.control.order) == {"A", "B"}
+        assert r.number_a == r.number_b  # one calls-per-block for both sides
+    assert "control (8 cases, one side against itself)" in done.stdout
+    assert "with OMP_SCHEDULE=static" in done.stdout
 
 
 def test_the_file_records_both_fingerprints_the_calibration_and_every_round(tmp_path: Path) -> None:
     grid = tiny_grid(tmp_path / "tiny.toml")
     out = tmp_path / "out"
-    done = sepbench("ab", "--aa", "--inject", "5", "--python", PYTHON, "--grid", grid, "--out", out, *FAST)
+    done = sepbench("ab", "--aa", "--inject", "5", "--control", "100", "--python", PYTHON, "--grid", grid, "--out", out,
+                    *FAST)
     assert done.returncode == 0, done.stderr
     (path,) = out.glob("*.jsonl")
     assert "inject5pct" in path.name
@@ -246,6 +375,11 @@ def test_the_file_records_both_fingerprints_the_calibration_and_every_round(tmp_
     versions = html.split('<section id="versions">', 1)[1]
     assert versions.index("Paired A/B comparisons") < versions.index("Run-to-run comparisons")
     assert "A/A + injected 5 %" in versions and path.name in versions
+    # The in-run control stands beside the verdict: in the comparisons' table and under the plot.
+    _, control = comparison(ab.records, h.protocol)
+    assert control is not None and control.cases == 8
+    assert f"{control.flagged} false flags in {control.cases}" in versions
+    assert f"control ({control.cases} cases, one side against itself)" in versions
 
 
 def test_a_case_one_side_cannot_run_is_said_case_by_case(tmp_path: Path) -> None:
@@ -298,6 +432,13 @@ def bare_pythons(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (["--python", "{bare}", "--python", PYTHON], "torch is not installed in that interpreter"),
     (["--python", "{torch-only}", "--python", PYTHON], "sepbench is not installed in that interpreter"),
     (["--python", PYTHON, "--python", PYTHON], "are the same install"),
+    (["--python", PYTHON, "--env-a", "X=1", "--env-b", "X=1"], "give two interpreters"),
+    (["--python", PYTHON, "--python", PYTHON, "--env-a", "X=1", "--env-b", "X=1"], "under the same settings"),
+    (["--aa", "--python", PYTHON, "--env-b", "X=1"], "give no --env-a/--env-b with it"),
+    (["--python", PYTHON, "--env-b", "NOEQUALS"], "--env-b 'NOEQUALS': give KEY=VALUE"),
+    (["--python", PYTHON, "--env-b", "1X=2"], "give KEY=VALUE"),
+    (["--python", PYTHON, "--env-b", "X=1", "--env-b", "X=2"], "--env-b X is given twice"),
+    (["--aa", "--python", PYTHON, "--control", "101"], "101.0 is not in the range"),
     (["--python", PYTHON], "give two interpreters"),
     (["--aa", "--python", PYTHON, "--inject", "150"], "150.0 is not in the range 0<=x<=100"),
     (["--aa", "--python", PYTHON, "--inject", "-1"], "-1.0 is not in the range 0<=x<=100"),

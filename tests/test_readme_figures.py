@@ -360,7 +360,7 @@ def ab_cases(records: list[dict], unit: str = "median") -> pd.DataFrame:
         rows.append({"case_id": r["case_id"], "status": "ok", "variant": r["case"]["variant"],
                      "c_in": r["case"]["c_in"], "size": r["case"]["size"], "mode": r["case"]["mode"],
                      "ratio": np.exp(d.mean()), "low": np.exp(ci.low), "high": np.exp(ci.high), "p": test.pvalue,
-                     "mdc": np.expm1((ci.high - ci.low) / 2), "a_s": np.median(r["a_s"]),
+                     "mdc": np.expm1((ci.high - ci.low) / 2), "a_s": np.median(r["a_s"]), "instances": len(d),
                      "b_s": np.median(r["b_s"])})
     table = pd.DataFrame(rows)
     ok = table["status"] == "ok"
@@ -395,7 +395,12 @@ def ab_flagged_table(pattern: str = AB_FILES[AB_AB]) -> str:
     _, records = ab_file(pattern)
     table = ab_cases(records)
     flagged = table[(table["status"] == "ok") & (table["q"] < 0.05)].sort_values("ratio")
-    lines = ["| case | variant | 2.12.0 | 2.13.0 | 2.13 / 2.12 [95 %] | q |", "|---|---|---|---|---|---|"]
+    return flag_rows(flagged, "| case | variant | 2.12.0 | 2.13.0 | 2.13 / 2.12 [95 %] | q |")
+
+
+def flag_rows(flagged: pd.DataFrame, head: str) -> str:
+    """Flagged cases as table rows: case, variant, A and B medians, ratio with interval, q."""
+    lines = [head, "|---|---|---|---|---|---|"]
     for _, r in flagged.iterrows():
         lines.append(f"| {r['c_in']}→{r['c_in']} {r['size']}² {r['mode']} | {r['variant']} | "
                      f"{1e6 * r['a_s']:.1f} µs | {1e6 * r['b_s']:.1f} µs | {r['ratio']:.3f} "
@@ -564,6 +569,273 @@ def test_the_heaviest_cpu_geometry_is_projected_from_the_heaviest_measured_one()
             f"it alone takes about {ratio * seconds[measured] / 3600:.1f} h") in " ".join(README.split())
 
 
+# Protocol 2 of `sepbench ab` (docs/ab.md): the calibration files of 30 November, re-derived by hand.
+P2_FILES: dict[str, str] = {
+    "A/A": f"{AA}-20261130T144555Z.jsonl",
+    "A/A, again": f"{AA}-20261130T152817Z.jsonl",
+    "A/A, slice 1: C 48 and 96 at 20²": f"slices/{AA}-20261130T150621Z.jsonl",
+    "A/A, slice 2: C 24 and 160 at 10²": f"slices/{AA}-20261130T151159Z.jsonl",
+    "A/A, slice 3: C 80 at 7² and 40²": f"slices/{AA}-20261130T151755Z.jsonl",
+    "A/A, slice 1, B slowed 5 % (`--inject 5`)": f"slices/{AA}-inject5pct-20261130T152320Z.jsonl",
+    "`DNNL_MAX_CPU_ISA=AVX2` (B) against the default ISA (A)":
+        "ab-default-cpu-vm-torch2.13.0+cpu-vs-torch2.13.0+cpu-DNNL_MAX_CPU_ISA_AVX2-20261130T154813Z.jsonl",
+    "2.13.0 (A) → 2.14.1 (B)": "ab-default-cpu-vm-torch2.13.0+cpu-vs-torch2.14.1+cu130-20261130T161839Z.jsonl",
+    "2.12.0 (A) → 2.13.0 (B)": "ab-default-cpu-vm-torch2.12.0+cu130-vs-torch2.13.0+cpu-20261130T163507Z.jsonl",
+}
+
+
+def _control_records(records: list[dict]) -> list[dict]:
+    """The control's rounds as records of their own, for `ab_cases`."""
+    return [{**r, "a_s": r["control"]["a_s"], "b_s": r["control"]["b_s"], "order": r["control"]["order"],
+             "instance": r["control"]["instance"]} for r in records if r["status"] == "ok" and r.get("control")]
+
+
+def p2_comparison(pattern: str) -> dict:
+    """One protocol-2 file by hand: flags, flags the control withholds, median B / A, the p-values' KS
+    test, the second-block effect, median half-width, and the control's flags and bias."""
+    from scipy import stats
+
+    header, records = ab_file(pattern)
+    table = ab_cases(records)
+    ok = table[table["status"] == "ok"].copy()
+    ctrl = ab_cases(_control_records(records))
+    logs = np.log(ctrl["ratio"].to_numpy())
+    lo, hi = stats.quantile_test(logs, q=float(np.median(logs))).confidence_interval(0.95)
+    flagged = ok["q"] < FDR
+    if not lo <= 0 <= hi:  # the control reads a bias: a flag must stand out of its interval too
+        pairs = ok["instances"].to_numpy() - 1
+        se = np.log(ok["high"] / ok["low"]).to_numpy() / (2 * stats.t.ppf(0.975, pairs))
+        est = np.log(ok["ratio"].to_numpy())
+        edge = np.clip(est, lo, hi)
+        p = np.where(est == edge, 1.0, 2 * stats.t.sf(np.abs(est - edge) / se, pairs))
+        stands = _benjamini_hochberg(p) < FDR
+    else:
+        stands = np.ones(len(ok), dtype=bool)
+    kept = ok[flagged & stands]
+    position = []
+    for r in records:
+        if r["status"] == "ok":
+            d = np.log(np.array(r["b_s"]) / np.array(r["a_s"]))
+            first = np.array(list(r["order"]))
+            position.append((np.median(d[first == "A"]) - np.median(d[first == "B"])) / 2)
+    return {"header": header, "records": records, "table": ok, "kept": kept, "withheld": int((flagged & ~stands).sum()),
+            "ks_p": float(stats.kstest(ok["p"], "uniform").pvalue), "position": float(np.exp(np.median(position))),
+            "control": ctrl, "control_flags": int((ctrl["q"] < FDR).sum()), "bias": np.exp([np.median(logs), lo, hi])}
+
+
+def p2_table() -> str:
+    lines = ["| comparison | file (`results/ab/`) | flagged of cases (B slower / faster) | within control "
+             "| median B / A | KS p | second block | median ± half-width "
+             "| control: false flags of cases, bias [95 %] | wall time |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, pattern in P2_FILES.items():
+        c = p2_comparison(pattern)
+        ok, kept = c["table"], c["kept"]
+        path = committed(f"ab/{pattern}")[0].relative_to(RESULTS / "ab")
+        b = c["bias"]
+        lines.append(f"| {name} | `{path}` | {len(kept)} of {len(ok)} ({int((kept['ratio'] > 1).sum())} / "
+                     f"{int((kept['ratio'] < 1).sum())}) | {c['withheld']} | {ok['ratio'].median():.4f} | "
+                     f"{c['ks_p']:.2f} | ×{c['position']:.4f} | {100 * ok['mdc'].median():.2f} % | "
+                     f"{c['control_flags']} of {len(c['control'])}, {b[0]:.4f} [{b[1]:.4f}–{b[2]:.4f}] | "
+                     f"{_minutes(c['header'], c['records']):.1f} min |")
+    return "\n".join(lines)
+
+
+ISA_AB = "ab-default-cpu-vm-torch2.13.0+cpu-vs-torch2.13.0+cpu-DNNL_MAX_CPU_ISA_AVX2-20261130T154813Z.jsonl"
+
+
+def isa_runs() -> dict[str, pd.DataFrame]:
+    """The two `sepbench run`s of the default preset beside it, keyed by the ISA setting they ran under."""
+    runs = {}
+    for path in committed("isa/default-cpu-vm-*.jsonl"):
+        header = json_lines(path)[0]
+        runs[header["environment"]["settings"].get("DNNL_MAX_CPU_ISA", "default")] = records(f"isa/{path.name}")
+    return runs
+
+
+def isa_cases() -> pd.DataFrame:
+    """The AVX2 comparison's flagged cases beside the two runs' ratio of medians (AVX2 / default)."""
+    c = p2_comparison(ISA_AB)
+    runs = isa_runs()
+    key = ["variant", "c_in", "size", "mode"]
+    both = runs["default"].merge(runs["AVX2"], on=key, suffixes=("_default", "_avx2"))
+    both["run_ratio"] = both["median_s_avx2"] / both["median_s_default"]
+    kept = c["kept"].merge(both[[*key, "run_ratio"]], on=key, how="left").sort_values("ratio")
+    kept["agree"] = np.sign(np.log(kept["ratio"])) == np.sign(np.log(kept["run_ratio"]))
+    return kept
+
+
+def isa_table() -> tuple[str, int, int]:
+    """Every flagged case, and how many agree in sign with the two runs."""
+    kept = isa_cases()
+    lines = ["| case | variant | AVX2 / default, paired [95 %] | AVX2 / default, two runs | same sign |",
+             "|---|---|---|---|---|"]
+    for _, r in kept.iterrows():
+        lines.append(f"| {r['c_in']}→{r['c_in']} {r['size']}² {r['mode']} | {r['variant']} | {r['ratio']:.3f} "
+                     f"[{r['low']:.3f}–{r['high']:.3f}] | {r['run_ratio']:.3f} | {'yes' if r['agree'] else '**no**'} |")
+    return "\n".join(lines), int(kept["agree"].sum()), len(kept)
+
+
+def isa_variants() -> str:
+    """Per variant: flagged cases of 24, their median and range, and their sign agreement with the runs."""
+    kept = isa_cases()
+    lines = ["| variant | flagged of 24 (slower / faster under AVX2) | median of the flagged | range | "
+             "same sign in the two runs |", "|---|---|---|---|---|"]
+    for v, g in kept.groupby("variant"):
+        lines.append(f"| {v} | {len(g)} ({int((g['ratio'] > 1).sum())} / {int((g['ratio'] < 1).sum())}) | "
+                     f"{g['ratio'].median():.3f} | {g['ratio'].min():.3f}–{g['ratio'].max():.3f} | "
+                     f"{int(g['agree'].sum())} of {len(g)} |")
+    return "\n".join(lines)
+
+
+def isa_agreement() -> str:
+    """The sentence on sign agreement: all flagged cases, and those beyond 5 %."""
+    kept = isa_cases()
+    big = kept[np.abs(np.log(kept["ratio"])) > np.log(1.05)]
+    noise = float(np.median(np.abs(np.log(kept["run_ratio"] / kept["ratio"]))))
+    corr = float(np.corrcoef(np.log(kept["ratio"]), np.log(kept["run_ratio"]))[0, 1])
+    return (f"{int(kept['agree'].sum())} of the {len(kept)} flagged cases agree in sign with the two runs, and "
+            f"{int(big['agree'].sum())} of the {len(big)} that changed by more than 5 %; the runs' ratio sits a "
+            f"median {100 * noise:.1f} % from the paired one (correlation {corr:.2f} in log)")
+
+
+UPGRADE = "2.13.0 (A) → 2.14.1 (B)"  # the upgrade ahead
+AGAIN = "2.12.0 (A) → 2.13.0 (B)"  # the upgrade behind, again under protocol 2
+
+
+def verdict_table(pattern: str, a: str, b: str) -> str:
+    """Every case a comparison flags, slowest under B first."""
+    kept = p2_comparison(pattern)["kept"].sort_values("ratio", ascending=False)
+    return flag_rows(kept, f"| case | variant | {a} | {b} | {b} / {a} [95 %] | q |")
+
+
+def again_against_protocol_1() -> str:
+    """2.12 → 2.13 under protocol 2 against the committed protocol-1 comparison: flags in common, in
+    one only, and any that changed direction."""
+    new = p2_comparison(P2_FILES[AGAIN])["kept"]
+    old_all = ab_cases(ab_file(AB_FILES[AB_AB])[1])
+    old = old_all[(old_all["status"] == "ok") & (old_all["q"] < FDR)]
+    key = ["variant", "c_in", "size", "mode"]
+    both = new.merge(old, on=key, suffixes=("_new", "_old"))
+    flipped = int((np.sign(np.log(both["ratio_new"])) != np.sign(np.log(both["ratio_old"]))).sum())
+    return (f"{len(new)} flagged now against {len(old)} then; {len(both)} in both ({flipped} in the other "
+            f"direction), {len(new) - len(both)} now only and {len(old) - len(both)} then only")
+
+
+def upgrade_line() -> str:
+    """The front door's answer to "did the upgrade make it slower?", from the upgrade-ahead comparison."""
+    c = p2_comparison(P2_FILES[UPGRADE])
+    kept, ok = c["kept"], c["table"]
+    slower, faster = kept[kept["ratio"] > 1], kept[kept["ratio"] < 1]
+    b = c["bias"]
+    path = committed(f"ab/{P2_FILES[UPGRADE]}")[0].name
+    return (f"**Did the upgrade make it slower?** Paired case by case, torch 2.14.1 reads {len(slower)} of the "
+            f"{len(ok)} `default` cases slower than 2.13.0, by {100 * (slower['ratio'].min() - 1):.1f}–"
+            f"{100 * (slower['ratio'].max() - 1):.1f} % (median {100 * (slower['ratio'].median() - 1):.1f} %), "
+            f"and {len(faster)} faster; the comparison's in-run control, one side's workers against each other "
+            f"on {len(c['control'])} of the cases, flagged {c['control_flags']} and read a bias of {b[0]:.4f} "
+            f"[{b[1]:.4f}–{b[2]:.4f}] (`results/ab/{path}`; [more](docs/ab.md#the-upgrade-ahead-and-the-one-behind)).")
+
+
+def test_the_upgrade_answer_on_the_front_door_is_the_committed_comparison() -> None:
+    assert upgrade_line() in re.sub(r"\s+", " ", FRONT)
+    assert verdict_table(P2_FILES[UPGRADE], "2.13.0", "2.14.1") in README
+
+
+def test_the_upgrade_behind_again_is_the_committed_comparisons() -> None:
+    text = re.sub(r"\s+", " ", README)
+    assert again_against_protocol_1() in text
+    assert verdict_table(P2_FILES[AGAIN], "2.12.0", "2.13.0") in README
+
+
+def test_the_isa_comparison_and_its_two_runs_are_the_committed_files() -> None:
+    table, _, _ = isa_table()
+    assert table in README and isa_variants() in README
+    assert isa_agreement() in re.sub(r"\s+", " ", README)
+
+
+def _modelled_half_width(records: list[dict]) -> float:
+    """Median half-width when a pair's figure is the mean of its two orders' medians (A first, B first)."""
+    from scipy import stats
+
+    widths = []
+    for r in records:
+        if r["status"] != "ok":
+            continue
+        d = pd.DataFrame({"d": np.log(np.array(r["b_s"]) / np.array(r["a_s"])), "k": r["instance"],
+                          "first": list(r["order"])})
+        by = d.groupby(["k", "first"])["d"].median().unstack()
+        figure = by.mean(axis=1).where(by.notna().all(axis=1), d.groupby("k")["d"].median())
+        ci = stats.ttest_1samp(figure, 0.0).confidence_interval(0.95)
+        widths.append(np.expm1((ci.high - ci.low) / 2))
+    return float(np.median(widths))
+
+
+def order_model_cost() -> tuple[str, str]:
+    """How much wider the median half-width reads when the order is modelled instead of designed away:
+    on the protocol-1 A/A files (random order), and on the protocol-2 A/A files (balanced)."""
+    def widen(patterns: list[str]) -> str:
+        gains = [_modelled_half_width(ab_file(p)[1]) / ab_cases(ab_file(p)[1])["mdc"].median() - 1 for p in patterns]
+        return f"{100 * min(gains):.0f}–{100 * max(gains):.0f} %"
+
+    return widen([AB_FILES[k] for k in P1_AA]), widen([v for k, v in P2_FILES.items() if k.startswith("A/A")])
+
+
+P1_AA = [k for k in AB_FILES if k.startswith("A/A") and "slowed" not in k]  # protocol 1, no injection
+
+
+def pool_offset_p(records: list[dict]) -> float:
+    """One-way ANOVA: does a worker-pair index keep a speed of its own across cases? Each pair's median
+    log ratio about its case's mean, grouped by the pair's index."""
+    from scipy import stats
+
+    groups: dict[int, list[float]] = defaultdict(list)
+    for r in records:
+        if r["status"] != "ok":
+            continue
+        d = pd.Series(np.log(np.array(r["b_s"]) / np.array(r["a_s"]))).groupby(r["instance"]).median()
+        for k, v in (d - d.mean()).items():
+            groups[k].append(v)
+    return float(stats.f_oneway(*[g for g in groups.values() if len(g) >= 3]).pvalue)
+
+
+def calls_rho(records: list[dict]) -> tuple[float, float]:
+    """Spearman's correlation of log(calls per block B / A) with a case's log ratio B / A."""
+    from scipy import stats
+
+    table = ab_cases(records).set_index("case_id")
+    pairs = [(np.log(r["number_b"] / r["number_a"]), np.log(table.loc[r["case_id"], "ratio"])) for r in records
+             if r["status"] == "ok"]
+    rho = stats.spearmanr(*zip(*pairs, strict=True))
+    return float(rho.statistic), float(rho.pvalue)
+
+
+def protocol_findings() -> dict[str, str]:
+    p2 = [pool_offset_p(ab_file(P2_FILES[k])[1]) for k in ("A/A", "A/A, again")]
+    p1 = [pool_offset_p(ab_file(AB_FILES[k])[1]) for k in P1_AA]
+    rhos = [calls_rho(ab_file(AB_FILES[k])[1]) for k in P1_AA]
+    assert all(p < 0.01 for _, p in rhos)
+    low, high = sorted(r for r, _ in rhos)[::len(rhos) - 1]
+    p1_cost, p2_cost = order_model_cost()
+    return {"pool-p2": f"{p2[0]:.2f} and {p2[1]:.2f}", "pool-p1": f"{sum(p < 0.05 for p in p1)} of the {len(p1)}",
+            "calls-rho": f"{low:.2f} to {high:.2f}",
+            "order-cost": f"{p1_cost} on the {len(P1_AA)} protocol-1 A/A files and by {p2_cost} on the protocol-2 "
+                          "A/A files"}
+
+
+def test_the_protocol_findings_are_the_committed_files() -> None:
+    text = re.sub(r"\s+", " ", README)
+    f = protocol_findings()
+    assert f"p = {f['pool-p2']} on the two A/A files; p below 0.05 on {f['pool-p1']} protocol-1 A/A files" in text
+    assert f"log ratio was {f['calls-rho']} in the six protocol-1 A/A files, each with p < 0.01" in text
+    assert f"widened the median half-width by {f['order-cost']}" in text
+
+
+def test_the_protocol_2_table_is_the_committed_comparisons() -> None:
+    assert P2_FILES
+    assert p2_table() in README
+
+
 def test_the_slow_spell_figure_is_the_two_injected_comparisons() -> None:
     """How much slower the same A workers read every case in the later injected comparison."""
     def a_medians(pattern: str) -> pd.Series:
@@ -696,7 +968,7 @@ def test_the_asv_versions_run_lasted_what_the_readme_says() -> None:
 # `sepbench run` on a quiet and a busy machine: the README's main command, alternated quiet and beside one
 # busy process, then beside two; the header's load as the run began says which.
 TRUST = "trust/default-cpu-vm-torch2.13.0+cpu-20261130T*.jsonl"  # sittings spread over the run, their median
-TRUST_AA = "aa-default-cpu-vm-torch2.13.0+cpu-vs-torch2.13.0+cpu-20261130T*.jsonl"
+TRUST_AA = "aa-default-cpu-vm-torch2.13.0+cpu-vs-torch2.13.0+cpu-20261130T052710Z.jsonl"
 TRUST_TIMERCHECK = "timercheck/smoke-cpu-vm-torch2.13.0+cpu-20261130T*.csv"
 
 

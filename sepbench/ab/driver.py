@@ -1,15 +1,17 @@
-"""The parent side of `sepbench ab`: two workers, one per interpreter, driven in turns.
+"""The parent side of `sepbench ab`: worker processes of two sides, driven one at a time, in pairs.
 
-Only one worker runs at any moment (the other waits on its pipe, using no CPU): on a 2-core machine
-two at once would measure each other. Both are pinned to the same cores, since a block's speed
-depends on which core it lands on. A worker process keeps a speed of its own for a case, a few per
-cent either way, for as long as it lives (rebuilding the case in it does not change it: where its code
-and data landed does), so each side runs several workers, each case is built in every pair of them
-(one A, one B), and each pair is timed in a few rounds of one block per side, the order within a round
-drawn at random. The pair is the unit the interval is taken over. A case
-stops when its interval is narrow enough or its share of the budget is spent; cases that stop early
-leave their time to the rest. Every finished case is one fsync'd line, so a kill loses only the case
-in flight, and `--resume` finishes the comparison without repeating one.
+A side is an interpreter and the environment variables its workers get. Only one worker runs at any
+moment (the others wait on their pipes, using no CPU): on a 2-core machine two at once would measure
+each other; all are pinned to the same cores, since a block's speed depends on the core. A worker
+process keeps a speed of its own for a case, a few per cent either way, for as long as it lives, so
+each side runs several workers, each case is built in every pair of them (one A, one B), and the pair
+is the unit the interval is taken over. Protocol 2 takes away what made one side differ from the
+other: the sides start and are greeted in turns, run the same calls per block, time half of each
+visit's rounds with A first and half with B first, and one pair of workers is replaced per case or so
+(imported on a spare core while a case is timed). On a share of the cases the same protocol runs
+between two workers of one side: the in-run control. A case stops when its interval is narrow
+enough or its share of the budget is spent. Every finished case is one fsync'd line, so a kill loses
+only the case in flight, and `--resume` finishes the comparison without repeating one.
 """
 
 from __future__ import annotations
@@ -225,6 +227,8 @@ def _find_resumable(out: Path, digest: str, a: Interpreter, b: Interpreter, aa: 
         header = read_ab(path).header
         if header is None or header.grid_digest != digest or header.aa != aa or header.inject != inject:
             continue
+        if header.protocol != PROTOCOL:  # an older protocol's cases would not pool with this one's
+            continue
         if (header.a.prefix, header.b.prefix) != (a.prefix, b.prefix) or (header.a.env, header.b.env) != envs:
             continue
         if best is None or header.started > best[0]:
@@ -297,7 +301,7 @@ class Comparison:
         self.path = self.results.path
         self.todo = [c for c in self.cases if c.id not in done_ids]
         self.done = len(self.cases) - len(self.todo)
-        self.generation = self.done  # which pair the next replacement takes
+        self.generation = self.first_generation = self.done  # which pair the next replacement takes
         self.pending: dict[str, Worker] | None = None  # a replacement pair, importing torch
         self.retired: list[Worker] = []
         return self.path
@@ -314,6 +318,7 @@ class Comparison:
                 self.pending = self._spawn_replacements()
             control = rng.random() < self.settings.control_fraction
             record = self._case(self.workers, case, rng, budget.allowance(len(self.todo) - i), control)
+            record.replaced = self.generation - self.first_generation
             self.results.append(record)
             self.done += 1
             self._swap_in_if_ready()
@@ -475,8 +480,7 @@ class Comparison:
                                             f"{visit}")
                     ctrl += visit[0]
                     ctrl_instance += [k] * len(visit[0])
-            narrow = half_width([r[1] for r in real], [r[2] for r in real], instance,
-                                order="".join(r[0] for r in real)) <= s.target
+            narrow = half_width([r[1] for r in real], [r[2] for r in real], instance) <= s.target
             if narrow or time.monotonic() - started >= allowance:
                 break
         return ABCaseRecord(

@@ -21,13 +21,16 @@ MEASURED_MEMORY = {"cpu": ("memory_cpu_rss_rise_bytes", "memory_cpu_method"),
 def prepare(df: pd.DataFrame) -> pd.DataFrame:
     """Add the environment, memory and baseline-relative columns every view reads.
 
-    An environment is machine × device × PyTorch × intra-op threads: the unit a number belongs to.
+    An environment is machine × device × PyTorch × intra-op threads × settings (`DNNL_MAX_CPU_ISA` and
+    the like, when any was set): the unit a number belongs to.
     """
     df = df.copy()
     threads = df["timing_threads"] if "timing_threads" in df else pd.Series(np.nan, index=df.index)
     df["threads"] = threads.fillna(df["env_threads"]).astype("Int64")
     df["env"] = (df["env_machine"] + " · " + df["device"] + " · torch " + df["env_torch"] + " · "
                  + df["threads"].astype(str) + " thr")
+    df["env_settings"] = df["env_settings"].fillna("") if "env_settings" in df else ""
+    df["env"] = df["env"].where(df["env_settings"] == "", df["env"] + " · " + df["env_settings"])
     df["is_baseline"] = df["case_id"] == df["group_id"]
     # The allocator's defaults, however a run named them (unrecorded, or asked for with SEPBENCH_HEAP), as one.
     heap = df["env_heap"].fillna(HEAP_DEFAULTS) if "env_heap" in df else pd.Series(HEAP_DEFAULTS, index=df.index)

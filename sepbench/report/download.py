@@ -54,6 +54,7 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "env_onednn": ("", "oneDNN version"),
     "env_cudnn": ("", "cuDNN version"),
     "env_heap": ("", "glibc allocator policy of the measuring process"),
+    "env_settings": ("", "environment variables that change what a conv runs (DNNL_*, OMP_*, …), as KEY=VALUE"),
     "env_sepbench_commit": ("", "sepbench commit that measured it"),
     "backend": ("", "kernel backend the layer ran on, as detected"),
     "theory_params": ("parameters", "parameters of the layer"),

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from sepbench.report import analysis
+from sepbench.report.tables import side_label
 from sepbench.report.versions import version_key
 
 # What makes two records the same case on two devices: the geometry, batch, dtype, mode and variant.
@@ -215,7 +216,13 @@ def _upgrade(comparisons: list[dict]) -> str | None:
         return None
     c = max(real, key=lambda c: c["header"].started)
     s, h = c["summary"], c["header"]
-    a, b = h.a.environment, h.b.environment
-    return (f"torch {b['torch']} against {a['torch']} on {a['machine']} ({a['device']}, {h.threads} thread"
+    a = h.a.environment
+    text = (f"{side_label(h.b)} against {side_label(h.a)} on {a['machine']} ({a['device']}, {h.threads} thread"
             f"{'s' if h.threads != 1 else ''}), paired block by block: {s['b_slower']} of {s['compared']} cases "
-            f"slower, {s['b_faster']} faster; the median case resolves a change of ±{100 * s['median_mdc']:.1f} %.")
+            f"slower, {s['b_faster']} faster; the median case's interval is ±{100 * s['median_mdc']:.1f} %.")
+    control = c.get("control")
+    if control is not None:
+        text += (f" Its in-run control: {control.flagged} false flags in {control.cases} cases, bias "
+                 f"{control.bias:.3f} [{control.bias_low:.3f}–{control.bias_high:.3f}]"
+                 + (f"; {s['withheld']} flags within it withheld." if s["withheld"] else "."))
+    return text

@@ -297,10 +297,11 @@ def control_line(control: Control | None, summary: dict) -> str:
         return "no in-run control in this file (recorded before protocol 2, or --control 0)"
     text = (f"control ({control.cases} cases, one side against itself): {control.flagged} false flags, "
             f"{control.below_05} with p < 0.05; bias {control.bias:.4f} [{control.bias_low:.4f}–"
-            f"{control.bias_high:.4f}], second block of a round ×{control.position:.4f}; the machine faked "
-            f"changes up to ±{control.fake_change:.2f} %")
+            f"{control.bias_high:.4f}], second block of a round ×{control.position:.4f}; 95 % of its cases "
+            f"within ±{control.fake_change:.2f} %")
     if summary.get("withheld"):
-        text += f"; {summary['withheld']} flags no larger than that withheld (verdict 'within control')"
+        text += (f"; {summary['withheld']} flags that do not stand out of the control's bias withheld "
+                 "(verdict 'within control')")
     if control.flagged:
         text += "; this machine fakes flags now: read the verdict with care"
     return text

@@ -22,11 +22,12 @@ import pandas as pd
 from packaging.version import InvalidVersion, Version
 from scipy import stats
 
-# Runs are compared only within one machine, device, thread count and heap policy: the allocator
-# policy moves some training steps by 1.1–1.8× (results/crosscheck/process-spread.csv), as much as a
-# version change would, so runs under two policies are never set against each other.
-GROUP = ["env_machine", "device", "threads", "env_heap"]
-KEYS = ["machine", "device", "threads", "heap"]  # the same, as the comparison's columns
+# Runs are compared only within one machine, device, thread count, heap policy and settings: the allocator
+# policy moves some training steps by 1.1–1.8× (results/crosscheck/process-spread.csv), and oneDNN held
+# to AVX2 some convs by up to 1.6× (docs/ab.md), as much as a version change would, so runs under two
+# policies or settings are never set against each other.
+GROUP = ["env_machine", "device", "threads", "env_heap", "env_settings"]
+KEYS = ["machine", "device", "threads", "heap", "settings"]  # the same, as the comparison's columns
 PRIOR_DF = 4.0
 CONFIDENCE = 0.95
 FDR = 0.05
@@ -42,6 +43,8 @@ def version_key(text: str) -> tuple:
 def run_medians(df: pd.DataFrame) -> pd.DataFrame:
     """One row per measured case per run: the unit that cross-version noise is estimated from."""
     ok = df[(df["status"] == "ok") & df["timing_median_s"].notna()]
+    settings = ok["env_settings"].fillna("") if "env_settings" in ok else ""  # none recorded: none set
+    ok = ok.assign(env_settings=settings)
     cols = [*GROUP, "env_torch", "env_sepbench_commit", "run_id", "run_started", "case_id", "label", "geometry",
             "variant", "timing_median_s", "timing_q1_s", "timing_q3_s"]
     return ok[cols].assign(log_t=np.log(ok["timing_median_s"]))
