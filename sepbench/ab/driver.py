@@ -20,7 +20,6 @@ import contextlib
 import json
 import os
 import random
-import re
 import select
 import signal
 import subprocess
@@ -237,9 +236,8 @@ def _find_resumable(out: Path, digest: str, a: Interpreter, b: Interpreter, aa: 
 
 
 def env_label(env: dict[str, str]) -> str:
-    """Settings as they may stand in a file name: KEY=VALUE joined by '+', anything else as '_'."""
-    text = "+".join(f"{k}={v}" for k, v in sorted(env.items()))
-    return re.sub(r"[^A-Za-z0-9_.=+-]", "_", text)[:80]
+    """Settings for a file name: KEY=VALUE joined by '+', kept short (the store makes the name safe)."""
+    return "+".join(f"{k}={v}" for k, v in sorted(env.items()))[:80]
 
 
 Round = tuple[str, float, float]  # (who went first, A's seconds per call, B's) in the positions A and B
@@ -303,7 +301,6 @@ class Comparison:
         self.done = len(self.cases) - len(self.todo)
         self.generation = self.first_generation = self.done  # which pair the next replacement takes
         self.pending: dict[str, Worker] | None = None  # a replacement pair, importing torch
-        self.retired: list[Worker] = []
         return self.path
 
     def run(self, on_case: Callable[[ABCaseRecord], None] | None = None) -> Path:
