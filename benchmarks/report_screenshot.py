@@ -1,5 +1,5 @@
 """The picture of the report's first screen in the README: the report of every committed results file
-under results/, opened in the system's headless Chromium (never a downloaded one) at 1400×1000, the
+under results/, opened in the system's headless Chromium (never a downloaded one) at 1400×900, the
 top of the page captured.
 
     python benchmarks/report_screenshot.py          # writes docs/img/report-first-screen.png
@@ -30,7 +30,7 @@ def main() -> None:
         built = build([ROOT / "results"], Path(site), pytest_benchmark=ROOT / "results" / "pytest-benchmark")
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
             page.goto(built.index.as_uri(), wait_until="load")
             OUT.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(OUT))

@@ -377,7 +377,7 @@ def _minutes(header: dict, records: list[dict]) -> float:
 
 def ab_summary_table() -> str:
     lines = ["| comparison | file (`results/ab/`) | cases compared | flagged (B slower / faster) | median B / A | "
-             "median minimum detectable change | wall time |", "|---|---|---|---|---|---|---|"]
+             "median half-width | wall time |", "|---|---|---|---|---|---|---|"]
     for name, pattern in AB_FILES.items():
         header, records = ab_file(pattern)
         table = ab_cases(records)
@@ -437,7 +437,7 @@ def ab_findings() -> str:
   versions (3 + 3, 19.7 min; the cross-version paragraph under [The report](report.md#the-report)) leave each
   case a 95 % interval of ±{100 * run_mdc:.0f} % (median over the 216 cases), and a lone change must
   reach {resolvable:.2f}× to be flagged among them. `sepbench ab` in {walls[AB_AB]:.1f} minutes leaves
-  ±{100 * ok["mdc"].median():.2f} % (the median minimum detectable change), and a lone change is flagged from
+  ±{100 * ok["mdc"].median():.2f} % (the median half-width), and a lone change is flagged from
   about {bar:.3f}×.
 - **Calibration.** The two A/A comparisons count what this machine flags by chance: {found(aa[0])} and
   {found(aa[1])} of 216 ({walls["A/A"]:.1f} and {walls["A/A, again"]:.1f} minutes). With B's blocks stretched by 5 %,
@@ -853,8 +853,8 @@ EARLIER_AB = "ab-default-cpu-vm-torch2.12.0+cu130-vs-torch2.13.0+cpu-20261123T14
 
 
 def earlier_estimator_gain() -> tuple[str, str, list[int]]:
-    """On the earlier driver's files: how much the pair median narrows the median minimum detectable
-    change against the pair mean, and the injected 20-minute comparison's flags under each."""
+    """On the earlier driver's files: how much the pair median narrows the median half-width
+    against the pair mean, and the injected 20-minute comparison's flags under each."""
     gains, flags, aa_flags = [], {}, []
     for pattern in [*(f"{AA}-{t}.jsonl" for t in EARLIER), EARLIER_AB]:
         _, records = ab_file(pattern)
@@ -871,7 +871,7 @@ def test_the_estimator_choice_figures_are_the_earlier_files() -> None:
     gain, inject, aa_flags = earlier_estimator_gain()
     assert aa_flags == [0, 0]
     text = re.sub(r"\s+", " ", README)
-    assert f"narrowed the median minimum detectable change by {gain} and flagged no A/A case either" in text
+    assert f"narrowed the median half-width by {gain} and flagged no A/A case either" in text
     assert f"the injected 20-minute comparison went from {inject} of 216" in text
 
 

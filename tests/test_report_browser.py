@@ -1,10 +1,14 @@
 """The published site in a real browser: headless Chromium (the system's, never a downloaded one)
-opens the report and the asv site as GitHub Pages would serve them, over HTTP."""
+opens the report and the asv site as GitHub Pages would serve them, over HTTP. Every page check runs
+twice: on a small fixture of four results files, and on the committed `results/`, the data the site is
+published from (incomplete shards, damaged-line notes, two dozen comparisons and all). Screenshots are
+kept under results/local/screenshots/ (or $SEPBENCH_SCREENSHOTS) for a person to look at."""
 
 from __future__ import annotations
 
 import functools
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -23,7 +27,9 @@ SUBSET = committed("default-cpu-vm-torch2.12.0+cu130-20261123T045948Z.jsonl",
                    "default-cpu-vm-torch2.13.0+cpu-20261123T050308Z.jsonl",
                    "networks-cpu-vm-torch2.13.0+cpu-20261123T011107Z.jsonl",
                    "default-cuda-h100-torch2.11.0+cu130-20261123T025103Z.jsonl")
-BUILT: dict[str, int] = {}
+BUILT: dict[str, object] = {}
+DATA = {"fixture": SUBSET, "committed": [RESULTS]}
+SCREENS = {1400: 900, 400: 800}  # width: height of the first screen
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 # Without these, Chromium dials Google's services at start; on a closed network that floods errors.
 CHROMIUM_ARGS = ["--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -37,13 +43,20 @@ sync_api = pytest.importorskip("playwright.sync_api")
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The Pages layout: the report at /, `asv publish` at /asv/ (as `nox -s pages` builds it)."""
-    root = tmp_path_factory.mktemp("site")
+def asv_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("asv")
     subprocess.run([sys.executable, "-m", "asv", "publish", "--no-pull", "--html-dir", str(root / "asv")],
                    cwd=ROOT, check=True, capture_output=True, timeout=300)
-    built = build(SUBSET, root, pytest_benchmark=RESULTS / "pytest-benchmark", asv_url="asv/")
-    BUILT["records"] = built.records
+    return root / "asv"
+
+
+@pytest.fixture(scope="module", params=list(DATA))
+def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, asv_site: Path) -> Path:
+    """The Pages layout: the report at /, `asv publish` at /asv/ (as `nox -s pages` builds it)."""
+    root = tmp_path_factory.mktemp(f"site-{request.param}")
+    shutil.copytree(asv_site, root / "asv")
+    built = build(DATA[request.param], root, pytest_benchmark=RESULTS / "pytest-benchmark", asv_url="asv/")
+    BUILT.update(records=built.records, data=request.param, built=built)
     return root
 
 
@@ -81,8 +94,10 @@ def _open(browser, url: str) -> tuple[object, list[str]]:
     return page, errors
 
 
-def _screenshots(tmp_path: Path) -> Path:
-    shots = Path(os.environ.get("SEPBENCH_SCREENSHOTS", tmp_path))
+def _screenshots() -> Path:
+    """Kept after the run, one folder per data set: results/local/ is the clone's own, ignored by git."""
+    kept = Path(os.environ.get("SEPBENCH_SCREENSHOTS", ROOT / "results" / "local" / "screenshots"))
+    shots = kept / str(BUILT["data"])
     shots.mkdir(parents=True, exist_ok=True)
     return shots
 
@@ -114,21 +129,81 @@ def test_every_figure_has_an_anchor_a_heading_and_a_full_size_link(browser, serv
     assert len(set(ids)) == len(ids)
 
 
-@pytest.mark.parametrize("width", [1400, 400])
-def test_no_horizontal_overflow_and_screenshots(browser, server: str, tmp_path: Path, width: int) -> None:
-    """The page never scrolls sideways (wide tables scroll in their own box); the first screen and each
-    section are photographed for a person to look at."""
-    page = browser.new_page(viewport={"width": width, "height": 900})
+@pytest.mark.parametrize("width", list(SCREENS))
+def test_no_horizontal_overflow_and_screenshots(browser, server: str, width: int) -> None:
+    """The page never scrolls sideways (wide tables scroll in their own box, long keys wrap); the first
+    screen and each section are photographed for a person to look at."""
+    page = browser.new_page(viewport={"width": width, "height": SCREENS[width]})
+    errors: list[str] = []
+    page.on("console", lambda msg: errors.append(f"console: {msg.text}") if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(f"exception: {exc}"))
     page.goto(server, wait_until="networkidle")
-    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
-    assert overflow <= 0, f"the page is {overflow} px wider than a {width} px window"
-    shots = _screenshots(tmp_path)
+    widths = page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+    assert widths[0] == widths[1], f"the page is {widths[0] - widths[1]} px wider than a {width} px window"
+    assert errors == []
+    shots = _screenshots()
     page.screenshot(path=str(shots / f"first-screen-{width}.png"))
     page.add_style_tag(content="nav { position: static; }")  # the sticky bar would cover the section's top
     for section in SECTIONS:
         page.locator(f"section#{section}").screenshot(path=str(shots / f"{section}-{width}.png"))
     assert (shots / f"summary-{width}.png").stat().st_size > 10_000
     page.close()
+
+
+@pytest.mark.parametrize("width", list(SCREENS))
+def test_both_answers_with_their_numbers_on_the_first_screen(browser, server: str, width: int) -> None:
+    """The two questions are answered above the fold at both widths, with the numbers the records and the
+    newest upgrade's comparison give (recomputed here from the loaded files, not read off the page)."""
+    from sepbench.report import comparisons
+
+    page = browser.new_page(viewport={"width": width, "height": SCREENS[width]})
+    page.goto(server, wait_until="networkidle")
+    for answer in ("answer-saving", "answer-upgrade"):
+        box = page.locator(f"#{answer}").bounding_box()
+        assert box is not None and box["y"] + box["height"] <= SCREENS[width], (answer, box)
+    warning = page.locator(".data-warning")
+    if BUILT["data"] == "committed":  # two sharded runs lack shards: one line up here, the details at the end
+        assert warning.count() == 1 and "2 sharded runs incomplete" in warning.inner_text()
+        assert warning.locator("a").get_attribute("href") == "#data-notes"
+        box = page.locator("#data-notes").bounding_box()
+        assert box is not None and box["y"] > 10 * SCREENS[width]
+    saving = page.locator("#answer-saving").inner_text()
+    assert re.search(r"\d+\.\d× fewer FLOPs in theory; realized \d+\.\d\d× \[\d+\.\d\d–\d+\.\d\d\]", saving), saving
+    upgrade = page.locator("#answer-upgrade").inner_text()
+    found, _ = comparisons.load(DATA[str(BUILT["data"])])
+    newest = comparisons.newest_upgrade(found)
+    if newest is None:
+        assert "No paired comparison" in upgrade
+    else:
+        s = newest.summary
+        ratio, low, high = newest.median_interval()
+        for number in (f"{s['b_slower']} of {s['compared']} cases slower", f"{s['b_faster']} faster",
+                       f"{ratio:.3f} [{low:.3f}–{high:.3f}]", comparisons.build(newest.header.a.environment["torch"]),
+                       f"{100 * s['median_d80']:.1f} % change with 80 % power"):
+            assert number in upgrade, (number, upgrade)
+        assert "Calibration:" in upgrade and ("false flag" in upgrade or "no calibration" in upgrade)
+    page.close()
+
+
+def test_every_flagged_case_is_on_its_card(browser, server: str) -> None:
+    """Each comparison's card lists every flagged case (the 2.12 → 2.13 comparison of 2026-11-23 20:02 has
+    45), and names its file in a collapsed line rather than in a column."""
+    from sepbench.report import comparisons
+
+    page, _ = _open(browser, server)
+    found, _ = comparisons.load(DATA[str(BUILT["data"])])
+    assert page.locator("section#versions .card").count() == len(found)
+    counts = {}
+    for c in found:
+        card = page.locator(f"#{c.anchor}")
+        files = card.locator("details.files")
+        assert card.count() == 1 and files.count() == 1 and c.path.name in (files.text_content() or "")
+        rows = card.locator("table tbody tr").count()
+        expected = 0 if c.header.inject else len(c.flagged)
+        assert rows == expected, (c.path.name, rows, expected)
+        counts[c.path.name] = rows
+    if BUILT["data"] == "committed":
+        assert counts["ab-default-cpu-vm-torch2.12.0+cu130-vs-torch2.13.0+cpu-20261123T200252Z.jsonl"] == 45
 
 
 def test_the_data_downloads_and_parses(browser, server: str, tmp_path: Path) -> None:
@@ -141,7 +216,7 @@ def test_the_data_downloads_and_parses(browser, server: str, tmp_path: Path) -> 
         page.locator("section#summary a[download]").first.click()
     path = tmp_path / "records.csv"
     info.value.save_as(path)
-    records = pd.read_csv(path)
+    records = pd.read_csv(path, low_memory=False)
     assert len(records) == BUILT["records"]
     assert {"env", "variant", "realized_speedup", "timing_median_s"} <= set(records)
     columns = pd.read_csv(server + page.eval_on_selector("a[href$='columns.csv']", "a => a.getAttribute('href')"))

@@ -53,7 +53,7 @@ def test_findings_numbers_recomputed_from_the_json_lines() -> None:
     """The 'slower than the standard conv in k of n' sentence, counted here from the H100 file's lines."""
     df = _df([*CPU, *H100_DEFAULT])
     columns, rows = summary.common_cases(df)
-    sentences = summary.findings(df, columns, rows, [])
+    sentences = summary.findings(df, columns, rows)
     assert 3 <= len(sentences) <= 5
     lines = [json.loads(line) for line in H100_DEFAULT[0].read_text().splitlines()[1:]]
     counts = {}

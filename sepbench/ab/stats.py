@@ -13,6 +13,9 @@ one-sample t-test on them: each pair's median is one draw of its pair, whatever 
 Cases are flagged at a 5 % false discovery rate over all cases (Benjamini–Hochberg). `mdc` is the
 interval's half-width as a ratio: a true change that large would put the interval's edge at 1, so it is
 found about half the time (not at the 80 % power the words "minimum detectable change" suggest).
+`detectable` is the change found with 80 % power at the same level: the half-width stretched by
+(t_0.975 + t_0.80) / t_0.975 over the case's pairs; on the committed injected files, 96–100 % of the
+cases whose figure is at or below the injected 5 % were found.
 
 Protocol 2 (`ABHeader.protocol`) times each visit's rounds half with A first and half with B first: the
 second block of a round reads slower (about 1 % on the project's VMs), and a pair's median then sits
@@ -111,6 +114,17 @@ def paired(a_s: Floats, b_s: Floats, instances: list[int] | None = None,
                   float(np.expm1(half)), sd)
 
 
+def detectable(mdc: pd.Series | np.ndarray, units: pd.Series | np.ndarray, power: float = 0.8,
+               confidence: float = CONFIDENCE) -> np.ndarray:
+    """The true change (a fraction of A) that a case's test finds with `power`, from its half-width `mdc`
+    over `units` pairs: the estimate must clear the critical t, and does so `power` of the time when the
+    change is (t_crit + t_power) standard errors (the normal approximation of the noncentral t). At the
+    comparison's FDR this holds where many cases changed; a lone change faces a stricter threshold."""
+    df = np.maximum(np.asarray(units, dtype=float) - 1, 1)
+    critical = stats.t.ppf(0.5 + confidence / 2, df)
+    return np.expm1(np.log1p(np.asarray(mdc, dtype=float)) * (1 + stats.t.ppf(power, df) / critical))
+
+
 def half_width(a_s: list[float], b_s: list[float], instances: list[int] | None = None,
                confidence: float = CONFIDENCE, order: str | None = None) -> float:
     """The log interval's half-width so far (inf below 3 units): the stopping rule's yardstick."""
@@ -144,7 +158,7 @@ class Control:
         return float(100 * np.expm1(self.bound))
 
 
-def _median_interval(x: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float]:
+def median_interval(x: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float]:
     """The distribution-free interval of a median (order statistics), NaN below 6 values."""
     if len(x) < 6:
         return float("nan"), float("nan")
@@ -162,7 +176,7 @@ def control_summary(records: list[ABCaseRecord], fdr: float = FDR) -> Control | 
         return None
     logs = np.log([e.ratio for e in ests])
     ps = np.array([e.p for e in ests])
-    low, high = _median_interval(logs)
+    low, high = median_interval(logs)
     position = np.array([position_effect(c.a_s, c.b_s, c.order) for c in units])
     position = position[np.isfinite(position)]
     q = stats.false_discovery_control(ps)
@@ -225,6 +239,7 @@ def summarize(table: pd.DataFrame) -> dict:
         "median_ratio": float(compared["ratio"].median()) if len(compared) else np.nan,
         "median_flagged": float(flagged["ratio"].median()) if len(flagged) else np.nan,
         "median_mdc": float(compared["mdc"].median()) if len(compared) else np.nan,
+        "median_d80": float(compared["d80"].median()) if len(compared) and "d80" in compared else np.nan,
         "median_rounds": float(compared["rounds"].median()) if len(compared) else np.nan,
         "ks_p": float(stats.kstest(compared["p"], "uniform").pvalue) if len(compared) >= 5 else np.nan,
         "position": float(np.exp(compared["position"].median()))
@@ -253,7 +268,9 @@ def case_table(records: list[ABCaseRecord], by_order: bool = False, control: Con
         })
     columns = ["case_id", "variant", "label", "geometry", "mode", "c_in", "size", "status", "reason", "rounds",
                "instances", "a_s", "b_s", "ratio", "low", "high", "p", "mdc", "log_sd", "seconds", "position"]
-    return verdicts(pd.DataFrame(rows, columns=columns), control=control)
+    table = pd.DataFrame(rows, columns=columns)
+    table["d80"] = detectable(table["mdc"], table["instances"].where(table["instances"] > 0, table["rounds"]))
+    return verdicts(table, control=control)
 
 
 def comparison(records: list[ABCaseRecord], protocol: int) -> tuple[pd.DataFrame, Control | None]:

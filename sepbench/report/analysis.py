@@ -109,6 +109,29 @@ def summary(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def like_with_like(df: pd.DataFrame, overview: pd.DataFrame) -> pd.DataFrame:
+    """The overview's rows with, where one machine, device, thread count and settings ran several PyTorch
+    versions, the realized × over the cases every one of them measured (`shared_cases`, `shared_realized`;
+    a case measured in several runs counts once, at its median): rows of different versions compare like
+    with like only there, since each version's own row covers whatever cases its runs measured."""
+    v = variants(df)
+    out = overview.assign(shared_cases=0, shared_realized=np.nan, versions=1)
+    if v.empty:
+        return out
+    v = v.assign(place=[e.replace(f" · torch {t}", "") for e, t in zip(v["env"], v["env_torch"], strict=True)])
+    per_case = v.groupby(["place", "env", "env_torch", "setting", "label", "geometry"], as_index=False)[
+        "realized_speedup"].median()
+    for (_, setting, label), part in per_case.groupby(["place", "setting", "label"]):
+        if part["env_torch"].nunique() < 2:
+            continue
+        shared = set.intersection(*(set(g["geometry"]) for _, g in part.groupby("env_torch")))
+        for env, g in part[part["geometry"].isin(shared)].groupby("env"):
+            row = (out["env"] == env) & (out["setting"] == setting) & (out["label"] == label)
+            out.loc[row, ["shared_cases", "shared_realized", "versions"]] = (
+                len(g), geomean(g["realized_speedup"]), part["env_torch"].nunique())
+    return out
+
+
 def slower_than_baseline(df: pd.DataFrame) -> pd.DataFrame:
     """Variant cases that are cheaper in theory but measured slower than their baseline; `sure`
     when the whole 95 % interval lies below 1."""
@@ -189,7 +212,7 @@ def stages(df: pd.DataFrame) -> pd.DataFrame:
     """One row per stage or named overhead of every attributed case: its time share of the step and
     (stages) its FLOP share."""
     if "attribution_json" not in df:
-        return pd.DataFrame(columns=["env", "label", "mode", "case_id", "part", "overhead", "time_share",
+        return pd.DataFrame(columns=["env", "setting", "label", "mode", "case_id", "part", "overhead", "time_share",
                                      "flop_share", "seconds"])
     rows = []
     for _, r in ok(df)[df["attribution_json"].notna()].iterrows():
@@ -212,34 +235,48 @@ def stages(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+STAGE_KEY = ["env", "setting", "mode", "label"]  # what one stage figure's bar, and one bottleneck row, stands for
+
+
 def stage_shares(st: pd.DataFrame) -> pd.DataFrame:
-    """Per environment, mode and variant: each part's mean share of the step's time and of its FLOPs
-    over the attributed cases (shares of one case sum to 1, so the means do too)."""
+    """Per environment, setting and variant: each part's median share of the step's time and of its FLOPs
+    over the attributed cases, a case measured in several runs counted once at its own median (a part a
+    case lacks counts 0 there). The bottleneck table reads its shares from here: one aggregate, two views."""
     if st.empty:
-        return st
-    cases = st.groupby(["env", "mode", "label"])["case_id"].nunique().rename("cases")
-    out = st.groupby(["env", "mode", "label", "part", "overhead"], as_index=False).agg(
-        time_share=("time_share", "sum"), flop_share=("flop_share", "sum"))
-    out = out.join(cases, on=["env", "mode", "label"])
-    out["time_share"] /= out["cases"]
-    out["flop_share"] /= out["cases"]
-    return out
+        return pd.DataFrame(columns=[*STAGE_KEY, "part", "overhead", "time_share", "flop_share", "cases"])
+    per_case = st.groupby([*STAGE_KEY, "case_id", "part", "overhead"], as_index=False)[
+        ["time_share", "flop_share"]].median()
+    out = []
+    for key, part in per_case.groupby(STAGE_KEY, sort=True):
+        wide = part.pivot_table(index="case_id", columns=["part", "overhead"], values=["time_share", "flop_share"],
+                                aggfunc="first").fillna(0.0)
+        medians = wide.median()
+        for name, overhead in wide["time_share"].columns:
+            out.append({**dict(zip(STAGE_KEY, key, strict=True)), "part": name, "overhead": overhead,
+                        "time_share": float(medians[("time_share", name, overhead)]),
+                        "flop_share": float(medians[("flop_share", name, overhead)]), "cases": len(wide)})
+    return pd.DataFrame(out)
 
 
 def bottlenecks(df: pd.DataFrame) -> pd.DataFrame:
-    """Per environment, mode and variant: the most frequent bottleneck stage, how often it is the
-    bottleneck, and its median share of time against its median share of FLOPs."""
+    """Per environment, setting and variant: the stage that is most often the bottleneck (each case's own,
+    the most frequent over its runs), in how many cases, and its median shares of time and FLOPs from
+    `stage_shares`: the same numbers the stage figure draws."""
     if "attribution_bottleneck" not in df:
         return pd.DataFrame()
     rows = ok(df)[df["attribution_bottleneck"].notna()].assign(
         stage=lambda d: d["attribution_bottleneck"].map(stage_role))
+    if rows.empty:
+        return pd.DataFrame()
+    shares = stage_shares(stages(rows)).set_index([*STAGE_KEY, "part"])
     out = []
-    for (env, mode, label), part in rows.groupby(["env", "mode", "label"]):
-        top = part["stage"].value_counts()
-        chosen = part[part["stage"] == top.index[0]]
-        out.append({"env": env, "mode": mode, "label": label, "stage": top.index[0], "cases": len(part),
-                    "times": int(top.iloc[0]), "time_share": chosen["attribution_bottleneck_share"].median(),
-                    "flop_share": chosen["attribution_bottleneck_flop_share"].median()})
+    for key, part in rows.groupby(STAGE_KEY):
+        per_case = part.groupby("case_id")["stage"].agg(lambda s: s.value_counts().index[0])
+        top = per_case.value_counts()
+        share = shares.loc[tuple([*key, top.index[0]])]
+        out.append({**dict(zip(STAGE_KEY, key, strict=True)), "stage": top.index[0], "cases": len(per_case),
+                    "times": int(top.iloc[0]), "time_share": float(share["time_share"]),
+                    "flop_share": float(share["flop_share"])})
     return pd.DataFrame(out)
 
 

@@ -20,13 +20,12 @@ from pathlib import Path
 import jinja2
 
 from sepbench import __version__
-from sepbench.ab import stats as ab_stats
 from sepbench.crosscheck import latest_pytest_benchmark_save
 from sepbench.errors import SepbenchError
 from sepbench.report import analysis, download, drawing, plots, sections
-from sepbench.report.sections import TOP
-from sepbench.report.tables import UNSTABLE_MARK, control_line, fmt_bytes, fmt_count, fmt_time, side_label
-from sepbench.store import Problem, ensure_writable, load, read_ab, results_files
+from sepbench.report import comparisons as ab_files
+from sepbench.report.tables import UNSTABLE_MARK, fmt_bytes, fmt_count, fmt_time
+from sepbench.store import Problem, ensure_writable, load
 
 # Section ids, in page order: the browser test checks each is there.
 SECTIONS = ["summary", "overview", "grids", "theory-vs-realized", "roofline", "where-time-goes", "memory", "versions",
@@ -66,37 +65,6 @@ def _pytest_benchmark(storage: Path | None) -> dict | None:
                             f"({type(exc).__name__}: {exc})") from None
 
 
-def _ab_comparisons(paths: list[Path]) -> tuple[list[dict], list[Problem]]:
-    """Every `sepbench ab` comparison file under the paths: its sides, settings, per-case table and
-    summary; real comparisons first, then the A/A and injected calibrations. And what was left out of
-    them, by path and line, so that a damaged line is named and never silently drops a case."""
-    files, _ = results_files(paths, kind="ab")  # unreadable folders: already named by `load`
-    found, problems = [], []
-    for path in files:
-        try:
-            ab = read_ab(path)
-        except SepbenchError as exc:
-            problems.append(Problem(path, 1, str(exc)))
-            continue
-        problems += ab.problems
-        if ab.header is None or not ab.records:
-            continue
-        h = ab.header
-        table, control = ab_stats.comparison(ab.records, h.protocol)
-        kind = ("A/A + injected " + f"{100 * h.inject:g} %") if h.inject else ("A/A" if h.aa else "A/B")
-        a = h.a.environment
-        title = (f"{kind}: {side_label(h.b)} (B) / {side_label(h.a)} (A), {a['machine']} · {a['device']} · "
-                 f"{h.threads} thr")
-        summary = ab_stats.summarize(table)
-        found.append({"kind": kind, "title": title, "header": h, "file": path.name, "table": table,
-                      "summary": summary, "control": control,
-                      "control_line": control_line(control, summary) if control else None,
-                      "flagged": table[table["verdict"].isin(
-                          [*ab_stats.FLAGS, ab_stats.WITHIN_CONTROL])].sort_values("q").head(TOP),
-                      "lacking": table[table["status"] != "ok"], "calibration": h.aa})
-    return sorted(found, key=lambda c: (c["calibration"], c["header"].started)), problems
-
-
 def _remove_unnamed_folders(out: Path, current: str) -> None:
     """Figure folders of earlier builds (and of interrupted ones), and the old single `img/`."""
     for stale in [*out.glob("img-*"), *out.glob(".img-*"), out / "img", *out.glob(".index-*.html")]:
@@ -115,6 +83,16 @@ def incomplete_shards(paths: list[Path]) -> list[str]:
 
     coverage, _ = grid_coverage(paths, sharded_only=True)
     return [line for c in coverage for line in c.problems()]
+
+
+def _data_notes(incomplete: list[str], problems: list[Problem]) -> str:
+    """What the first screen says of the data in one line; the details sit at the end of the page."""
+    runs = len({line.split(":", 1)[0] for line in incomplete})
+    parts = [f"{runs} sharded run{'s' if runs != 1 else ''} incomplete"] if runs else []
+    if problems:
+        parts.append(f"{len(problems)} results line{'s' if len(problems) != 1 else ''} or file"
+                     f"{'s' if len(problems) != 1 else ''} left out")
+    return "; ".join(parts)
 
 
 def build(paths: list[Path], out: Path, *, pytest_benchmark: Path | None = None, asv_url: str | None = None,
@@ -150,7 +128,7 @@ def _build(paths: list[Path], out: Path, folder: str, *, pytest_benchmark: Path 
     if analysis.variants(df).empty:
         raise SepbenchError(f"no variant measured beside its baseline in {len(df)} records: a report compares "
                             "variants with their baselines, so it needs at least one such pair")
-    comparisons, ab_problems = _ab_comparisons(paths)
+    comparisons, ab_problems = ab_files.load(paths)
     problems = [*problems, *ab_problems]
     out = ensure_writable(Path(out))
     # Each build draws into a folder of its own that the new page names. Swapping the page in is one
@@ -170,6 +148,7 @@ def _build(paths: list[Path], out: Path, folder: str, *, pytest_benchmark: Path 
     maps = featuremaps.stage_outputs()
     figures.append(plots.feature_maps(maps, img / "feature-maps.png"))
     step("rendering")
+    incomplete = incomplete_shards(paths)
     html = _render(
         **context,
         data={"records": f"{folder}/data/{records_csv.name}", "columns": f"{folder}/data/{columns_csv.name}"},
@@ -180,7 +159,7 @@ def _build(paths: list[Path], out: Path, folder: str, *, pytest_benchmark: Path 
                                     f"channel-mean and per-channel feature maps of {', '.join(maps)}"),
         maps=list(maps), pb=_pytest_benchmark(pytest_benchmark), asv_url=asv_url,
         problems=[str(p) for p in problems], records=len(df), files=df["file"].nunique(),
-        incomplete=incomplete_shards(paths))
+        incomplete=incomplete, data_notes=_data_notes(incomplete, problems))
     index = _swap_in(out, html)
     _remove_unnamed_folders(out, folder)
     figures = [img / f.name for f in figures]

@@ -20,10 +20,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.colors import TwoSlopeNorm
-from matplotlib.ticker import EngFormatter, FormatStrFormatter, FuncFormatter, LogLocator
+from matplotlib.ticker import EngFormatter, FuncFormatter, LogLocator
 from PIL import Image
-
-from sepbench.report.tables import fmt_bytes
 
 if TYPE_CHECKING:
     import torch  # for annotations only: the drawing processes fork before torch is imported
@@ -91,11 +89,22 @@ def _save(fig: plt.Figure, path: Path) -> Path:
     return path
 
 
-def _speedup_norm(values: np.ndarray) -> TwoSlopeNorm:
-    """Diverging at 1× on a log scale: a 2× slowdown is as red as a 2× speedup is blue."""
+def speedup_span(values: np.ndarray) -> float:
+    """The page's one speedup scale: the largest |log2 ×| among the values, rounded up to a whole power
+    of 2, so every speedup heatmap colours one value alike."""
+    values = np.asarray(values, dtype=float)
     logs = np.log2(values[np.isfinite(values) & (values > 0)])
-    span = max(float(np.abs(logs).max()) if logs.size else 1.0, 0.1)
+    return float(max(np.ceil(np.abs(logs).max()) if logs.size else 1.0, 1.0))
+
+
+def _speedup_norm(span: float) -> TwoSlopeNorm:
+    """Diverging at 1× on a log scale: a 2× slowdown is as red as a 2× speedup is blue."""
     return TwoSlopeNorm(vcenter=0.0, vmin=-span, vmax=span)
+
+
+def times_label(t: int) -> str:
+    """2**t as a speedup: '4×', '1×', '1/64×' (never '0.015625×')."""
+    return f"{2 ** t:g}×" if t >= 0 else f"1/{2 ** -t:g}×"
 
 
 def _colorbar(ax: plt.Axes) -> matplotlib.colorbar.Colorbar:
@@ -111,7 +120,7 @@ def _times_ticks(cbar: matplotlib.colorbar.Colorbar, norm: TwoSlopeNorm) -> None
     vmin, vmax = float(norm.vmin or 0.0), float(norm.vmax or 0.0)  # both set by `_speedup_norm`
     step = max(1, int(np.ceil((vmax - vmin) / 6)))
     ticks = [t for t in range(-step * int(np.ceil(-vmin / step)), int(vmax) + 1, step) if vmin <= t <= vmax]
-    cbar.set_ticks(ticks, labels=[f"{2.0 ** t:g}×" for t in ticks])
+    cbar.set_ticks(ticks, labels=[times_label(t) for t in ticks])
     cbar.ax.tick_params(labelsize=TEXT)
 
 
@@ -136,7 +145,7 @@ def _efficiency_heatmap(ax: plt.Axes, values: pd.DataFrame, **kwargs: object) ->
     _annotate(ax, values, ".2f", lambda v: plt.get_cmap(EFFICIENCY_CMAP)(min(max(v, 0), 1)))
 
 
-def grid_heatmaps(part: pd.DataFrame, title: str, theory: bool, path: Path) -> Path:
+def grid_heatmaps(part: pd.DataFrame, title: str, theory: bool, span: float, path: Path) -> Path:
     """Channels × spatial size per variant: theoretical speedup (when `theory`; it depends on the
     geometry alone, so the page draws it once per set of geometries), realized speedup and efficiency.
     One heatmap per measure with the variants side by side (seaborn redraws the whole figure once per
@@ -147,7 +156,7 @@ def grid_heatmaps(part: pd.DataFrame, title: str, theory: bool, path: Path) -> P
     labels = sorted(part["label"].unique())
     sizes = sorted(part["size"].unique())
     columns = pd.MultiIndex.from_product([labels, sizes], names=["label", "size"])
-    norm = _speedup_norm(part[[c for c, _, _ in rows if c != "realized_efficiency"]].to_numpy().ravel())
+    norm = _speedup_norm(span)
     height = 1.4 + 0.45 * part["c_in"].nunique() * len(rows) + 1.0 * len(rows)
     fig, axes = plt.subplots(len(rows), 1, figsize=(0.62 * len(columns) + 3, height), squeeze=False)
     for ax, (column, name, fmt) in zip(axes[:, 0], rows, strict=True):
@@ -185,8 +194,11 @@ def _annotate(ax: plt.Axes, values: pd.DataFrame, fmt: str, colour_of: Callable[
 
 
 def _times_axis(axis: matplotlib.axis.Axis) -> None:
-    """A log axis of speedups labelled in ×."""
-    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    """A log axis of speedups labelled in ×: at 1, 2 and 5 per decade over up to two decades, at the
+    decades alone beyond (so the labels never run together)."""
+    low, high = axis.get_view_interval()
+    decades = np.log10(max(high, 1e-12) / max(low, 1e-12))
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0) if decades <= 2.2 else (1.0,)))
     axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}×"))
     axis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
 
@@ -309,18 +321,10 @@ def roofline(points: pd.DataFrame, ceilings: pd.DataFrame, path: Path) -> Path:
     for ax, env in zip(axes.flat, envs, strict=False):
         pts = points[points["env"] == env]
         x = np.logspace(np.log10(pts["theory_intensity"].min() / 2), np.log10(pts["theory_intensity"].max() * 2), 200)
-        previous, offset = None, 0.0
-        for _, c in ceilings[ceilings["env"] == env].sort_values("peak_flops", ascending=False).iterrows():
+        mine = ceilings[ceilings["env"] == env].sort_values("peak_flops", ascending=False)
+        for _, c in mine.iterrows():
             ax.plot(x, np.minimum(c["peak_flops"], c["peak_bandwidth"] * x), lw=1.2, color="0.25",
                     ls="-" if c["ceiling"] in ("float32", "tf32") else "--")
-            # Ceilings within a factor 1.5 of each other get their labels stacked, not printed over each other.
-            close = previous is not None and np.log10(previous / c["peak_flops"]) < 0.18
-            offset = offset - 11 if close else 2.0
-            previous = c["peak_flops"]
-            ax.annotate(f"{c['ceiling']} {c['peak_flops'] / 1e12:.3g} TFLOP/s", (x[-1], c["peak_flops"]),
-                        xytext=(-2, offset), textcoords="offset points", ha="right",
-                        va="bottom" if offset > 0 else "top", fontsize=TEXT, color="0.2",
-                        bbox={"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8})
         bw = ceilings[ceilings["env"] == env]["peak_bandwidth"].max()
         ax.annotate(f"copy bandwidth {bw / 1e9:.0f} GB/s", (x[0], bw * x[0]), xytext=(2, 4), textcoords="offset points",
                     rotation=0, ha="left", va="bottom", fontsize=TEXT, color="0.2",
@@ -329,6 +333,7 @@ def roofline(points: pd.DataFrame, ceilings: pd.DataFrame, path: Path) -> Path:
                         hue_order=labels, style="mode", s=18, alpha=0.75, ax=ax, legend=ax is axes.flat[0])
         ax.set(xscale="log", yscale="log", title=env,
                xlabel="arithmetic intensity (FLOP/byte, 2mac, minimum traffic)", ylabel="achieved (2mac)")
+        _ceiling_labels(ax, mine, x[-1])
         ax.yaxis.set_major_formatter(EngFormatter(unit="FLOP/s"))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.tick_params(labelsize=TEXT)
@@ -341,6 +346,22 @@ def roofline(points: pd.DataFrame, ceilings: pd.DataFrame, path: Path) -> Path:
         _name_variants(axes.flat[0].get_legend())
     fig.subplots_adjust(hspace=0.35)
     return _save(fig, path)
+
+
+def _ceiling_labels(ax: plt.Axes, ceilings: pd.DataFrame, right: float) -> None:
+    """Each compute ceiling named at the right end of its line; labels closer than a line of text are
+    pushed down one below the other (with a leader to their line), so none is printed over another."""
+    low, high = (np.log10(v) for v in ax.get_ylim())
+    gap = (high - low) * 0.045  # a line of 8 pt text on a panel about 400 px high
+    previous = np.inf
+    for _, c in ceilings.iterrows():  # highest first
+        at = np.log10(c["peak_flops"])
+        y = min(at + gap * 0.6, previous - gap)
+        previous = y
+        ax.annotate(f"{c['ceiling']} {c['peak_flops'] / 1e12:.3g} TFLOP/s", (right, c["peak_flops"]),
+                    xytext=(right, 10 ** y), textcoords="data", ha="right", va="center", fontsize=TEXT, color="0.2",
+                    arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.6} if y < at else None,
+                    bbox={"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.85})
 
 
 def roofline_share(points: pd.DataFrame, path: Path) -> Path:
@@ -375,17 +396,36 @@ def memory(rows: pd.DataFrame, path: Path) -> Path:
         ax.plot([lo, hi], [lo, hi], color="0.3", lw=1, ls="--")
         ax.set_title(ax.get_title().replace("memory_method = ", ""), fontsize=TEXT + 1)
         for axis in (ax.xaxis, ax.yaxis):
-            axis.set_major_formatter(FuncFormatter(lambda v, _: fmt_bytes(v)))
+            _bytes_axis(axis)
         ax.tick_params(labelsize=TEXT)
     _variant_legend(g)
     g.set_axis_labels("theory: activations (+ weight grads in training)", "measured peak rise")
     return _save(g.figure, path)
 
 
-def settings_heatmap(pivot: pd.DataFrame, title: str, path: Path) -> Path:
+def binary_bytes(v: float) -> str:
+    """A power of 2 in bytes as its round binary unit: 4096 → '4 KiB', 2**20 → '1 MiB'."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if v >= scale:
+            return f"{v / scale:g} {unit}"
+    return f"{v:g} B"
+
+
+def _bytes_axis(axis: matplotlib.axis.Axis) -> None:
+    """A log axis of bytes ticked at powers of 2 (every 2× or 4× or, over a wide range, every 16× or 1024×),
+    labelled in KiB, MiB, GiB."""
+    low, high = axis.get_view_interval()
+    octaves = np.log2(max(high, 2.0) / max(low, 1.0))
+    step = 1 if octaves <= 5 else (2 if octaves <= 12 else (4 if octaves <= 24 else 10))
+    axis.set_major_locator(LogLocator(base=2 ** step))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: binary_bytes(v)))
+    axis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+
+
+def settings_heatmap(pivot: pd.DataFrame, title: str, span: float, path: Path) -> Path:
     """Realized speedup per setting (rows) and variant (columns)."""
     fig, ax = plt.subplots(figsize=(1.1 * pivot.shape[1] + 6, 0.32 * pivot.shape[0] + 2.4))
-    _speedup_heatmap(ax, pivot, _speedup_norm(pivot.to_numpy()), ".2f", "realized speedup (×)",
+    _speedup_heatmap(ax, pivot, _speedup_norm(span), ".2f", "realized speedup (×)",
                      xticklabels=[wrap_label(c) for c in pivot.columns], yticklabels=True)
     ax.grid(False)
     ax.set(xlabel="", ylabel="", title=title)
@@ -396,13 +436,13 @@ def settings_heatmap(pivot: pd.DataFrame, title: str, path: Path) -> Path:
     return _save(fig, path)
 
 
-def networks(net: pd.DataFrame, path: Path) -> Path:
+def networks(net: pd.DataFrame, span: float, path: Path) -> Path:
     """Each network against its full-conv twin over α × ρ: theoretical and realized, per environment."""
     panels = sorted(net.groupby(["env", "variant"]).groups)
     fig, axes = plt.subplots(len(panels), 2, figsize=(12, 3.4 * len(panels)), squeeze=False)
     for r, (env, variant) in enumerate(panels):
         part = net[(net["env"] == env) & (net["variant"] == variant)]
-        norm = _speedup_norm(np.concatenate([part["theory_speedup"], part["realized_speedup"]]))
+        norm = _speedup_norm(span)
         for c, (column, name) in enumerate((("theory_speedup", "theoretical ×"), ("realized_speedup", "realized ×"))):
             pivot = part.pivot_table(index="alpha", columns="size", values=column, aggfunc="median")
             pivot = pivot.sort_index(ascending=False)
@@ -459,7 +499,7 @@ def _trend_panel(data: pd.DataFrame, color: tuple, label: str, **_: object) -> N
 def feature_maps(maps: Mapping[str, torch.Tensor], path: Path) -> Path:
     """Channel mean of the input and of every stage's output, then the first three channels of each."""
     names = list(maps)
-    fig, axes = plt.subplots(4, len(names), figsize=(2.3 * len(names), 9.4), squeeze=False)
+    fig, axes = plt.subplots(4, len(names), figsize=(1.9 * len(names), 7.8), squeeze=False)
     for c, name in enumerate(names):
         t = maps[name]
         axes[0, c].imshow(t.mean(0).numpy(), cmap="viridis")
@@ -485,8 +525,14 @@ def ab_ratios(table: pd.DataFrame, title: str, path: Path) -> Path:
                     fmt="o", ms=2.5, lw=0.8, color=colours.get(verdict, "#5f6368"), label=f"{verdict} ({len(part)})")
     ax.axhline(1, color="#202124", lw=0.8)
     ax.set_yscale("log")
-    ax.yaxis.set_major_formatter(FormatStrFormatter("%.2f"))
-    ax.yaxis.set_minor_formatter(FormatStrFormatter("%.2f"))
+    # Every interval in view, and ticks spread over that range (a log axis would label only 0.8, 0.9, 1).
+    low, high = float(data["low"].min()), float(data["high"].max())
+    pad = (high / low) ** 0.04
+    ax.set_ylim(min(low, 1.0) / pad, max(high, 1.0) * pad)
+    ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(nbins=8, steps=[1, 2, 2.5, 5, 10]))
+    ax.yaxis.set_minor_locator(plt.NullLocator())
+    digits = 3 if high / low < 1.1 else 2
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.{digits}f}"))
     ax.set_xlabel("case, sorted by ratio")
     ax.set_ylabel("time ratio B / A")
     ax.set_title(title, fontsize=TEXT + 2)
@@ -496,20 +542,46 @@ def ab_ratios(table: pd.DataFrame, title: str, path: Path) -> Path:
 
 OVERHEAD_COLOURS = {"framework": "#9e9e9e", "layout": "#bdbdbd", "grad accumulation": "#757575",
                     "unstaged": "#e0e0e0", "device idle": "#616161"}
+# One colour per stage, fixed by its name so a stage looks the same in every figure: the Okabe–Ito set
+# and Paul Tol's muted set (both colour-blind safe), the stages that meet in one variant kept apart in hue.
+STAGE_COLOURS = {
+    "dw": "#0072B2", "pw": "#E69F00", "conv": "#009E73", "kx1": "#D55E00", "1xk": "#CC79A7",
+    "dw_kx1": "#56B4E9", "dw_1xk": "#F0E442", "expand": "#332288", "project": "#DDCC77", "se": "#882255",
+    "se.pool": "#88CCEE", "se.fc1": "#44AA99", "se.act": "#999933", "se.fc2": "#CC6677", "se.gate": "#AA4499",
+    "(module)": "#117733", "stem": "#4477AA", "last": "#EE6677",
+}
+# For stages without a colour of their own (a user's model): Tol's light and bright sets, never one
+# already used in the same figure.
+SPARE_COLOURS = ["#77AADD", "#EE8866", "#EEDD88", "#FFAABB", "#99DDFF", "#BBCC33", "#AAAA00", "#228833",
+                 "#CCBB44", "#66CCEE", "#AA3377", "#BBBBBB", "#000000", "#8c564b", "#e377c2", "#17becf"]
 
 
-def stage_shares(shares: pd.DataFrame, env: str, mode: str, path: Path) -> Path:
-    """Per variant, two stacked bars: where the step's time went (stages, then the named overheads in
-    greys) and where its FLOPs are. A stage far longer in the first bar than in the second is where
-    theory and practice part."""
-    part = shares[(shares["env"] == env) & (shares["mode"] == mode)]
+def stage_colours(names: list[str]) -> dict[str, str]:
+    """The colour of every stage and overhead drawn in one figure: its own where it has one, else the
+    first spare that no other part of the figure uses; distinct within the figure."""
+    colours = {n: STAGE_COLOURS.get(n) or OVERHEAD_COLOURS.get(n) for n in names}
+    used = set(colours.values())
+    lacking = [n for n, c in colours.items() if c is None]
+    spares = [c for c in SPARE_COLOURS if c not in used]
+    if len(lacking) > len(spares):  # more strangers than spares: evenly spread hues, still all distinct
+        spares += [matplotlib.colors.to_hex(c) for c in sns.color_palette("husl", len(lacking) - len(spares))]
+    given = dict(zip(lacking, spares, strict=False))
+    return {n: c or given[n] for n, c in colours.items()}
+
+
+def stage_shares(shares: pd.DataFrame, env: str, setting: str, path: Path) -> Path:
+    """Per variant, two stacked bars: the median share of the step's time per stage (then the named
+    overheads, in greys) and the median share of its FLOPs, over the cases named beside the variant:
+    `analysis.stage_shares`, the aggregate the bottleneck table reads. A stage far longer in the first
+    bar than in the second is where theory and practice part."""
+    part = shares[(shares["env"] == env) & (shares["setting"] == setting)]
     labels = sorted(part["label"].unique())
+    cases = part.groupby("label")["cases"].max()
     stage_names = sorted(part.loc[~part["overhead"], "part"].unique())
-    # The colour-blind palette without its grey, which is the overheads' colour here.
-    hues = [c for i, c in enumerate(sns.color_palette("colorblind", 10)) if i != 7]
-    colours = {name: hues[i % len(hues)] for i, name in enumerate(stage_names)} | OVERHEAD_COLOURS
+    colours = stage_colours([*stage_names, *OVERHEAD_COLOURS])
     fig, ax = plt.subplots(figsize=(10, 0.75 * len(labels) + 1.6))
     y = np.arange(len(labels))
+    right = 1.0
     for row, (column, offset, name) in enumerate((("time_share", -0.2, "time"), ("flop_share", 0.2, "FLOPs"))):
         left = np.zeros(len(labels))
         for p in [*stage_names, *OVERHEAD_COLOURS]:
@@ -519,14 +591,15 @@ def stage_shares(shares: pd.DataFrame, env: str, mode: str, path: Path) -> Path:
             ax.barh(y + offset, values, left=left, height=0.38, color=colours[p],
                     label=p if row == 0 or p not in OVERHEAD_COLOURS else None, edgecolor="white", linewidth=0.5)
             left += values
+        right = max(right, float(left.max()))
         for yi in y:
             ax.text(-0.01, yi + offset, name, ha="right", va="center", fontsize=TEXT, color="#555")
-    ax.set_yticks(y, labels)
+    ax.set_yticks(y, [f"{lab}\n({cases[lab]} cases)" for lab in labels])
     ax.tick_params(axis="y", pad=38)
-    ax.set_xlim(0, 1)
+    ax.set_xlim(0, right)
     ax.xaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
     ax.invert_yaxis()
-    ax.set_title(f"{env} · {mode}: share of the step's time (upper bar) and of its FLOPs (lower bar)",
+    ax.set_title(f"{env} · {setting}: median share of the step's time (upper bar) and of its FLOPs (lower bar)",
                  fontsize=TEXT + 1)
     handles, names = ax.get_legend_handles_labels()
     unique = dict(zip(names, handles, strict=True))

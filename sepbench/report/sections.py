@@ -8,15 +8,19 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from sepbench.ab import stats as ab_stats
 from sepbench.report import analysis, plots, summary, versions
+from sepbench.report import comparisons as ab_files
+from sepbench.report.comparisons import Comparison
 from sepbench.report.drawing import Figure, Plan
 from sepbench.report.tables import missing
 
-TOP = 15  # rows in the largest-regressions table (and flagged A/B cases shown)
+TOP = 15  # rows in the largest-regressions table
 TRENDS = 12  # panels in the trend plot
+SLOWER_SHOWN = 40  # rows per environment in the cheaper-but-slower table (records.csv holds them all)
 
 Section = dict[str, Any]
 
@@ -107,9 +111,17 @@ def _with_baselines(df: pd.DataFrame, common: pd.DataFrame) -> pd.DataFrame:
     return rows[rows["timing_median_s"].notna()]
 
 
-def answer(df: pd.DataFrame, comparisons: list[dict], plan: Plan) -> Section:
-    """The first screen: each variant's theoretical against realized speedup on the cases every device
-    class measured, the findings, and time against channels."""
+def speedup_span(df: pd.DataFrame) -> float:
+    """The one colour scale of every speedup heatmap on the page: theory and realized alike."""
+    v = analysis.variants(df)
+    return plots.speedup_span(np.concatenate([v["theory_speedup"].to_numpy(float),
+                                              v["realized_speedup"].to_numpy(float)]))
+
+
+def answer(df: pd.DataFrame, comparisons: list[Comparison], plan: Plan) -> Section:
+    """The first screen: the two answers (the separable saving per device class; the newest upgrade's
+    verdict), each variant's theoretical against realized speedup on the cases every device class
+    measured, the other findings, and time against channels."""
     columns, common = summary.common_cases(df)
     table = summary.summary_table(common)
     summary_plot = plan.figure("summary", plots.summary_dots, table, [c.env for c in columns],
@@ -121,7 +133,9 @@ def answer(df: pd.DataFrame, comparisons: list[dict], plan: Plan) -> Section:
                                 title="Time per step against channels, per device",
                                 alt="median time per step against input channels, log-log, per device and input "
                                     "size") if len(channel_rows) else None
-    return {"answer": table, "columns": columns, "findings": summary.findings(df, columns, common, comparisons),
+    newest = ab_files.newest_upgrade(comparisons)
+    return {"answer": table, "columns": columns, "findings": summary.findings(df, columns, common),
+            "upgrade": newest, "upgrade_verdict": ab_files.verdict(newest) if newest else None,
             "summary_plot": summary_plot, "channels_plot": channels_plot,
             "shared": bool(len(common)) and bool(common["shared"].iloc[0])}
 
@@ -139,8 +153,10 @@ def overview(df: pd.DataFrame, plan: Plan) -> Section:
         pivot = analysis.settings_pivot(df, env)
         if pivot.shape[0] > 2:  # several settings measured here (a GPU run over its axes)
             title = f"{env}: realized × per setting (geometric mean over geometries)"
-            settings[env] = plan.figure(f"settings-{len(settings)}", plots.settings_heatmap, pivot, title, title=title)
-    return {"overview": analysis.summary(df, ["env", "setting", "label"]), "settings": settings}
+            settings[env] = plan.figure(f"settings-{len(settings)}", plots.settings_heatmap, pivot, title,
+                                        speedup_span(df), title=title)
+    overview = analysis.like_with_like(df, analysis.summary(df, ["env", "setting", "label"]))
+    return {"overview": overview, "settings": settings}
 
 
 def grids(df: pd.DataFrame, plan: Plan) -> Section:
@@ -148,12 +164,13 @@ def grids(df: pd.DataFrame, plan: Plan) -> Section:
     the first figure of each set of geometries and referred to by the others."""
     found: list[tuple[Figure, str | None]] = []
     theory_drawn: dict[tuple[str, frozenset], str] = {}
+    span = speedup_span(df)
     for i, (env, setting, part) in enumerate(analysis.grids(df)):
         shape = (setting.split(" · ", 1)[-1], frozenset(zip(part["label"], part["c_in"], part["size"], strict=True)))
         first = theory_drawn.setdefault(shape, f"fig-grid-{i}")
         own = first == f"fig-grid-{i}"
         title = f"{env} · {setting}"
-        found.append((plan.figure(f"grid-{i}", plots.grid_heatmaps, part, title, own, title=title),
+        found.append((plan.figure(f"grid-{i}", plots.grid_heatmaps, part, title, own, span, title=title),
                       None if own else first))
     return {"grids": found}
 
@@ -163,7 +180,7 @@ def theory_against_realized(df: pd.DataFrame, plan: Plan) -> Section:
     layers = layers[layers["family"] != "network"]
     scatter = plan.figure("theory-vs-realized", plots.speedup_scatter, layers,
                           title="Every layer case: theoretical against realized") if len(layers) else None
-    return {"scatter": scatter, "slower": analysis.slower_than_baseline(df)}
+    return {"scatter": scatter, "slower": analysis.slower_than_baseline(df), "slower_shown": SLOWER_SHOWN}
 
 
 def roofline(df: pd.DataFrame, plan: Plan) -> Section:
@@ -179,10 +196,10 @@ def roofline(df: pd.DataFrame, plan: Plan) -> Section:
 
 def where_time_goes(df: pd.DataFrame, plan: Plan) -> Section:
     shares = analysis.stage_shares(analysis.stages(df))
-    stage_plots = [(env, mode, plan.figure(f"stages-{i}", plots.stage_shares, shares, env, mode,
-                                           title=f"Time and FLOP share per stage: {env} · {mode}"))
-                   for i, (env, mode) in enumerate(shares[["env", "mode"]].drop_duplicates().itertuples(index=False))] \
-        if len(shares) else []
+    stage_plots = [(env, setting, plan.figure(f"stages-{i}", plots.stage_shares, shares, env, setting,
+                                              title=f"Time and FLOP share per stage: {env} · {setting}"))
+                   for i, (env, setting) in enumerate(shares[["env", "setting"]].drop_duplicates()
+                                                      .itertuples(index=False))] if len(shares) else []
     return {"stage_plots": stage_plots, "bottlenecks": analysis.bottlenecks(df), "sums": analysis.attribution_sums(df),
             "composition": analysis.composition_summary(analysis.composition(df)),
             "busy": analysis.device_busy(df), "sum_tolerance": analysis.SUM_TOLERANCE,
@@ -219,20 +236,26 @@ def across_versions(df: pd.DataFrame, plan: Plan) -> Section:
             "fdr": versions.FDR, "prior_df": versions.PRIOR_DF, "confidence": versions.CONFIDENCE}
 
 
-def ab_comparisons(comparisons: list[dict], plan: Plan) -> Section:
+def ab_comparisons(comparisons: list[Comparison], plan: Plan) -> Section:
+    """One card per comparison; the current method's comparisons and calibrations with their plots, the
+    earlier designs and protocols as tables only (they are kept as measured, not read first)."""
     for i, c in enumerate(comparisons):
-        c["plot"] = plan.figure(f"ab-{i}", plots.ab_ratios, c["table"], c["title"], title=c["title"])
-    return {"comparisons": comparisons, "ab_fdr": ab_stats.FDR}
+        if c.group != ab_files.EARLIER:
+            c.plot = plan.figure(f"ab-{i}", plots.ab_ratios, c.table, c.title,
+                                 title=f"Every case's B / A, sorted: {c.kind} of {c.stamp}",
+                                 alt=f"ratio B / A per case with 95 % intervals: {c.title}")
+    return {"comparisons": comparisons, "ab_fdr": ab_stats.FDR, "ab_groups": ab_files.GROUPS,
+            "verdict": ab_files.verdict}
 
 
 def networks(df: pd.DataFrame, plan: Plan) -> Section:
     net = analysis.networks(df)
-    figure = plan.figure("networks", plots.networks, net, title="Networks against their full-conv twins") \
-        if len(net) else None
+    figure = plan.figure("networks", plots.networks, net, speedup_span(df),
+                         title="Networks against their full-conv twins") if len(net) else None
     return {"net": net, "networks": figure}
 
 
-def plan_all(df: pd.DataFrame, comparisons: list[dict], plan: Plan) -> Section:
+def plan_all(df: pd.DataFrame, comparisons: list[Comparison], plan: Plan) -> Section:
     """Every section's data, in page order, its figures planned in `plan`."""
     return {**answer(df, comparisons, plan), **environments(df), **overview(df, plan), **grids(df, plan),
             **theory_against_realized(df, plan), **roofline(df, plan), **where_time_goes(df, plan),

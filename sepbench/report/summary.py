@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import pandas as pd
 
 from sepbench.report import analysis
-from sepbench.report.tables import side_label
 from sepbench.report.versions import version_key
 
 # What makes two records the same case on two devices: the geometry, batch, dtype, mode and variant.
@@ -112,10 +111,11 @@ def _label(label: str) -> str:
     return label.replace("_", "-")
 
 
-def findings(df: pd.DataFrame, columns: list[Column], rows: pd.DataFrame, comparisons: list[dict]) -> list[str]:
-    """Three to five sentences, each computed from the records (and the `sepbench ab` files) given:
-    the headline speedup per device, where a variant loses, what TF32 does, where the time goes, and
-    what the last PyTorch upgrade changed. A sentence whose data is absent is left out."""
+def findings(df: pd.DataFrame, columns: list[Column], rows: pd.DataFrame) -> list[str]:
+    """Three to five sentences, each computed from the records given: the headline speedup per device
+    class with its interval (the first screen's first answer), where a variant loses, what TF32 does,
+    where the time goes, and how many cheaper cases ran slower. A sentence whose data is absent is left
+    out. (The second answer, the upgrade's verdict, is `comparisons.verdict`.)"""
     out = []
     table = summary_table(rows)
     if len(table):
@@ -127,7 +127,8 @@ def findings(df: pd.DataFrame, columns: list[Column], rows: pd.DataFrame, compar
             cases = int(part["cases"].iloc[0])
             order = [c.env for c in columns]
             part = part.assign(order=part["column"].map(order.index)).sort_values("order")
-            realized = ", ".join(f"{r.realized:.2f}× on {_name(r.column)}" for r in part.itertuples())
+            realized = ", ".join(f"{r.realized:.2f}× [{r.realized_low:.2f}–{r.realized_high:.2f}] on "
+                                 f"{_name(r.column)}" for r in part.itertuples())
             out.append(f"{_label(lead).capitalize()} {mode} ({cases} cases, {_batch(columns[0].setting)}, "
                        f"{columns[0].setting.split()[1]}): {part['theory'].iloc[0]:.1f}× fewer FLOPs in theory; "
                        f"realized {realized}.")
@@ -147,9 +148,6 @@ def findings(df: pd.DataFrame, columns: list[Column], rows: pd.DataFrame, compar
     neck = _bottleneck(df)
     if neck:
         out.append(neck)
-    ab = _upgrade(comparisons)
-    if ab:
-        out.append(ab)
     out.append(_cheaper_but_slower(df))
     return out[:5]
 
@@ -204,25 +202,6 @@ def _bottleneck(df: pd.DataFrame) -> str | None:
         return None
     b = b[b["label"] == LEAD] if LEAD in set(b["label"]) else b
     r = b.assign(inference=b["mode"] == "inference").sort_values(["cases", "inference", "times"]).iloc[-1]
-    return (f"Where the time goes, {r['mode']} on {_name(r['env'])}: the {r['stage']} stage is the bottleneck in "
-            f"{r['times']} of {r['cases']} {_label(r['label'])} cases, taking {r['time_share']:.0%} of the step's "
-            f"time for {r['flop_share']:.0%} of its FLOPs.")
-
-
-def _upgrade(comparisons: list[dict]) -> str | None:
-    """The newest paired A/B comparison between two PyTorch installs (calibrations left out)."""
-    real = [c for c in comparisons if not c["calibration"]]
-    if not real:
-        return None
-    c = max(real, key=lambda c: c["header"].started)
-    s, h = c["summary"], c["header"]
-    a = h.a.environment
-    text = (f"{side_label(h.b)} against {side_label(h.a)} on {a['machine']} ({a['device']}, {h.threads} thread"
-            f"{'s' if h.threads != 1 else ''}), paired block by block: {s['b_slower']} of {s['compared']} cases "
-            f"slower, {s['b_faster']} faster; the median case's interval is ±{100 * s['median_mdc']:.1f} %.")
-    control = c.get("control")
-    if control is not None:
-        text += (f" Its in-run control: {control.flagged} false flags in {control.cases} cases, bias "
-                 f"{control.bias:.3f} [{control.bias_low:.3f}–{control.bias_high:.3f}]"
-                 + (f"; {s['withheld']} flags within it withheld." if s["withheld"] else "."))
-    return text
+    return (f"Where the time goes on {_name(r['env'])} ({r['setting']}): the {r['stage']} stage is the bottleneck "
+            f"in {r['times']} of {r['cases']} {_label(r['label'])} cases, taking a median {r['time_share']:.0%} of "
+            f"the step's time for {r['flop_share']:.0%} of its FLOPs.")
