@@ -1,4 +1,4 @@
-"""`sepbench` command line: run, ab, cost, list, env, show, merge, timercheck, crosscheck, report.
+"""`sepbench` command line: run, ab, model, cost, list, env, show, merge, timercheck, crosscheck, report.
 
 Bad input of any kind ends with one line on stderr and exit code 2, never a traceback. An
 interrupted run (Ctrl-C, SIGTERM) keeps every finished case and says how to resume.
@@ -644,6 +644,66 @@ def show(results: tuple[Path, ...]) -> None:
         _fail(f"damaged results: {damaged[0]}{more}")
     if not len(df):
         _fail(f"no results found in {', '.join(map(str, results or ['results']))}")
+
+
+def _input_shape(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int, int, int] | None:
+    if value is None:
+        return None
+    parts = value.split(",")
+    if len(parts) != 4 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise click.BadParameter(f"{value!r}: give N,C,H,W, four positive integers (e.g. 1,3,224,224)")
+    n, c, h, w = (int(p) for p in parts)
+    if n * c * h * w > 2**31:
+        raise click.BadParameter(f"{value!r}: {n * c * h * w:,} elements is more than this command takes")
+    return n, c, h, w
+
+
+@cli.command()
+@click.argument("spec", metavar="SPEC")
+@click.option("--input", "input_shape", callback=_input_shape, metavar="N,C,H,W",
+              help="The input (default: what the model declares, else 1,3,224,224).")
+@click.option("--dtype", type=click.Choice(DTYPES), default="float32", show_default=True)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--mode", type=click.Choice(MODES), default="inference", show_default=True)
+@click.option("--threads", type=int, default=1, show_default=True, callback=_check_threads, metavar="N",
+              help="Intra-op threads, pinned to that many cores.")
+@click.option("--budget", type=Finite(min=0.1, max=24 * 60), default=10.0, show_default=True, metavar="MIN",
+              help="Wall time for the whole network in minutes, spread over its site shapes by their share of "
+                   "its conv time; a fifth is kept for timing the whole network with the swaps.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("results/local/models"), show_default=True, help="Directory for the results file.")
+@click.option("--resume", is_flag=True, help="Finish the newest interrupted run of this model and settings in --out.")
+def model(spec: str, input_shape: tuple[int, int, int, int] | None, dtype: str, device: str, mode: str,
+          threads: int, budget: float, out_dir: Path, resume: bool) -> None:
+    """Measure a real network layer by layer: every Conv2d as the network runs it, each against its
+    separable, grouped and spatially-separable candidates (paired, interleaved, on its real input), and
+    the whole network with the faster ones swapped in, against the sum of its layers. SPEC is
+    torchvision:NAME, timm:NAME, sepbench:NAME or package.module:factory; no weights are downloaded."""
+    from sepbench.measure.workload import require_device
+    from sepbench.model.measure import Settings
+    from sepbench.model.run import run as run_model
+    from sepbench.report.tables import model_table, network_line
+    from sepbench.store import ensure_writable, read_model
+
+    require_device(device)
+    ensure_writable(out_dir)
+    settings = Settings(device=device, dtype=dtype, mode=mode, threads=threads)
+    try:
+        path = run_model(spec, out_dir, input_shape=input_shape, s=settings, budget_s=budget * 60, resume=resume,
+                         say=lambda line: err.print(f"[dim]{line}…[/dim]", highlight=False))
+    except (torch_oom(), MemoryError):
+        raise SepbenchError(f"{spec} at {input_shape or 'its input'} does not fit in the {device}'s memory") from None
+    found = read_model(path)
+    out.print(model_table(found))
+    out.print(network_line(found), highlight=False)
+    out.print(f"→ {path}", highlight=False)
+
+
+def torch_oom() -> type[BaseException]:
+    """torch's out-of-memory error (imported only when a command measures)."""
+    import torch
+
+    return getattr(torch, "OutOfMemoryError", MemoryError)
 
 
 @cli.command()

@@ -12,7 +12,16 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    field_validator,
+    model_validator,
+)
 
 from sepbench.case import VARIANTS, Case, check
 from sepbench.errors import SepbenchError
@@ -349,3 +358,73 @@ class ABCaseRecord(_Strict):
             raise ValueError(f"{len(self.a_s)} A rounds, {len(self.b_s)} B rounds and {len(self.order)} orders: "
                              "the rounds are not paired")
         return self
+
+
+class ModelHeader(_Header):
+    """A network measured layer by layer (`sepbench model`): what was built, on what, and its census."""
+
+    kind: Literal["model"] = "model"
+    model_id: str
+    spec: str
+    input_shape: tuple[PositiveInt, PositiveInt, PositiveInt, PositiveInt]
+    dtype: Literal["float32", "bfloat16", "float16"]
+    device: str
+    mode: Literal["inference", "train"]
+    threads: PositiveInt
+    budget_s: PositiveFloat
+    environment: dict[str, Any]
+    census: list[dict[str, Any]]  # one `ConvLayer` per conv and input shape, in the order the network ran them
+
+
+class CandidateFigures(_Strict):
+    """One candidate of a site against the site as it is, timed interleaved with it."""
+
+    name: str
+    macs: NonNegativeInt
+    theory: PositiveFloat  # MACs of the site as it is / the candidate's
+    median_s: PositiveFloat
+    realized: PositiveFloat  # median time as it is / the candidate's (over sittings)
+    low: PositiveFloat | None = None  # 95 % interval over sittings
+    high: PositiveFloat | None = None
+
+
+class ModelSiteRecord(_Strict):
+    """A site of the network (a conv, or a depthwise conv and the pointwise conv after it) and every layer
+    with the same shapes, measured once: the site as it is and its candidates."""
+
+    kind: Literal["model_site"] = "model_site"
+    model_id: str
+    site: str  # its layers' names, " + "-joined; the first site of this shape in the network
+    layers: list[str]  # every layer name this measurement stands for (identical shapes)
+    shape: str  # the digest of the site's shapes: what makes two sites one workload
+    site_kind: str  # standard, depthwise + pointwise, pointwise, grouped, depthwise
+    calls: PositiveInt  # how often the network runs this shape in one pass
+    in_shape: tuple[PositiveInt, PositiveInt, PositiveInt, PositiveInt]
+    out_shape: tuple[PositiveInt, PositiveInt, PositiveInt, PositiveInt]
+    macs: NonNegativeInt  # one call of the site
+    status: Literal["ok", "failed", "no_candidate"]
+    reason: str | None = None
+    median_s: PositiveFloat | None = None  # the site as it is
+    candidates: list[CandidateFigures] = []
+    sittings: list[int] = []
+    seconds: float = 0.0
+    finished: str
+
+
+class ModelNetworkRecord(_Strict):
+    """The whole network as it is against the network with the recommended swaps, timed interleaved: does
+    the sum of the per-layer savings add up?"""
+
+    kind: Literal["model_network"] = "model_network"
+    model_id: str
+    swaps: dict[str, str]  # site (first layer's name) → the candidate put in its place
+    macs: NonNegativeInt
+    swapped_macs: NonNegativeInt
+    as_is_s: PositiveFloat
+    swapped_s: PositiveFloat
+    predicted_s: PositiveFloat  # as-is time minus the per-layer savings of the swapped sites
+    measured: PositiveFloat  # as_is_s / swapped_s, over sittings
+    low: PositiveFloat | None = None
+    high: PositiveFloat | None = None
+    sittings: list[int] = []
+    finished: str

@@ -31,7 +31,17 @@ from pydantic import BaseModel, ValidationError
 
 from sepbench import records, upgrade
 from sepbench.errors import SepbenchError
-from sepbench.records import ABCaseRecord, ABHeader, CaseRecord, RunEnd, RunHeader, SittingRecord
+from sepbench.records import (
+    ABCaseRecord,
+    ABHeader,
+    CaseRecord,
+    ModelHeader,
+    ModelNetworkRecord,
+    ModelSiteRecord,
+    RunEnd,
+    RunHeader,
+    SittingRecord,
+)
 
 # --------------------------------------------------------------------------------------------
 # Writing
@@ -61,7 +71,8 @@ class ResultsFile:
     record_kind = "case"  # a file holding no record of this kind is empty
 
     @classmethod
-    def create(cls, out_dir: Path, header: RunHeader | ABHeader, stem: str | None = None) -> ResultsFile:
+    def create(cls, out_dir: Path, header: RunHeader | ABHeader | ModelHeader,
+               stem: str | None = None) -> ResultsFile:
         """A new file named after the run (or `stem`) and the time, holding `header`."""
         out_dir = ensure_writable(Path(out_dir))
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -261,22 +272,32 @@ def _decoded(line: bytes) -> Any:
 
 
 AB_HEADER_START = b'{"kind":"ab"'  # how a comparison file's first line begins (`records._Header` puts kind first)
+MODEL_HEADER_START = b'{"kind":"model"'  # and a network's, measured layer by layer (`sepbench model`)
 
 
-def _is_ab_file(path: Path) -> bool:
-    """Whether the file's first line is an A/B comparison's header (read by `read_ab`, not `read_run`)."""
+def _kind_of(head: bytes) -> str:
+    """'ab', 'model' or 'run', from the start of a file's first line."""
+    if head.startswith(AB_HEADER_START + b","):
+        return "ab"
+    if head.startswith(MODEL_HEADER_START + b","):
+        return "model"
+    return "run"
+
+
+def file_kind(path: Path) -> str:
+    """Which reader a file is for: 'ab' (`read_ab`), 'model' (`read_model`) or 'run' (`read_run`)."""
     try:
         with open(path, "rb") as f:
-            head = f.read(256)
+            return _kind_of(f.read(256))
     except OSError:
-        return False
-    return head.startswith(AB_HEADER_START)
+        return "run"
 
 
 def results_files(paths: list[Path], kind: str = "run") -> tuple[list[Path], list[Problem]]:
     """Files given, plus every *.jsonl under the directories given; a directory or file that cannot
     be read is a Problem, never a silent gap. Only regular files are read. `kind` "run" gives the
-    run files (A/B comparison files found in a directory are left to `kind="ab"`), "ab" the others."""
+    run files (A/B comparison files found in a directory are left to `kind="ab"`, networks measured
+    layer by layer to `kind="model"`), "ab" and "model" those."""
     found: list[Path] = []
     problems: list[Problem] = []
 
@@ -298,7 +319,7 @@ def results_files(paths: list[Path], kind: str = "run") -> tuple[list[Path], lis
     for f in found:
         if not f.is_file():
             problems.append(Problem(f, 0, "not a regular file, not read"))
-        elif _is_ab_file(f) == (kind == "ab"):
+        elif file_kind(f) == kind:
             regular.append(f)
     return regular, problems
 
@@ -309,6 +330,35 @@ class ABFile:
     header: ABHeader | None
     records: list[ABCaseRecord]
     problems: list[Problem]
+
+
+@dataclass
+class ModelFile:
+    path: Path
+    header: ModelHeader | None
+    sites: list[ModelSiteRecord]
+    problems: list[Problem]
+    network: ModelNetworkRecord | None = None  # the add-up check, the file's last line once the run is done
+
+
+def _take_model_line(found: ModelFile, data: dict[str, Any], seen: set[str]) -> None:
+    kind = data.get("kind")
+    if kind == "model" and found.header is None:
+        found.header = ModelHeader.model_validate(data)
+    elif kind in ("model_site", "model_network") and found.header is not None:
+        record: ModelSiteRecord | ModelNetworkRecord = (
+            ModelSiteRecord.model_validate(data) if kind == "model_site" else ModelNetworkRecord.model_validate(data))
+        if record.model_id != found.header.model_id:
+            raise ValueError(f"record of model run {record.model_id}, but the header is {found.header.model_id}")
+        if isinstance(record, ModelNetworkRecord):
+            found.network = record
+        elif record.shape in seen:
+            raise ValueError(f"a second record of site shape {record.shape}, ignored")
+        else:
+            seen.add(record.shape)
+            found.sites.append(record)
+    else:
+        raise ValueError(f"unexpected line of kind {kind!r} in a model file")
 
 
 def _take_run_line(run: RunFile, data: dict[str, Any]) -> None:
@@ -351,21 +401,30 @@ def _take_ab_line(ab: ABFile, data: dict[str, Any], seen: set[str]) -> None:
         raise ValueError(f"unexpected line of kind {kind!r} in a comparison file")
 
 
-def read(path: Path, kind: str | None = None) -> RunFile | ABFile:
-    """Any sepbench results file: a run (or a shard of one), or an A/B comparison (`kind` "run" or "ab";
-    None: as its first line says). Every line is lifted from the file's schema version to this
-    sepbench's (`upgrade`) and validated; each line that fails is a Problem with its line number, the
-    rest still loads. A torn last line (an interrupted write) is a Problem marked as such."""
+def read(path: Path, kind: str | None = None) -> RunFile | ABFile | ModelFile:
+    """Any sepbench results file: a run (or a shard of one), an A/B comparison or a network measured layer
+    by layer (`kind` "run", "ab" or "model"; None: as its first line says). Every line is lifted from the
+    file's schema version to this sepbench's (`upgrade`) and validated; each line that fails is a Problem
+    with its line number, the rest still loads. A torn last line (an interrupted write) is a Problem marked as such."""
     path = Path(path)
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise SepbenchError(f"cannot read results file {path}: {exc.strerror}") from None
     if kind is None:
-        kind = "ab" if raw.startswith(AB_HEADER_START) else "run"
-    found: RunFile | ABFile = ABFile(path, None, [], []) if kind == "ab" else RunFile(path, None, [], [])
-    take: Callable[[Any, dict[str, Any]], None] = (
-        partial(_take_ab_line, seen=set()) if kind == "ab" else _take_run_line)
+        kind = _kind_of(raw[:256])
+    found: RunFile | ABFile | ModelFile
+    take: Callable[[dict[str, Any]], None]
+    seen: set[str] = set()
+    if kind == "ab":
+        ab = found = ABFile(path, None, [], [])
+        take = partial(_take_ab_line, ab, seen=seen)
+    elif kind == "model":
+        model = found = ModelFile(path, None, [], [])
+        take = partial(_take_model_line, model, seen=seen)
+    else:
+        run = found = RunFile(path, None, [], [])
+        take = partial(_take_run_line, run)
     lines = raw.split(b"\n")
     torn = lines[-1] != b""
     version, header = upgrade.SCHEMA_VERSION, None
@@ -379,9 +438,9 @@ def read(path: Path, kind: str | None = None) -> RunFile | ABFile:
             data = _decoded(line)
             if not isinstance(data, dict):
                 raise ValueError(f"unknown record kind None (expected a JSON object, got {type(data).__name__})")
-            if data.get("kind") in ("run", "ab") and found.header is None:
+            if data.get("kind") in ("run", "ab", "model") and found.header is None:
                 version, header = upgrade.version_of(data), data
-            take(found, upgrade.line(data, version, header))
+            take(upgrade.line(data, version, header))
         except (ValueError, ValidationError, RecursionError) as exc:
             found.problems.append(Problem(path, number, _reason(exc)))
     if isinstance(found, RunFile):
@@ -390,7 +449,8 @@ def read(path: Path, kind: str | None = None) -> RunFile | ABFile:
         measure = found.header.grid.get("measure", {}) if found.header else {}
         upgrade.finish_run(version, found.records, measure.get("unstable_threshold"))
     elif found.header is None:
-        raise SepbenchError(f"{path} is not a sepbench ab comparison file (no header line)")
+        what = "model" if isinstance(found, ModelFile) else "ab comparison"
+        raise SepbenchError(f"{path} is not a sepbench {what} file (no header line)")
     return found
 
 
@@ -406,6 +466,13 @@ def read_ab(path: Path) -> ABFile:
     ab = read(path, "ab")
     assert isinstance(ab, ABFile)  # what `read` makes of kind "ab"
     return ab
+
+
+def read_model(path: Path) -> ModelFile:
+    """One network measured layer by layer (`read`, as a model file)."""
+    found = read(path, "model")
+    assert isinstance(found, ModelFile)  # what `read` makes of kind "model"
+    return found
 
 
 def _flatten(run: RunFile, record: CaseRecord) -> dict[str, Any]:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -103,6 +105,9 @@ def _zoo(spec: str, name: str) -> Network:
 
 
 def _factory(spec: str, path: str, attr: str) -> Network:
+    """A user's factory, imported as `python -m` would find it: from the current folder first."""
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(path)
     except ImportError as exc:

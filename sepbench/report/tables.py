@@ -13,12 +13,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from sepbench.case import Case
-from sepbench.records import ABHeader, ABSide, Attribution, RunEnd
+from sepbench.records import ABHeader, ABSide, Attribution, CandidateFigures, ModelSiteRecord, RunEnd
 from sepbench.theory import Cost
 
 if TYPE_CHECKING:
     from sepbench.ab.stats import Control  # annotations only: the statistics import scipy
     from sepbench.measure.peaks import Peaks  # annotations only: peaks import torch
+    from sepbench.store import ModelFile
 
 UNSTABLE_MARK = "⚠"  # the speedup a run reports is not steady
 DRIFT_MARK = "~"  # the raw block times drifted (pairing cancels it)
@@ -355,3 +356,62 @@ def attribution_table(att: Attribution, step_flops: int, title: str, timer_s: fl
     if timer_s:
         table.add_row("timer median", "", fmt_time(timer_s), f"parts {att.total_s / timer_s - 1:+.0%}", "", "", "")
     return table
+
+
+def _candidate_line(c: CandidateFigures) -> str:
+    interval = f" [{c.low:.2f}–{c.high:.2f}]" if c.low is not None and c.high is not None else ""
+    return f"{c.name}: {c.theory:.2f}× → {c.realized:.2f}×{interval}"
+
+
+def network_line(found: ModelFile) -> str:
+    """The add-up check in one line: theory ×, predicted ×, measured × with its interval, and the gap."""
+    n = found.network
+    if n is None:
+        return "the whole network was not timed yet (interrupted: --resume finishes it)"
+    if not n.swaps:
+        return (f"no site is surely faster with a candidate: nothing swapped; the network as it is takes "
+                f"{fmt_time(n.as_is_s)}")
+    gap = n.swapped_s / n.predicted_s
+    gap_range = (f" [{n.as_is_s / n.high / n.predicted_s:.3f}–{n.as_is_s / n.low / n.predicted_s:.3f}]"
+                 if n.low and n.high else "")
+    swaps = f"{len(n.swaps)} swap{'s' if len(n.swaps) != 1 else ''}"
+    return (f"network with {swaps}: theory {n.macs / n.swapped_macs:.2f}×, predicted "
+            f"{n.as_is_s / n.predicted_s:.2f}×, measured {n.measured:.2f}×"
+            + (f" [{n.low:.2f}–{n.high:.2f}]" if n.low and n.high else "")
+            + f"; measured / predicted time {gap:.3f}{gap_range}"
+            + ("" if abs(gap - 1) <= 0.10 else " — outside ±10 %: the network is not the sum of its layers here "
+               "(fusion, layout or cache effects between them)"))
+
+
+def model_table(found: ModelFile) -> Table:
+    """One row per conv site in network order: its share of the network's time, each candidate's theory ×
+    → realized × [95 % interval], and the verdict (swap / keep / slower)."""
+    from sepbench.model.measure import verdict
+
+    header = found.header
+    assert header is not None
+    rows: dict[str, tuple[list[str], ModelSiteRecord]] = {}  # a site's first layer → its layers and record
+    for r in found.sites:
+        size = 2 if r.site_kind == "depthwise + pointwise" else 1
+        for i in range(0, len(r.layers), size):
+            rows[r.layers[i]] = (r.layers[i:i + size], r)
+    total = found.network.as_is_s if found.network else sum((r.median_s or 0) * r.calls for r in found.sites)
+    view = _table(f"{header.spec} at {'×'.join(map(str, header.input_shape))}, {header.dtype} {header.mode}, "
+                  f"{header.environment.get('machine', '?')} · {header.device} · torch "
+                  f"{header.environment.get('torch', '?')} · {header.threads} thr",
+                  ["layer", "kind", "input → output", "share of time", "candidate: theory × → realized × [95 %]",
+                   "verdict"], left=("layer", "kind", "input → output", "candidate: theory × → realized × [95 %]",
+                                     "verdict"))
+    for layer in header.census:
+        if layer["name"] not in rows:
+            continue
+        names, r = rows.pop(layer["name"])
+        decision, best = verdict(r)
+        if best is not None and best.name == "full_conv":  # the separable design against its full conv
+            decision = (f"separable saves {1 / best.realized:.1f}×" if decision == "slower" else
+                        "full conv faster" if decision == "swap" else "keep")
+        share = (r.median_s or 0) / total if total else 0
+        lines = "\n".join(_candidate_line(c) for c in r.candidates) or (r.reason or r.status)
+        view.add_row(" + ".join(names), r.site_kind, f"{'×'.join(map(str, r.in_shape[1:]))} → "
+                     f"{'×'.join(map(str, r.out_shape[1:]))}", f"{share:.1%}", lines, decision)
+    return view

@@ -1,0 +1,182 @@
+"""Timing a network's conv sites against their candidates, and the whole network against itself with the
+recommended swaps.
+
+Each distinct site shape is measured once, for every layer that has it: the site as it is and each
+candidate, built fresh for every sitting (random weights, a fresh input of the site's real shape),
+timed in interleaved rounds, until every candidate's interval over sittings is within ±target or the
+site's share of the budget is spent (`timer.measure_sittings`, the stopping rule of `sepbench run`).
+A site's share is its share of the network's estimated conv time (one calibrated block per shape).
+
+The add-up check times the network as it is and the network with the swaps in one process, in
+interleaved rounds and sittings, and sets the measured ratio beside the prediction from the per-layer
+medians: the network's time less, for each swapped site, its calls × (time as it is − the candidate's).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import torch
+from torch import nn
+
+from sepbench.measure.timer import Sitting, Timing, calibrate, measure_interleaved, measure_sittings, synchronizer
+from sepbench.model.candidates import Site, as_is, macs
+from sepbench.records import CandidateFigures, ModelNetworkRecord, ModelSiteRecord
+from sepbench.speedup import realized_speedup
+
+AS_IS = "as is"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How a model run times: on what, and how hard it looks at each site."""
+
+    device: str = "cpu"
+    dtype: str = "float32"
+    mode: str = "inference"
+    threads: int = 1
+    block_time: float = 0.01
+    warmup_time: float = 0.05
+    target: float = 0.03
+    sitting_rounds: int = 2
+    min_sittings: int = 6
+    max_rounds: int = 200
+
+
+def _step(module: nn.Module, shape: tuple[int, ...], s: Settings, seed: int) -> Callable[[], None]:
+    """One call as the network would make it: a forward under no_grad, or forward + backward with the
+    input requiring grad (any layer but the first does), gradients accumulating in place."""
+    dtype = getattr(torch, s.dtype)
+    gen = torch.Generator(device=s.device).manual_seed(seed)
+    module = module.to(device=s.device, dtype=dtype)
+    x = torch.randn(shape, generator=gen, device=s.device, dtype=dtype)
+    if s.mode == "train":
+        module.train()
+        x.requires_grad_(True)
+        with torch.no_grad():
+            out = module(x)
+        grad = torch.randn(out.shape, generator=gen, device=s.device, dtype=dtype)
+
+        def train() -> None:
+            module(x).backward(grad)
+
+        return train
+    module.eval()
+
+    def infer() -> None:
+        with torch.no_grad():
+            module(x)
+
+    return infer
+
+
+def per_call(site: Site, s: Settings) -> float:
+    """A quick estimate of the site's time per call as it is: the best of three calibrated blocks."""
+    step = _step(as_is(site), site.in_shape, s, seed=0)
+    sync = synchronizer(s.device)
+    step()
+    number = calibrate(step, sync, s.block_time)
+    from sepbench.measure.timer import time_block
+
+    return min(time_block(step, sync, number) for _ in range(3))
+
+
+def _sitting(builders: Mapping[str, Callable[[], nn.Module]], shape: tuple[int, ...], s: Settings) -> Sitting:
+    sittings = 0
+
+    def sit(rounds: int, numbers: Mapping[str, int] | None, first_round: int) -> dict[str, Timing]:
+        nonlocal sittings
+        sittings += 1
+        torch.manual_seed(sittings)
+        fns = {name: _step(make(), shape, s, seed=sittings) for name, make in builders.items()}
+        return measure_interleaved(fns, synchronizer(s.device), min_run_time=0.0, min_rounds=rounds,
+                                   max_rounds=rounds, block_time=s.block_time,
+                                   warmup_time=s.block_time if numbers else s.warmup_time, threads=s.threads,
+                                   cpu_bound=s.device != "cuda", numbers=numbers, first_round=first_round)
+
+    return sit
+
+
+def _timed(builders: Mapping[str, Callable[[], nn.Module]], shape: tuple[int, ...], s: Settings,
+           allowance: float) -> dict[str, Timing]:
+    return measure_sittings(_sitting(builders, shape, s), baseline=AS_IS, target=s.target, allowance=allowance,
+                            sitting_rounds=s.sitting_rounds, min_sittings=s.min_sittings, max_rounds=s.max_rounds)
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def measure_site(model_id: str, site: Site, layers: list[str], calls: int, shape: str,
+                 builders: Mapping[str, Callable[[], nn.Module]], s: Settings, allowance: float) -> ModelSiteRecord:
+    """The site as it is and each candidate, interleaved, on the site's real input shape."""
+    started = time.monotonic()
+    base = dict(model_id=model_id, site=site.name, layers=layers, shape=shape, site_kind=site.kind, calls=calls,
+                in_shape=site.in_shape, out_shape=site.out_shape, macs=site.macs)
+    if not builders:
+        return ModelSiteRecord(**base, status="no_candidate", finished=now(),
+                               reason="no candidate for this site (its padding is not zeros, or cannot be told)")
+    try:
+        timings = _timed({AS_IS: lambda: as_is(site), **builders}, site.in_shape, s, allowance)
+    except (RuntimeError, MemoryError) as exc:  # a candidate the backend refuses, or out of memory
+        return ModelSiteRecord(**base, status="failed", reason=f"{type(exc).__name__}: {exc}".splitlines()[0],
+                               seconds=time.monotonic() - started, finished=now())
+    ref = timings[AS_IS]
+    figures = []
+    for name, make in builders.items():
+        t = timings[name]
+        speed = realized_speedup(ref.times, t.times, ref.sittings)
+        cost = macs(make(), site.in_shape)
+        figures.append(CandidateFigures(name=name, macs=cost, theory=site.macs / cost if cost else 1.0,
+                                        median_s=t.median, realized=speed.ratio, low=speed.low, high=speed.high))
+    return ModelSiteRecord(**base, status="ok", median_s=ref.median, candidates=figures,
+                           sittings=ref.sittings or [len(ref.times)], seconds=time.monotonic() - started,
+                           finished=now())
+
+
+def verdict(record: ModelSiteRecord) -> tuple[str, CandidateFigures | None]:
+    """swap (the fastest candidate's whole interval above 1×), slower (every candidate's below), or keep."""
+    if record.status != "ok" or not record.candidates:
+        return "keep", None
+    best = max(record.candidates, key=lambda c: c.realized)
+    if best.low is not None and best.low > 1:
+        return "swap", best
+    if all(c.high is not None and c.high < 1 for c in record.candidates):
+        return "slower", best
+    return "keep", best
+
+
+def swapped(model: nn.Module, replacements: Mapping[str, nn.Module]) -> nn.Module:
+    """A copy of the network with each named conv replaced by its module (module replacement: the
+    parent's attribute, or a ModuleList's entry, set to the new module)."""
+    model = copy.deepcopy(model)
+    for name, module in replacements.items():
+        parent_name, _, attr = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, attr, module)
+    return model
+
+
+def network_check(model_id: str, model: nn.Module, replacements: Mapping[str, nn.Module], swaps: dict[str, str],
+                  shape: tuple[int, ...], saved_s: float, s: Settings, allowance: float) -> ModelNetworkRecord:
+    """The network as it is against the network with the swaps, interleaved in rounds and sittings; the
+    prediction subtracts the per-layer savings (`saved_s`: Σ calls × (as it is − candidate)) from the
+    measured as-is time."""
+    changed = swapped(model, replacements)
+    from sepbench.model.census import census, network_macs
+
+    with torch.device("meta"):
+        before = network_macs(census(copy.deepcopy(model).to("meta"), torch.empty(shape)))
+        after = network_macs(census(copy.deepcopy(changed).to("meta"), torch.empty(shape)))
+    timings = _timed({AS_IS: lambda: copy.deepcopy(model), "swapped": lambda: copy.deepcopy(changed)}, shape, s,
+                     allowance)
+    ref, new = timings[AS_IS], timings["swapped"]
+    speed = realized_speedup(ref.times, new.times, ref.sittings)
+    predicted = max(ref.median - saved_s, 1e-12)
+    return ModelNetworkRecord(model_id=model_id, swaps=swaps, macs=before, swapped_macs=after, as_is_s=ref.median,
+                              swapped_s=new.median, predicted_s=predicted, measured=speed.ratio, low=speed.low,
+                              high=speed.high, sittings=ref.sittings or [len(ref.times)], finished=now())

@@ -1,0 +1,139 @@
+"""`sepbench model`: a network from its name to a results file, site by site, resumable.
+
+The census runs once on the real input; its sites are grouped by shape (one measurement serves every
+layer of that shape); the budget is spread over the shapes by their share of the network's estimated
+conv time, with a part kept for the add-up check. Each shape's record is appended (fsync'd) as soon as
+it is measured, so a run killed at any moment resumes with `--resume` where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from sepbench.budget import Budget
+from sepbench.errors import SepbenchError
+from sepbench.measure.environment import fingerprint
+from sepbench.measure.timer import cores_for, intra_op_threads, pinned
+from sepbench.model import spec as specs
+from sepbench.model.candidates import Site, candidates, sites
+from sepbench.model.census import census
+from sepbench.model.measure import Settings, measure_site, network_check, now, per_call, verdict
+from sepbench.records import ModelHeader, ModelNetworkRecord
+from sepbench.store import ModelFile, ResultsFile, file_kind, read_model
+
+NETWORK_SHARE = 0.2  # of the budget, kept for the add-up check
+
+
+class ModelResultsFile(ResultsFile):
+    record_kind = "model_site"
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def shapes(found: list[Site]) -> dict[str, list[Site]]:
+    """The sites grouped by shape, in network order of each shape's first site, keyed by a digest."""
+    groups: dict[str, list[Site]] = {}
+    for site in found:
+        groups.setdefault(_digest(repr(site.shape_key)), []).append(site)
+    return groups
+
+
+def _resumable(out: Path, header: ModelHeader) -> ModelFile | None:
+    """The newest model file in `out`, if it measured this very network and settings; refused otherwise."""
+    files = sorted((p for p in out.glob("*.jsonl") if file_kind(p) == "model"), key=lambda p: p.stat().st_mtime)
+    if not files:
+        return None
+    last = read_model(files[-1])
+    if last.header is None or last.header.grid_digest != header.grid_digest:
+        what = f"{last.header.spec} at {'×'.join(map(str, last.header.input_shape))}" if last.header else "?"
+        raise SepbenchError(f"--resume: the newest model file in {out} ({files[-1].name}) measured {what} under "
+                            "other settings, not this run; give another --out or leave out --resume")
+    return last
+
+
+DEFAULT = Settings()
+
+
+def run(spec: str, out: Path, *, input_shape: tuple[int, int, int, int] | None = None, s: Settings = DEFAULT,
+        budget_s: float = 600.0, resume: bool = False, say: Callable[[str], None] = lambda _: None) -> Path:
+    """Measure the network `spec` names, site by site, then the add-up check; return the results file."""
+    with torch.device(s.device):
+        net = specs.resolve(spec)
+    shape = input_shape or net.input_shape
+    dtype = getattr(torch, s.dtype)
+    module = net.module.to(device=s.device, dtype=dtype).eval()
+    layers = census(module, torch.randn(shape, device=s.device, dtype=dtype))
+    found = sites(layers)
+    groups = shapes(found)
+    settings = {"spec": spec, "input": list(shape), **asdict(s)}
+    header = ModelHeader(
+        grid_name="model", grid_digest=_digest(json.dumps(settings, sort_keys=True) + repr(layers)),
+        grid={"grid": {}, "measure": asdict(s)}, started=now(), model_id=uuid.uuid4().hex[:12], spec=spec,
+        input_shape=shape, dtype=s.dtype, device=s.device, mode=s.mode, threads=s.threads, budget_s=budget_s,
+        environment=fingerprint(s.device, s.threads), census=[asdict(layer) for layer in layers])
+    done: set[str] = set()
+    results: ResultsFile
+    previous = _resumable(Path(out), header) if resume else None
+    if previous is not None and previous.header is not None:
+        header = previous.header
+        done = {r.shape for r in previous.sites}
+        results = ModelResultsFile(previous.path)
+        results.lock()
+        results.repair_tail()
+        if previous.network is not None:
+            say(f"{previous.path.name} is complete")
+            return previous.path
+    else:
+        stem = f"model-{spec.replace(':', '-')}-{s.device}-{header.environment['machine']}-torch" \
+               f"{header.environment['torch']}"
+        results = ModelResultsFile.create(Path(out), header, stem=stem)
+    budget = Budget(budget_s * (1 - NETWORK_SHARE))
+    try:
+        with pinned(cores_for(s.threads)), intra_op_threads(s.threads):
+            pending = {k: g for k, g in groups.items() if k not in done}
+            say(f"estimating {len(pending)} site shapes")
+            weight = {k: per_call(g[0], s) * sum(site.first.calls for site in g) for k, g in pending.items()}
+            for i, (key, group) in enumerate(pending.items(), start=1):
+                share = weight[key] / max(sum(weight[k] for k in list(pending)[i - 1:]), 1e-12)
+                site = group[0]
+                say(f"site {i}/{len(pending)}: {site.name} ({site.kind}, {'×'.join(map(str, site.in_shape))})")
+                record = measure_site(header.model_id, site, [x.name for g in group for x in g.layers],
+                                      sum(x.first.calls for x in group), key, candidates(site), s,
+                                      budget.left() * share)
+                results.append(record)
+            file = read_model(results.path)
+            say("the whole network, as it is and with the swaps")
+            results.append(_network(header.model_id, module, found, groups, file, shape, s,
+                                    max(budget.left() + budget_s * NETWORK_SHARE, 1.0)))
+    finally:
+        results.unlock()
+    return results.path
+
+
+def _network(model_id: str, module: torch.nn.Module, found: list[Site], groups: dict[str, list[Site]],
+             file: ModelFile, shape: tuple[int, ...], s: Settings, allowance: float) -> ModelNetworkRecord:
+    """The add-up check with every single-conv site whose best candidate is surely faster swapped."""
+    by_shape = {r.shape: r for r in file.sites}
+    replacements, swaps, saved = {}, {}, 0.0
+    for key, group in groups.items():
+        record = by_shape.get(key)
+        if record is None:
+            continue
+        decision, best = verdict(record)
+        if decision != "swap" or best is None or len(group[0].layers) != 1 or record.median_s is None:
+            continue
+        for site in group:
+            make = candidates(site)[best.name]
+            replacements[site.first.name] = make()
+            swaps[site.first.name] = best.name
+            saved += site.first.calls * (record.median_s - best.median_s)
+    return network_check(model_id, module, replacements, swaps, shape, saved, s, allowance)
