@@ -307,19 +307,31 @@ def cost(variant: str, c_out: int | None, layers: bool, **knobs: Any) -> None:
 
 
 @cli.command()
-@click.argument("variant", metavar="VARIANT")
+@click.argument("variant", metavar="VARIANT", required=False)
 @_case_options
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @THREADS
 @click.option("--results", "paths", multiple=True, type=click.Path(exists=True, path_type=Path),
               help="Results files or folders to look in (repeatable; default: results/).")
 @click.option("--measure", is_flag=True, help="Measure and profile the case now, even where results have it.")
-def explain(variant: str, c_out: int | None, device: str, threads: int | None, paths: tuple[Path, ...],
-            measure: bool, **knobs: Any) -> None:
+@click.option("--model", "model_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A `sepbench model` results file: explain one of its layers (--layer) instead of a case.")
+@click.option("--layer", help="With --model: the layer's name in the network, e.g. layer3.1.conv2.")
+def explain(variant: str | None, c_out: int | None, device: str, threads: int | None, paths: tuple[Path, ...],
+            measure: bool, model_file: Path | None, layer: str | None, **knobs: Any) -> None:
     """Where one case's time goes, stage by stage: from the results that have it (newest per machine,
-    torch and device), or measured and profiled on the spot when none do."""
+    torch and device), or measured and profiled on the spot when none do. With --model and --layer, one
+    layer of a network measured by `sepbench model`: its shapes, its candidates' theory and realized ×,
+    and each candidate's time stage by stage, timed now on the layer's real input."""
     from sepbench.report.tables import attribution_table
 
+    if model_file is not None or layer is not None:
+        if model_file is None or layer is None or variant is not None:
+            raise SepbenchError("explain a model's layer with --model FILE --layer NAME (and no VARIANT)")
+        _explain_layer(model_file, layer, threads or 1)
+        return
+    if variant is None:
+        raise SepbenchError("give a VARIANT (see `sepbench list`), or --model FILE --layer NAME")
     if variant not in VARIANTS:
         raise SepbenchError(f"unknown variant {variant!r}; valid: {', '.join(VARIANTS)}")
     knobs["c_out"] = knobs["c_in"] if c_out is None else c_out
@@ -338,6 +350,28 @@ def explain(variant: str, c_out: int | None, device: str, threads: int | None, p
                                 timer_s))
     out.print(f"bottleneck: {att.bottleneck} (◀). Times are per step, profiler cost taken off; achieved against "
               "this machine's measured peaks.", style="dim", markup=False)
+
+
+def _explain_layer(path: Path, layer: str, threads: int) -> None:
+    """One layer of a measured network: its record, then its candidates stage by stage, timed now."""
+    import difflib
+
+    from sepbench.measure.timer import cores_for, intra_op_threads, pinned
+    from sepbench.model.explain import stage_times
+    from sepbench.report.tables import layer_table, stages_table
+    from sepbench.store import read_model
+
+    found = read_model(path)
+    names = [name for r in found.sites for name in r.layers]
+    record = next((r for r in found.sites if layer in r.layers), None)
+    if found.header is None or record is None:
+        close = difflib.get_close_matches(layer, names, n=4, cutoff=0.5)
+        raise SepbenchError(f"{path.name} has no measured layer {layer!r}"
+                            + (f"; close matches: {', '.join(close)}" if close else ""))
+    out.print(layer_table(found, record, layer))
+    with pinned(cores_for(threads)), intra_op_threads(threads):
+        times = stage_times(found, record, threads)
+    out.print(stages_table(times, f"{layer}: each stage timed alone on its real input, now"))
 
 
 def _explain_from_results(case: Case, paths: list[Path]) -> int:

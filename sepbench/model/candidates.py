@@ -145,6 +145,15 @@ def candidates(site: Site) -> dict[str, Callable[[], nn.Module]]:
     return out
 
 
+def why_none(site: Site) -> str:
+    """Why `candidates` has nothing for a site."""
+    if any(layer.padding is None or layer.padding_mode != "zeros" for layer in site.layers):
+        return "no candidate: its padding is not zeros, or cannot be told from its shapes"
+    if site.kind == "grouped":
+        return "no candidate: a grouped conv is already one (its dense and depthwise forms are not proposed)"
+    return "no candidate for this site"
+
+
 def macs(module: nn.Module, in_shape: tuple[int, int, int, int]) -> int:
     """A candidate's MACs, counted by the census on the meta device (no memory, no time)."""
     with torch.device("meta"):

@@ -135,6 +135,8 @@ def census(model: nn.Module, example: torch.Tensor) -> list[ConvLayer]:
         with torch.no_grad():
             model(example)
     except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        if out_of_memory(exc):
+            raise
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise SepbenchError(f"the model rejects an input of shape {tuple(example.shape)}: {first}") from None
     finally:
@@ -143,6 +145,14 @@ def census(model: nn.Module, example: torch.Tensor) -> list[ConvLayer]:
     if not found:
         raise SepbenchError(f"{type(model).__name__} has Conv2d modules but its forward called none of them")
     return list(found.values())
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether an error is the device running out of memory (torch raises it as a RuntimeError on a CPU)."""
+    if isinstance(exc, (MemoryError, getattr(torch, "OutOfMemoryError", MemoryError))):
+        return True
+    text = str(exc).lower()
+    return "allocate" in text and "memory" in text
 
 
 def network_macs(layers: Sequence[ConvLayer]) -> int:

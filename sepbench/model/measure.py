@@ -24,9 +24,10 @@ import torch
 from torch import nn
 
 from sepbench.measure.timer import Sitting, Timing, calibrate, measure_interleaved, measure_sittings, synchronizer
-from sepbench.model.candidates import Site, as_is, macs
+from sepbench.model.candidates import Site, as_is, macs, why_none
 from sepbench.records import CandidateFigures, ModelNetworkRecord, ModelSiteRecord
 from sepbench.speedup import realized_speedup
+from sepbench.store import ModelFile
 
 AS_IS = "as is"
 
@@ -118,8 +119,7 @@ def measure_site(model_id: str, site: Site, layers: list[str], calls: int, shape
     base = dict(model_id=model_id, site=site.name, layers=layers, shape=shape, site_kind=site.kind, calls=calls,
                 in_shape=site.in_shape, out_shape=site.out_shape, macs=site.macs)
     if not builders:
-        return ModelSiteRecord(**base, status="no_candidate", finished=now(),
-                               reason="no candidate for this site (its padding is not zeros, or cannot be told)")
+        return ModelSiteRecord(**base, status="no_candidate", finished=now(), reason=why_none(site))
     try:
         timings = _timed({AS_IS: lambda: as_is(site), **builders}, site.in_shape, s, allowance)
     except (RuntimeError, MemoryError) as exc:  # a candidate the backend refuses, or out of memory
@@ -148,6 +148,33 @@ def verdict(record: ModelSiteRecord) -> tuple[str, CandidateFigures | None]:
     if all(c.high is not None and c.high < 1 for c in record.candidates):
         return "slower", best
     return "keep", best
+
+
+def site_rows(found: ModelFile) -> list[dict]:
+    """One row per site of a measured network, in network order (identical shapes repeat their one
+    measurement): its layers, kind, shapes, share of the network's time, candidates, verdict and best
+    candidate; for a depthwise site, whose candidate is its full conv, what the separable design saves."""
+    header = found.header
+    assert header is not None
+    by_first: dict[str, tuple[list[str], ModelSiteRecord]] = {}
+    for r in found.sites:
+        size = 2 if r.site_kind == "depthwise + pointwise" else 1
+        for i in range(0, len(r.layers), size):
+            by_first[r.layers[i]] = (r.layers[i:i + size], r)
+    total = found.network.as_is_s if found.network else sum((r.median_s or 0) * r.calls for r in found.sites)
+    rows = []
+    for layer in header.census:
+        if layer["name"] not in by_first:
+            continue
+        names, r = by_first.pop(layer["name"])
+        decision, best = verdict(r)
+        if best is not None and best.name == "full_conv":
+            decision = (f"separable saves {1 / best.realized:.1f}×" if decision == "slower" else
+                        "full conv faster" if decision == "swap" else "keep")
+        rows.append({"site": " + ".join(names), "kind": r.site_kind, "record": r, "in_shape": r.in_shape,
+                     "out_shape": r.out_shape, "share": (r.median_s or 0) / total if total else 0.0,
+                     "verdict": decision, "best": best})
+    return rows
 
 
 def swapped(model: nn.Module, replacements: Mapping[str, nn.Module]) -> nn.Module:

@@ -23,7 +23,7 @@ from sepbench.measure.environment import fingerprint
 from sepbench.measure.timer import cores_for, intra_op_threads, pinned
 from sepbench.model import spec as specs
 from sepbench.model.candidates import Site, candidates, sites
-from sepbench.model.census import census
+from sepbench.model.census import census, out_of_memory
 from sepbench.model.measure import Settings, measure_site, network_check, now, per_call, verdict
 from sepbench.records import ModelHeader, ModelNetworkRecord
 from sepbench.store import ModelFile, ResultsFile, file_kind, read_model
@@ -70,8 +70,15 @@ def run(spec: str, out: Path, *, input_shape: tuple[int, int, int, int] | None =
         net = specs.resolve(spec)
     shape = input_shape or net.input_shape
     dtype = getattr(torch, s.dtype)
-    module = net.module.to(device=s.device, dtype=dtype).eval()
-    layers = census(module, torch.randn(shape, device=s.device, dtype=dtype))
+    try:
+        module = net.module.to(device=s.device, dtype=dtype).eval()
+        layers = census(module, torch.randn(shape, device=s.device, dtype=dtype))
+    except (RuntimeError, MemoryError) as exc:
+        if not out_of_memory(exc):
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SepbenchError(f"{spec} at {'×'.join(map(str, shape))} does not fit in the {s.device}'s memory "
+                            f"({first})") from None
     found = sites(layers)
     groups = shapes(found)
     settings = {"spec": spec, "input": list(shape), **asdict(s)}

@@ -22,14 +22,14 @@ import jinja2
 from sepbench import __version__
 from sepbench.crosscheck import latest_pytest_benchmark_save
 from sepbench.errors import SepbenchError
-from sepbench.report import analysis, download, drawing, plots, sections
+from sepbench.report import analysis, download, drawing, modelruns, plots, sections
 from sepbench.report import comparisons as ab_files
 from sepbench.report.tables import UNSTABLE_MARK, fmt_bytes, fmt_count, fmt_time
 from sepbench.store import Problem, ensure_writable, load
 
 # Section ids, in page order: the browser test checks each is there.
 SECTIONS = ["summary", "overview", "grids", "theory-vs-realized", "roofline", "where-time-goes", "memory", "versions",
-            "networks", "feature-maps", "harnesses", "method"]
+            "networks", "models", "feature-maps", "harnesses", "method"]
 
 
 @dataclass
@@ -129,7 +129,8 @@ def _build(paths: list[Path], out: Path, folder: str, *, pytest_benchmark: Path 
         raise SepbenchError(f"no variant measured beside its baseline in {len(df)} records: a report compares "
                             "variants with their baselines, so it needs at least one such pair")
     comparisons, ab_problems = ab_files.load(paths)
-    problems = [*problems, *ab_problems]
+    model_runs, model_problems = modelruns.load(paths)
+    problems = [*problems, *ab_problems, *model_problems]
     out = ensure_writable(Path(out))
     # Each build draws into a folder of its own that the new page names. Swapping the page in is one
     # rename, so at every moment index.html points at a whole set of figures: the old page at the
@@ -137,7 +138,7 @@ def _build(paths: list[Path], out: Path, folder: str, *, pytest_benchmark: Path 
     img = ensure_writable(out / folder)
     plan = drawing.Plan(img, folder)
     step("deriving")
-    context = sections.plan_all(df, comparisons, plan)
+    context = {**sections.plan_all(df, comparisons, plan), **sections.models(model_runs, plan)}
     step("writing the data files")
     records_csv, columns_csv = download.write(df, img / "data")
     step(f"drawing {len(plan.jobs)} figures")

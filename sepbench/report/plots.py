@@ -606,3 +606,50 @@ def stage_shares(shares: pd.DataFrame, env: str, setting: str, path: Path) -> Pa
     ax.legend(unique.values(), unique.keys(), loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=TEXT, frameon=False,
               title="stage / overhead", title_fontsize=TEXT)
     return _save(fig, path)
+
+
+VERDICT_COLOURS = {"swap": "#0072B2", "slower": "#D55E00", "keep": "#9aa0a6"}
+
+
+def model_layers(rows: pd.DataFrame, title: str, path: Path) -> Path:
+    """A network site by site, in its order: each site's share of the network's time, coloured by verdict
+    and labelled with the best candidate's realized ×; beside it every candidate's theoretical against
+    realized × (y = x: all of the saving realized; below 1×: slower than the layer as it is)."""
+    sites = rows.drop_duplicates("order").sort_values("order")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, max(3.0, 0.22 * len(sites) + 1.4)),
+                                      gridspec_kw={"width_ratios": [1.3, 1]})
+    y = np.arange(len(sites))
+    colours = [VERDICT_COLOURS.get(v.split()[0], "#9aa0a6") for v in sites["verdict"]]
+    left.barh(y, sites["share"], color=colours, height=0.7)
+    best = rows[rows["best"]].set_index("order")
+    for yi, (order, share) in zip(y, zip(sites["order"], sites["share"], strict=True), strict=True):
+        if order in best.index:
+            b = best.loc[order]
+            left.text(share, yi, f" {b['candidate']} {b['realized']:.2f}×", va="center", fontsize=TEXT - 1)
+    left.set_yticks(y, [s if len(s) <= 34 else s[:33] + "…" for s in sites["site"]], fontsize=TEXT - 1)
+    left.invert_yaxis()
+    left.set_xlim(0, max(float(sites["share"].max()) * 1.6, 0.05))
+    left.xaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
+    left.set_xlabel("share of the network's time (as it is)", fontsize=TEXT + 1)
+    handles = [matplotlib.patches.Patch(color=c, label=v) for v, c in VERDICT_COLOURS.items()]
+    left.legend(handles=handles, loc="lower right", fontsize=TEXT, title="verdict", title_fontsize=TEXT)
+    measured = rows.dropna(subset=["theory", "realized"])
+    if len(measured):
+        families = sorted(measured["candidate"].str.split("(").str[0].unique())
+        palette = dict(zip(families, sns.color_palette("colorblind", len(families)), strict=True))
+        for family in families:
+            part = measured[measured["candidate"].str.split("(").str[0] == family]
+            right.scatter(part["theory"], part["realized"], s=16, alpha=0.8, color=palette[family], label=family)
+        lo = float(min(measured["theory"].min(), measured["realized"].min())) * 0.8
+        hi = float(max(measured["theory"].max(), measured["realized"].max())) * 1.25
+        right.set(xscale="log", yscale="log", xlim=(lo, hi), ylim=(lo, hi))
+        right.plot([lo, hi], [lo, hi], color="0.3", lw=1, ls="--")
+        right.axhline(1, color="#b3261e", lw=0.8, ls=":")
+        _times_axis(right.xaxis)
+        _times_axis(right.yaxis)
+        right.legend(fontsize=TEXT, loc="upper left")
+    right.set_xlabel("theoretical × (MACs as it is / candidate's)", fontsize=TEXT + 1)
+    right.set_ylabel("realized × (median times)", fontsize=TEXT + 1)
+    fig.suptitle(title, fontsize=TEXT + 2, x=0.01, ha="left")
+    fig.tight_layout()
+    return _save(fig, path)

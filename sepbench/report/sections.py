@@ -16,6 +16,7 @@ from sepbench.report import analysis, plots, summary, versions
 from sepbench.report import comparisons as ab_files
 from sepbench.report.comparisons import Comparison
 from sepbench.report.drawing import Figure, Plan
+from sepbench.report.modelruns import ModelRun
 from sepbench.report.tables import missing
 
 TOP = 15  # rows in the largest-regressions table
@@ -253,6 +254,17 @@ def networks(df: pd.DataFrame, plan: Plan) -> Section:
     figure = plan.figure("networks", plots.networks, net, speedup_span(df),
                          title="Networks against their full-conv twins") if len(net) else None
     return {"net": net, "networks": figure}
+
+
+def models(runs: list[ModelRun], plan: Plan) -> Section:
+    """A card per network measured layer by layer: its figure, its sites and the add-up check."""
+    for i, run in enumerate(runs):
+        rows = run.figure_rows()
+        if len(rows):
+            run.plot = plan.figure(f"model-{i}", plots.model_layers, rows, run.title,
+                                   title=f"Site by site: {run.title}",
+                                   alt=f"share of time and realized × per conv site of {run.title}")
+    return {"model_runs": runs}
 
 
 def plan_all(df: pd.DataFrame, comparisons: list[Comparison], plan: Plan) -> Section:

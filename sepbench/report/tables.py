@@ -19,6 +19,7 @@ from sepbench.theory import Cost
 if TYPE_CHECKING:
     from sepbench.ab.stats import Control  # annotations only: the statistics import scipy
     from sepbench.measure.peaks import Peaks  # annotations only: peaks import torch
+    from sepbench.model.explain import Stage
     from sepbench.store import ModelFile
 
 UNSTABLE_MARK = "⚠"  # the speedup a run reports is not steady
@@ -369,8 +370,10 @@ def network_line(found: ModelFile) -> str:
     if n is None:
         return "the whole network was not timed yet (interrupted: --resume finishes it)"
     if not n.swaps:
-        return (f"no site is surely faster with a candidate: nothing swapped; the network as it is takes "
-                f"{fmt_time(n.as_is_s)}")
+        interval = f" [{n.low:.3f}–{n.high:.3f}]" if n.low and n.high else ""
+        return (f"no single conv is surely faster with a candidate: nothing swapped; the network as it is takes "
+                f"{fmt_time(n.as_is_s)}, and against an unchanged copy reads {n.measured:.3f}×{interval} "
+                "(what the check reads when nothing changed)")
     gap = n.swapped_s / n.predicted_s
     gap_range = (f" [{n.as_is_s / n.high / n.predicted_s:.3f}–{n.as_is_s / n.low / n.predicted_s:.3f}]"
                  if n.low and n.high else "")
@@ -386,32 +389,52 @@ def network_line(found: ModelFile) -> str:
 def model_table(found: ModelFile) -> Table:
     """One row per conv site in network order: its share of the network's time, each candidate's theory ×
     → realized × [95 % interval], and the verdict (swap / keep / slower)."""
-    from sepbench.model.measure import verdict
+    from sepbench.model.measure import site_rows
 
     header = found.header
     assert header is not None
-    rows: dict[str, tuple[list[str], ModelSiteRecord]] = {}  # a site's first layer → its layers and record
-    for r in found.sites:
-        size = 2 if r.site_kind == "depthwise + pointwise" else 1
-        for i in range(0, len(r.layers), size):
-            rows[r.layers[i]] = (r.layers[i:i + size], r)
-    total = found.network.as_is_s if found.network else sum((r.median_s or 0) * r.calls for r in found.sites)
     view = _table(f"{header.spec} at {'×'.join(map(str, header.input_shape))}, {header.dtype} {header.mode}, "
                   f"{header.environment.get('machine', '?')} · {header.device} · torch "
                   f"{header.environment.get('torch', '?')} · {header.threads} thr",
                   ["layer", "kind", "input → output", "share of time", "candidate: theory × → realized × [95 %]",
                    "verdict"], left=("layer", "kind", "input → output", "candidate: theory × → realized × [95 %]",
                                      "verdict"))
-    for layer in header.census:
-        if layer["name"] not in rows:
-            continue
-        names, r = rows.pop(layer["name"])
-        decision, best = verdict(r)
-        if best is not None and best.name == "full_conv":  # the separable design against its full conv
-            decision = (f"separable saves {1 / best.realized:.1f}×" if decision == "slower" else
-                        "full conv faster" if decision == "swap" else "keep")
-        share = (r.median_s or 0) / total if total else 0
+    for row in site_rows(found):
+        r = row["record"]
         lines = "\n".join(_candidate_line(c) for c in r.candidates) or (r.reason or r.status)
-        view.add_row(" + ".join(names), r.site_kind, f"{'×'.join(map(str, r.in_shape[1:]))} → "
-                     f"{'×'.join(map(str, r.out_shape[1:]))}", f"{share:.1%}", lines, decision)
+        view.add_row(row["site"], row["kind"], f"{'×'.join(map(str, r.in_shape[1:]))} → "
+                     f"{'×'.join(map(str, r.out_shape[1:]))}", f"{row['share']:.1%}", lines, row["verdict"])
+    return view
+
+
+def layer_table(found: ModelFile, record: ModelSiteRecord, layer: str) -> Table:
+    """A measured layer: its shapes and calls, and each candidate's theory × → realized × and time."""
+    header = found.header
+    assert header is not None
+    entry = next(e for e in header.census if e["name"] == layer)
+    pads = entry["padding"]
+    title = (f"{layer} in {header.spec}: {'×'.join(map(str, entry['in_shape'][1:]))} → "
+             f"{'×'.join(map(str, entry['out_shape'][1:]))}, kernel {entry['kernel'][0]}×{entry['kernel'][1]}, "
+             f"stride {entry['stride'][0]}×{entry['stride'][1]}, padding {pads if pads is None else tuple(pads)}, "
+             f"groups {entry['groups']}, {entry['calls']} call(s); site {record.site} ({record.site_kind}), "
+             f"{len(record.layers)} layer(s) of this shape")
+    view = _table(title, ["candidate", "MACs", "theory ×", "time", "realized ×", "95 % interval"], left=("candidate",))
+    view.add_row("as is", fmt_count(record.macs), "1.00×", fmt_time(record.median_s) if record.median_s else "–",
+                 "1.00×", "")
+    for c in record.candidates:
+        view.add_row(c.name, fmt_count(c.macs), f"{c.theory:.2f}×", fmt_time(c.median_s), f"{c.realized:.2f}×",
+                     f"{c.low:.2f}–{c.high:.2f}" if c.low is not None and c.high is not None else "")
+    return view
+
+
+def stages_table(times: dict[str, list[Stage]], title: str) -> Table:
+    """Each module's stages, timed alone: time, share of the module's time, share of its MACs."""
+    view = _table(title, ["module", "stage", "kind", "time", "time share", "MAC share"],
+                  left=("module", "stage", "kind"))
+    for label, stages in times.items():
+        total_s = sum(s.seconds for s in stages) or 1.0
+        total_macs = sum(s.macs for s in stages) or 1
+        for i, s in enumerate(stages):
+            view.add_row(label if i == 0 else "", s.name, s.kind, fmt_time(s.seconds), f"{s.seconds / total_s:.0%}",
+                         f"{s.macs / total_macs:.0%}")
     return view
