@@ -57,7 +57,8 @@ def world(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPa
     monkeypatch.chdir(root)
     for target in ("sepbench.measure.runner.Runner.open", "sepbench.measure.explain.measure_case",
                    "sepbench.measure.peaks.measure_peaks", "sepbench.measure.timercheck.check_case",
-                   "sepbench.ab.driver.Comparison.open", "sepbench.report.page.build"):
+                   "sepbench.ab.driver.Comparison.open", "sepbench.report.page.build", "sepbench.model.run.run",
+                   "sepbench.model.explain.stage_times"):
         monkeypatch.setattr(target, _accept)
     yield root
 

@@ -183,3 +183,22 @@ def test_sites_pair_a_depthwise_conv_with_the_pointwise_conv_after_it() -> None:
     pairs = [s for s in found if s.kind == "depthwise + pointwise"]
     assert len(pairs) == 13 and [s.kind for s in found].count("standard") == 1  # the stem
     assert all(a.layers[1].in_shape == a.layers[0].out_shape for a in pairs)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v3_large", "efficientnet_b0"])
+def test_the_written_out_networks_agree_with_flopcounter(name: str) -> None:
+    """The committed networks (`benchmarks/networks.py`): the census total is FlopCounterMode's, exactly,
+    on the network as a whole and for every conv of it."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    net = spec.resolve(f"benchmarks.networks:{name}")
+    module = net.module.to("meta")
+    x = torch.empty(net.input_shape, device="meta")
+    layers = census(module, x)
+    counts = _flop_counts(module, x)
+    assert 2 * network_macs(layers) == counts["Global"]
+    top = type(module).__name__
+    for layer in layers:
+        assert 2 * layer.macs * layer.calls == counts[f"{top}.{layer.name}"], layer.name

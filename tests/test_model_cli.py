@@ -36,7 +36,7 @@ def _one_line_error(done: subprocess.CompletedProcess, expected: str) -> None:
 
 
 def test_a_network_measured_site_by_site(tmp_path: Path) -> None:
-    done = model("model_factories:odd", "--input", "1,3,40,40", "--budget", "0.3", "--out", tmp_path)
+    done = model("model_factories:odd", "--input", "1,3,40,40", "--budget", "0.2", "--out", tmp_path)
     assert done.returncode == 0, done.stderr
     [path] = list(tmp_path.glob("*.jsonl"))
     assert file_kind(path) == "model" and isinstance(read(path), type(read_model(path)))
@@ -113,7 +113,7 @@ def test_a_network_too_large_for_memory_is_one_line(monkeypatch: pytest.MonkeyPa
 
 
 def test_resume_of_another_model_is_refused(tmp_path: Path) -> None:
-    assert model("model_factories:odd", "--input", "1,3,24,24", "--budget", "0.2", "--out", tmp_path).returncode == 0
+    assert model("model_factories:odd", "--input", "1,3,24,24", "--budget", "0.1", "--out", tmp_path).returncode == 0
     _one_line_error(model("sepbench:xception_block", "--resume", "--out", tmp_path),
                     "--resume: the newest model file in")
     _one_line_error(model("model_factories:odd", "--input", "1,3,32,32", "--resume", "--out", tmp_path),
@@ -146,7 +146,7 @@ def test_killed_with_sigkill_then_resumed(tmp_path: Path) -> None:
 
     expected = len(shapes(sites(census(resnet18(), torch.randn(1, 3, 96, 96)))))
     assert before.network is None and 1 <= len(before.sites) < expected
-    done = model("benchmarks.networks:resnet18", "--input", "1,3,96,96", "--budget", "0.5", "--resume", "--out",
+    done = model("benchmarks.networks:resnet18", "--input", "1,3,96,96", "--budget", "0.2", "--resume", "--out",
                  tmp_path, cwd=root)
     assert done.returncode == 0, done.stderr
     assert list(tmp_path.glob("*.jsonl")) == [path]

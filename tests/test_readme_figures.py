@@ -1271,3 +1271,108 @@ def suite_minutes() -> str:
 
 def test_the_test_suite_takes_what_the_readme_says() -> None:
     assert f"the suite takes {suite_minutes()}" in re.sub(r"\s+", " ", README)
+
+
+# `sepbench model`: the committed networks, read with json alone.
+MODELS = "models/model-*.jsonl"
+RESNET = "models/model-benchmarks.networks-resnet18-*.jsonl"
+
+
+def model_file(path: Path) -> tuple[dict, list[dict], dict | None]:
+    lines = json_lines(path)
+    sites = [r for r in lines[1:] if r["kind"] == "model_site"]
+    network = next((r for r in lines[1:] if r["kind"] == "model_network"), None)
+    return lines[0], sites, network
+
+
+def _x(value: float) -> str:
+    return f"{value:.2f}×"
+
+
+def model_networks_table() -> str:
+    """One row per committed network: its conv site shapes, the swaps (single convs whose best candidate's
+    whole interval lies above 1×), theory ×, predicted ×, measured × and measured / predicted time."""
+    rows = ["| network (`results/models/`) | conv layers | site shapes | swapped | theory × | predicted × | "
+            "measured × [95 %] | measured / predicted time |", "|---|---|---|---|---|---|---|---|"]
+    for path in committed(MODELS):
+        header, sites, n = model_file(path)
+        assert n is not None
+        gap = n["as_is_s"] / n["measured"] / n["predicted_s"]
+        swapped = (f"{len(n['swaps'])}" if n["swaps"] else "0 (against an unchanged copy)")
+        gap_text = (f"{gap:.3f} [{n['as_is_s'] / n['high'] / n['predicted_s']:.3f}–"
+                    f"{n['as_is_s'] / n['low'] / n['predicted_s']:.3f}]") if n["swaps"] else "–"
+        rows.append(f"| `{header['spec']}` | {len(header['census'])} | {len(sites)} | {swapped} | "
+                    f"{_x(n['macs'] / n['swapped_macs'])} | {_x(n['as_is_s'] / n['predicted_s'])} | "
+                    f"{n['measured']:.2f}× [{n['low']:.2f}–{n['high']:.2f}] | {gap_text} |")
+    return "\n".join(rows)
+
+
+def resnet_table() -> str:
+    """ResNet-18 site by site: its depthwise-separable candidate's theory × and realized × with interval,
+    the best candidate, and whether it is a swap; layers of one shape share a row."""
+    (path,) = committed(RESNET)
+    header, sites, n = model_file(path)
+    assert n is not None
+    order = [e["name"] for e in header["census"]]
+    rows = ["| layers | input → output | share of the network's time, each | depthwise-separable: theory × → "
+            "realized × [95 %] | best candidate: realized × | slower than the layer | verdict |",
+            "|---|---|---|---|---|---|---|"]
+    for r in sorted(sites, key=lambda r: order.index(r["layers"][0])):
+        dw = next((c for c in r["candidates"] if c["name"] == "depthwise_separable"), None)
+        best = max(r["candidates"], key=lambda c: c["realized"])
+        names = ", ".join(f"`{x}`" for x in r["layers"])
+        shape = (f"{'×'.join(map(str, r['in_shape'][1:]))} → {'×'.join(map(str, r['out_shape'][1:]))}")
+        dw_text = (f"{_x(dw['theory'])} → {_x(dw['realized'])} [{dw['low']:.2f}–{dw['high']:.2f}]" if dw else
+                   "– (a 1×1 conv)")
+        verdict = "swap" if best["low"] > 1 else ("slower" if all(c["high"] < 1 for c in r["candidates"]) else "keep")
+        slower = ", ".join(f"{c['name']} {_x(c['realized'])}" for c in r["candidates"] if c["high"] < 1) or "none"
+        rows.append(f"| {names} | {shape} | {100 * r['median_s'] / n['as_is_s']:.1f} % | {dw_text} | "
+                    f"{best['name']} {_x(best['realized'])} | {slower} | {verdict} |")
+    return "\n".join(rows)
+
+
+def resnet_findings() -> str:
+    (path,) = committed(RESNET)
+    _, sites, n = model_file(path)
+    assert n is not None
+    dw = [next(c for c in r["candidates"] if c["name"] == "depthwise_separable") for r in sites
+          if any(c["name"] == "depthwise_separable" for c in r["candidates"])]
+    share = [c["realized"] / c["theory"] for c in dw]
+    lose = [c for c in dw if c["high"] < 1]
+    gap = n["as_is_s"] / n["measured"] / n["predicted_s"]
+    return (f"depthwise-separable is faster in {len(dw) - len(lose)} of its {len(dw)} dense k×k site shapes, realizing "
+            f"{min(share):.0%}–{max(share):.0%} of its theoretical ×; with every surely faster candidate swapped in "
+            f"({len(n['swaps'])} convs), theory promises {_x(n['macs'] / n['swapped_macs'])}, the layers predict "
+            f"{_x(n['as_is_s'] / n['predicted_s'])} and the network measures {n['measured']:.2f}× "
+            f"[{n['low']:.2f}–{n['high']:.2f}]: measured / predicted time {gap:.3f}")
+
+
+def test_the_model_tables_are_the_committed_networks() -> None:
+    assert model_networks_table() in README
+    assert resnet_table() in FRONT and resnet_table() in README.replace(FRONT, "")
+    assert resnet_findings() in re.sub(r"\s+", " ", FRONT)
+
+
+def test_the_resnet_prediction_holds_within_ten_percent() -> None:
+    (path,) = committed(RESNET)
+    _, _, n = model_file(path)
+    assert n is not None and abs(n["as_is_s"] / n["measured"] / n["predicted_s"] - 1) <= 0.10
+
+
+def test_the_separable_savings_and_the_written_out_networks() -> None:
+    """MobileNetV2's pairs against their full convs, and the written-out networks' parameter counts, as
+    docs/models.md gives them."""
+    (path,) = committed("models/model-sepbench-mobilenet_v2-*.jsonl")
+    _, sites, _ = model_file(path)
+    saved = [1 / c["realized"] for r in sites if r["site_kind"] == "depthwise + pointwise" for c in r["candidates"]]
+    text = re.sub(r"\s+", " ", README)
+    assert f"every depthwise + pointwise pair against its full conv reads {min(saved):.1f}–{max(saved):.1f}× saved" \
+        in text
+    import sys
+
+    sys.path.insert(0, str(ROOT))
+    from benchmarks import networks
+
+    counts = [sum(p.numel() for p in f().parameters()) for f in (networks.resnet18, networks.mobilenet_v3_large,
+                                                                 networks.efficientnet_b0)]
+    assert f"({counts[0]:,}, {counts[1]:,} and {counts[2]:,})" in text

@@ -123,9 +123,10 @@ def test_no_two_stages_share_a_colour_within_a_figure() -> None:
 
 
 def test_one_speedup_scale_for_the_page_and_its_labels() -> None:
+    assert plots.speedup_span(np.array([0.3, 1.3, 5.0])) == 3  # 1/8× to 8×: the largest |log2| rounded up
     span = plots.speedup_span(np.array([0.02, 1.3, 40.0]))
-    assert span == 6  # 1/64× to 64×: the largest |log2| rounded up
-    assert [plots.times_label(t) for t in (-6, -1, 0, 3)] == ["1/64×", "1/2×", "1×", "8×"]
+    assert span == plots.SPEEDUP_SPAN_MAX == 4  # never wider than 1/16× to 16×
+    assert [plots.times_label(t) for t in (-4, -1, 0, 3)] == ["1/16×", "1/2×", "1×", "8×"]
     norm = plots._speedup_norm(span)
     assert norm(np.log2(1 / 8)) == pytest.approx(1 - norm(np.log2(8)))
 

@@ -1,6 +1,6 @@
 """The HTML report: a static page with its figures beside it, built from any number of results files
 (machines, devices and PyTorch versions at once). It presents; every number on it comes from the
-store through `analysis` and `versions`, and every figure is a PNG drawn by `plots`.
+store through `analysis` and `versions`, and every figure is an image drawn by `plots`.
 
 `build` only orchestrates: it loads, lets each section plan its data and figures (`sections`), draws
 them all at once (`drawing`), renders the template, and swaps the page in.
@@ -147,7 +147,7 @@ def _build(paths: list[Path], out: Path, folder: str, *, pytest_benchmark: Path 
     from sepbench.report import featuremaps  # torch, imported only after the drawing processes have forked
 
     maps = featuremaps.stage_outputs()
-    figures.append(plots.feature_maps(maps, img / "feature-maps.png"))
+    figures.append(plots.feature_maps(maps, img / f"feature-maps.{drawing.FORMAT}"))
     step("rendering")
     incomplete = incomplete_shards(paths)
     html = _render(
@@ -156,7 +156,8 @@ def _build(paths: list[Path], out: Path, folder: str, *, pytest_benchmark: Path 
         dictionary=[(c, *download.COLUMNS[c]) for c in download.COLUMNS if c in df],
         version=__version__, generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         unstable_mark=UNSTABLE_MARK, sections=SECTIONS,
-        feature_plot=drawing.Figure("fig-feature-maps", "Feature maps per stage", f"{folder}/feature-maps.png",
+        feature_plot=drawing.Figure("fig-feature-maps", "Feature maps per stage",
+                                    f"{folder}/feature-maps.{drawing.FORMAT}",
                                     f"channel-mean and per-channel feature maps of {', '.join(maps)}"),
         maps=list(maps), pb=_pytest_benchmark(pytest_benchmark), asv_url=asv_url,
         problems=[str(p) for p in problems], records=len(df), files=df["file"].nunique(),

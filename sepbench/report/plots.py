@@ -1,4 +1,4 @@
-"""The report's figures, drawn with seaborn and saved as PNG files beside the page (no scripts, no
+"""The report's figures, drawn with seaborn and saved as lossless WebP files beside the page (no scripts, no
 CDN: a page that opens offline). Each function takes frames from `analysis` / `versions` and a path,
 and draws what it is given: no figure computes a number of its own.
 """
@@ -79,22 +79,31 @@ def _fixed_jitter() -> Iterator[None]:
         np.random.set_state(state)
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
-    """PNG with a 256-colour palette: a third of the RGBA file's bytes, and a figure has few colours."""
+def _save(fig: plt.Figure, path: Path, colours: int = 96) -> Path:
+    """A lossless image with a palette of `colours`: a figure has few colours, and a palette image takes a
+    third of the RGBA file's bytes or less; WebP (lossless) takes a fifth less again than PNG."""
     buffer = io.BytesIO()
     fig.savefig(buffer, dpi=DPI, bbox_inches="tight")
     plt.close(fig)
     image = Image.open(buffer).convert("RGB")
-    image.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(path, optimize=True)
+    palette = image.quantize(colours, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    if path.suffix == ".webp":
+        palette.save(path, "WEBP", lossless=True, method=2)
+    else:
+        palette.save(path, optimize=True)
     return path
 
 
+SPEEDUP_SPAN_MAX = 4  # log2: the scale ends at 1/16× and 16×; beyond, the end colours (the cells print the value)
+
+
 def speedup_span(values: np.ndarray) -> float:
-    """The page's one speedup scale: the largest |log2 ×| among the values, rounded up to a whole power
-    of 2, so every speedup heatmap colours one value alike."""
+    """The page's one speedup scale: the largest |log2 ×| among the values, rounded up to a whole power of
+    2 and at most 16×, so every speedup heatmap colours one value alike and 0.5–2× stays visible (a 256×
+    theoretical depthwise saving would otherwise wash every realized × out)."""
     values = np.asarray(values, dtype=float)
     logs = np.log2(values[np.isfinite(values) & (values > 0)])
-    return float(max(np.ceil(np.abs(logs).max()) if logs.size else 1.0, 1.0))
+    return float(min(max(np.ceil(np.abs(logs).max()) if logs.size else 1.0, 1.0), SPEEDUP_SPAN_MAX))
 
 
 def _speedup_norm(span: float) -> TwoSlopeNorm:
@@ -128,7 +137,7 @@ def _speedup_heatmap(ax: plt.Axes, values: pd.DataFrame, norm: TwoSlopeNorm, fmt
                      **kwargs: object) -> None:
     """A speedup heatmap on the diverging scale, with its colour bar and cell values."""
     sns.heatmap(np.log2(values.where(values > 0)), ax=ax, cmap=SPEEDUP_CMAP, norm=norm, cbar=True,
-                cbar_kws={"label": label, "shrink": 0.9, "pad": 0.01}, **kwargs)
+                cbar_kws={"label": label, "shrink": 0.9, "pad": 0.01, "extend": "both"}, **kwargs)
     _times_ticks(_colorbar(ax), norm)
     _colorbar(ax).set_label(label, fontsize=TEXT)
     _annotate(ax, values, fmt, lambda v: plt.get_cmap(SPEEDUP_CMAP)(norm(np.log2(v))) if v > 0 else (1, 1, 1, 1))
@@ -608,7 +617,13 @@ def stage_shares(shares: pd.DataFrame, env: str, setting: str, path: Path) -> Pa
     return _save(fig, path)
 
 
-VERDICT_COLOURS = {"swap": "#0072B2", "slower": "#D55E00", "keep": "#9aa0a6"}
+# Okabe–Ito: swap (a candidate is surely faster), slower (every candidate is), keep (no sure answer), and
+# for a depthwise site, whose candidate is its full conv, the separable design winning.
+VERDICT_COLOURS = {"swap": "#0072B2", "slower": "#D55E00", "keep": "#9aa0a6", "separable saves": "#009E73"}
+
+
+def _verdict_colour(verdict: str) -> str:
+    return next((c for v, c in VERDICT_COLOURS.items() if verdict.startswith(v)), VERDICT_COLOURS["keep"])
 
 
 def model_layers(rows: pd.DataFrame, title: str, path: Path) -> Path:
@@ -616,30 +631,31 @@ def model_layers(rows: pd.DataFrame, title: str, path: Path) -> Path:
     and labelled with the best candidate's realized ×; beside it every candidate's theoretical against
     realized × (y = x: all of the saving realized; below 1×: slower than the layer as it is)."""
     sites = rows.drop_duplicates("order").sort_values("order")
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, max(3.0, 0.22 * len(sites) + 1.4)),
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, max(3.0, 0.15 * len(sites) + 1.2)),
                                       gridspec_kw={"width_ratios": [1.3, 1]})
     y = np.arange(len(sites))
-    colours = [VERDICT_COLOURS.get(v.split()[0], "#9aa0a6") for v in sites["verdict"]]
+    colours = [_verdict_colour(v) for v in sites["verdict"]]
     left.barh(y, sites["share"], color=colours, height=0.7)
     best = rows[rows["best"]].set_index("order")
     for yi, (order, share) in zip(y, zip(sites["order"], sites["share"], strict=True), strict=True):
         if order in best.index:
             b = best.loc[order]
-            left.text(share, yi, f" {b['candidate']} {b['realized']:.2f}×", va="center", fontsize=TEXT - 1)
+            left.text(share, yi, f" {b['candidate']} {b['realized']:.2g}×", va="center", fontsize=TEXT - 1)
     left.set_yticks(y, [s if len(s) <= 34 else s[:33] + "…" for s in sites["site"]], fontsize=TEXT - 1)
     left.invert_yaxis()
-    left.set_xlim(0, max(float(sites["share"].max()) * 1.6, 0.05))
+    left.set_xlim(0, max(float(sites["share"].max()) * 2.2, 0.05))  # room for the labels
     left.xaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
     left.set_xlabel("share of the network's time (as it is)", fontsize=TEXT + 1)
     handles = [matplotlib.patches.Patch(color=c, label=v) for v, c in VERDICT_COLOURS.items()]
-    left.legend(handles=handles, loc="lower right", fontsize=TEXT, title="verdict", title_fontsize=TEXT)
+    left.legend(handles=handles, loc="lower left", bbox_to_anchor=(0, 1.0), ncol=4, fontsize=TEXT, frameon=False,
+                title="verdict", title_fontsize=TEXT, alignment="left")
     measured = rows.dropna(subset=["theory", "realized"])
     if len(measured):
         families = sorted(measured["candidate"].str.split("(").str[0].unique())
         palette = dict(zip(families, sns.color_palette("colorblind", len(families)), strict=True))
         for family in families:
             part = measured[measured["candidate"].str.split("(").str[0] == family]
-            right.scatter(part["theory"], part["realized"], s=16, alpha=0.8, color=palette[family], label=family)
+            right.scatter(part["theory"], part["realized"], s=14, color=palette[family], label=family)
         lo = float(min(measured["theory"].min(), measured["realized"].min())) * 0.8
         hi = float(max(measured["theory"].max(), measured["realized"].max())) * 1.25
         right.set(xscale="log", yscale="log", xlim=(lo, hi), ylim=(lo, hi))

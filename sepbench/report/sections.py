@@ -21,7 +21,7 @@ from sepbench.report.tables import missing
 
 TOP = 15  # rows in the largest-regressions table
 TRENDS = 12  # panels in the trend plot
-SLOWER_SHOWN = 40  # rows per environment in the cheaper-but-slower table (records.csv holds them all)
+SLOWER_SHOWN = 30  # rows per environment in the cheaper-but-slower table (records.csv holds them all)
 
 Section = dict[str, Any]
 
@@ -238,10 +238,11 @@ def across_versions(df: pd.DataFrame, plan: Plan) -> Section:
 
 
 def ab_comparisons(comparisons: list[Comparison], plan: Plan) -> Section:
-    """One card per comparison; the current method's comparisons and calibrations with their plots, the
-    earlier designs and protocols as tables only (they are kept as measured, not read first)."""
+    """One card per comparison; the current method's comparisons with their plots, its calibrations and the
+    earlier designs and protocols as verdicts and tables (they vouch for the comparisons, or are kept as
+    measured; a plot of each would outweigh the page)."""
     for i, c in enumerate(comparisons):
-        if c.group != ab_files.EARLIER:
+        if c.group == ab_files.CURRENT:  # calibrations and earlier ones: their verdict and tables suffice
             c.plot = plan.figure(f"ab-{i}", plots.ab_ratios, c.table, c.title,
                                  title=f"Every case's B / A, sorted: {c.kind} of {c.stamp}",
                                  alt=f"ratio B / A per case with 95 % intervals: {c.title}")
@@ -262,7 +263,7 @@ def models(runs: list[ModelRun], plan: Plan) -> Section:
         rows = run.figure_rows()
         if len(rows):
             run.plot = plan.figure(f"model-{i}", plots.model_layers, rows, run.title,
-                                   title=f"Site by site: {run.title}",
+                                   title=f"Site by site: {run.path.stem}",
                                    alt=f"share of time and realized × per conv site of {run.title}")
     return {"model_runs": runs}
 

@@ -374,7 +374,7 @@ def network_line(found: ModelFile) -> str:
         return (f"no single conv is surely faster with a candidate: nothing swapped; the network as it is takes "
                 f"{fmt_time(n.as_is_s)}, and against an unchanged copy reads {n.measured:.3f}×{interval} "
                 "(what the check reads when nothing changed)")
-    gap = n.swapped_s / n.predicted_s
+    gap = n.as_is_s / n.measured / n.predicted_s  # the swapped network's time as the paired ratio implies it
     gap_range = (f" [{n.as_is_s / n.high / n.predicted_s:.3f}–{n.as_is_s / n.low / n.predicted_s:.3f}]"
                  if n.low and n.high else "")
     swaps = f"{len(n.swaps)} swap{'s' if len(n.swaps) != 1 else ''}"
