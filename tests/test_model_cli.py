@@ -123,10 +123,14 @@ def test_resume_of_another_model_is_refused(tmp_path: Path) -> None:
 def test_killed_with_sigkill_then_resumed(tmp_path: Path) -> None:
     """kill -9 after the first site is on disk; --resume measures only the rest, then the whole network:
     one record per shape, one model id, the sites from before the kill kept as they were."""
-    args = [sys.executable, "-m", "sepbench", "model", "benchmarks.networks:resnet18", "--input", "1,3,96,96",
+    import torch
+    from model_factories import odd
+
+    from sepbench.model.run import shapes
+
+    args = [sys.executable, "-m", "sepbench", "model", "model_factories:odd", "--input", "1,3,48,48",
             "--budget", "3", "--out", str(tmp_path)]
-    root = TESTS.parent
-    proc = subprocess.Popen(args, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(args, cwd=TESTS, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
     path = None
     while time.monotonic() < deadline:
@@ -134,23 +138,17 @@ def test_killed_with_sigkill_then_resumed(tmp_path: Path) -> None:
         if files and b'"kind":"model_site"' in files[0].read_bytes():
             path = files[0]
             break
-        time.sleep(0.05)
+        time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert path is not None
+    expected = len(shapes(sites(census(odd(), torch.randn(1, 3, 48, 48)))))
     before = read_model(path)
-    import torch
-
-    from benchmarks.networks import resnet18
-    from sepbench.model.run import shapes
-
-    expected = len(shapes(sites(census(resnet18(), torch.randn(1, 3, 96, 96)))))
     assert before.network is None and 1 <= len(before.sites) < expected
-    done = model("benchmarks.networks:resnet18", "--input", "1,3,96,96", "--budget", "0.2", "--resume", "--out",
-                 tmp_path, cwd=root)
+    done = model("model_factories:odd", "--input", "1,3,48,48", "--budget", "0.1", "--resume", "--out", tmp_path)
     assert done.returncode == 0, done.stderr
     assert list(tmp_path.glob("*.jsonl")) == [path]
     after = read_model(path)
     assert after.problems == [] and after.network is not None and after.header == before.header
     assert [r.model_dump() for r in after.sites[:len(before.sites)]] == [r.model_dump() for r in before.sites]
-    assert len(after.sites) == len({r.shape for r in after.sites}) == expected  # ResNet-18's site shapes at 96²
+    assert len(after.sites) == len({r.shape for r in after.sites}) == expected  # each site shape once
