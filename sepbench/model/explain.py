@@ -10,9 +10,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from sepbench.measure.timer import calibrate, synchronizer, time_block
 from sepbench.model.candidates import Site, as_is, candidates
 from sepbench.model.census import ConvLayer, census
+from sepbench.model.measure import best_block
 from sepbench.records import ModelSiteRecord
 from sepbench.store import ModelFile
 
@@ -58,15 +58,11 @@ def _stages(module: nn.Module) -> list[tuple[str, nn.Module]]:
 
 
 def _time(module: nn.Module, x: torch.Tensor) -> float:
-    sync = synchronizer("cpu")
-
     def step() -> None:
         with torch.no_grad():
             module(x)
 
-    step()
-    number = calibrate(step, sync, 0.01)
-    return min(time_block(step, sync, number) for _ in range(5))
+    return best_block(step, "cpu", 0.01, 5)
 
 
 def stage_times(found: ModelFile, record: ModelSiteRecord, threads: int) -> dict[str, list[Stage]]:

@@ -23,7 +23,16 @@ from datetime import datetime, timezone
 import torch
 from torch import nn
 
-from sepbench.measure.timer import Sitting, Timing, calibrate, measure_interleaved, measure_sittings, synchronizer
+from sepbench.grid import MeasureSettings
+from sepbench.measure.timer import (
+    Sitting,
+    Timing,
+    calibrate,
+    measure_interleaved,
+    measure_sittings,
+    synchronizer,
+    time_block,
+)
 from sepbench.model.candidates import Site, as_is, macs, why_none
 from sepbench.records import CandidateFigures, ModelNetworkRecord, ModelSiteRecord
 from sepbench.speedup import realized_speedup
@@ -32,20 +41,23 @@ from sepbench.store import ModelFile
 AS_IS = "as is"
 
 
+_RUN = MeasureSettings()  # how hard `sepbench run` looks at a case: a model's sites are looked at alike
+
+
 @dataclass(frozen=True)
 class Settings:
-    """How a model run times: on what, and how hard it looks at each site."""
+    """How a model run times: on what, and how hard it looks at each site (`sepbench run`'s defaults)."""
 
     device: str = "cpu"
     dtype: str = "float32"
     mode: str = "inference"
     threads: int = 1
-    block_time: float = 0.01
-    warmup_time: float = 0.05
-    target: float = 0.03
-    sitting_rounds: int = 2
-    min_sittings: int = 6
-    max_rounds: int = 200
+    block_time: float = _RUN.block_time
+    warmup_time: float = _RUN.warmup_time
+    target: float = _RUN.target
+    sitting_rounds: int = _RUN.sitting_rounds
+    min_sittings: int = _RUN.min_sittings
+    max_rounds: int = _RUN.max_rounds
 
 
 def _step(module: nn.Module, shape: tuple[int, ...], s: Settings, seed: int) -> Callable[[], None]:
@@ -75,15 +87,17 @@ def _step(module: nn.Module, shape: tuple[int, ...], s: Settings, seed: int) -> 
     return infer
 
 
+def best_block(step: Callable[[], None], device: str, block_time: float, blocks: int) -> float:
+    """Seconds per call of a step, quickly: the best of `blocks` calibrated blocks, after one call."""
+    sync = synchronizer(device)
+    step()
+    number = calibrate(step, sync, block_time)
+    return min(time_block(step, sync, number) for _ in range(blocks))
+
+
 def per_call(site: Site, s: Settings) -> float:
     """A quick estimate of the site's time per call as it is: the best of three calibrated blocks."""
-    step = _step(as_is(site), site.in_shape, s, seed=0)
-    sync = synchronizer(s.device)
-    step()
-    number = calibrate(step, sync, s.block_time)
-    from sepbench.measure.timer import time_block
-
-    return min(time_block(step, sync, number) for _ in range(3))
+    return best_block(_step(as_is(site), site.in_shape, s, seed=0), s.device, s.block_time, 3)
 
 
 def _sitting(builders: Mapping[str, Callable[[], nn.Module]], shape: tuple[int, ...], s: Settings) -> Sitting:

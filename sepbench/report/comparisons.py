@@ -5,7 +5,6 @@ verdict is one sentence made here, for the first screen and for its card alike."
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,7 +16,7 @@ import pandas as pd
 from sepbench.ab import stats as ab_stats
 from sepbench.errors import SepbenchError
 from sepbench.records import ABHeader, ABSide
-from sepbench.report.drawing import Figure
+from sepbench.report.drawing import Figure, anchor
 from sepbench.report.tables import control_line, side_label
 from sepbench.report.versions import version_key
 from sepbench.store import Problem, read_ab, results_files
@@ -63,7 +62,7 @@ class Comparison:
     @property
     def anchor(self) -> str:
         """The card's id on the page, from its file's name (which holds its sides and start time)."""
-        return "ab-" + re.sub(r"[^A-Za-z0-9]+", "-", self.path.stem).strip("-")
+        return anchor("ab", self.path)
 
     @property
     def kind(self) -> str:

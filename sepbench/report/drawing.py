@@ -8,6 +8,7 @@ from __future__ import annotations
 import ctypes
 import multiprocessing as mp
 import os
+import re
 import signal
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -17,6 +18,11 @@ from pathlib import Path
 
 PR_SET_PDEATHSIG = 1  # prctl(2)
 FORMAT = "webp"  # lossless WebP: a fifth smaller than the same palette PNG, and every browser reads it
+
+
+def anchor(prefix: str, path: Path) -> str:
+    """A page id from a results file's name (which holds what it measured and when): unique per file."""
+    return f"{prefix}-" + re.sub(r"[^A-Za-z0-9]+", "-", path.stem).strip("-")
 
 
 @dataclass

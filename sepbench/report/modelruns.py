@@ -4,7 +4,6 @@ and the rows its figure draws."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pandas as pd
 
 from sepbench.errors import SepbenchError
 from sepbench.model.measure import site_rows
-from sepbench.report.drawing import Figure
+from sepbench.report.drawing import Figure, anchor
 from sepbench.report.tables import network_line
 from sepbench.store import ModelFile, Problem, read_model, results_files
 
@@ -26,7 +25,7 @@ class ModelRun:
 
     @property
     def anchor(self) -> str:
-        return "model-" + re.sub(r"[^A-Za-z0-9]+", "-", self.path.stem).strip("-")
+        return anchor("model", self.path)
 
     @property
     def title(self) -> str:

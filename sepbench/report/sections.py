@@ -147,7 +147,7 @@ def environments(df: pd.DataFrame) -> Section:
             "conditions": _conditions(df)}
 
 
-def overview(df: pd.DataFrame, plan: Plan) -> Section:
+def overview(df: pd.DataFrame, plan: Plan, span: float) -> Section:
     """Per environment, setting and variant; and per setting where an environment measured several."""
     settings: dict[str, Figure] = {}
     for env in sorted(df["env"].unique()):
@@ -155,17 +155,16 @@ def overview(df: pd.DataFrame, plan: Plan) -> Section:
         if pivot.shape[0] > 2:  # several settings measured here (a GPU run over its axes)
             title = f"{env}: realized × per setting (geometric mean over geometries)"
             settings[env] = plan.figure(f"settings-{len(settings)}", plots.settings_heatmap, pivot, title,
-                                        speedup_span(df), title=title)
+                                        span, title=title)
     overview = analysis.like_with_like(df, analysis.summary(df, ["env", "setting", "label"]))
     return {"overview": overview, "settings": settings}
 
 
-def grids(df: pd.DataFrame, plan: Plan) -> Section:
+def grids(df: pd.DataFrame, plan: Plan, span: float) -> Section:
     """A heatmap set per environment and setting; theory, which depends on the geometry alone, is drawn in
     the first figure of each set of geometries and referred to by the others."""
     found: list[tuple[Figure, str | None]] = []
     theory_drawn: dict[tuple[str, frozenset], str] = {}
-    span = speedup_span(df)
     for i, (env, setting, part) in enumerate(analysis.grids(df)):
         shape = (setting.split(" · ", 1)[-1], frozenset(zip(part["label"], part["c_in"], part["size"], strict=True)))
         first = theory_drawn.setdefault(shape, f"fig-grid-{i}")
@@ -250,9 +249,9 @@ def ab_comparisons(comparisons: list[Comparison], plan: Plan) -> Section:
             "verdict": ab_files.verdict}
 
 
-def networks(df: pd.DataFrame, plan: Plan) -> Section:
+def networks(df: pd.DataFrame, plan: Plan, span: float) -> Section:
     net = analysis.networks(df)
-    figure = plan.figure("networks", plots.networks, net, speedup_span(df),
+    figure = plan.figure("networks", plots.networks, net, span,
                          title="Networks against their full-conv twins") if len(net) else None
     return {"net": net, "networks": figure}
 
@@ -269,8 +268,9 @@ def models(runs: list[ModelRun], plan: Plan) -> Section:
 
 
 def plan_all(df: pd.DataFrame, comparisons: list[Comparison], plan: Plan) -> Section:
-    """Every section's data, in page order, its figures planned in `plan`."""
-    return {**answer(df, comparisons, plan), **environments(df), **overview(df, plan), **grids(df, plan),
+    """Every section's data, in page order, its figures planned in `plan`; one speedup scale for them all."""
+    span = speedup_span(df)
+    return {**answer(df, comparisons, plan), **environments(df), **overview(df, plan, span), **grids(df, plan, span),
             **theory_against_realized(df, plan), **roofline(df, plan), **where_time_goes(df, plan),
             **memory(df, plan), **across_versions(df, plan), **ab_comparisons(comparisons, plan),
-            **networks(df, plan)}
+            **networks(df, plan, span)}
