@@ -6,6 +6,10 @@
     nox -s "ab(torch='2.12.0')"           that PyTorch against the default one, paired block by block (sepbench ab)
     nox -s asv -- HEAD~1..HEAD            asv run over a commit range, then asv publish
     nox -s crosscheck                     the same grid through sepbench, asv and pytest-benchmark
+    nox -s "models(torch='2.13.0')"       real torchvision/timm networks layer by layer (sepbench model), in a venv
+                                          of the registry's torch and the torchvision built for it (downloads)
+    nox -s "ab_model(torch='2.14.1')"     each of those networks paired across two registry builds (sepbench ab
+                                          --model): 2.13.0 against the release named, like for like
     nox -s report                         the HTML report from results/ into results/local/report/
     nox -s pages                          the published site: report at site/, asv at site/asv/
 
@@ -116,6 +120,54 @@ def ab(session: nox.Session, torch: str) -> None:
     if _newer(torch, TORCH):
         sides.reverse()
     session.run("sepbench", "ab", "--python", sides[0], "--python", sides[1], "--out", "results/ab", *args)
+
+
+# The registry's torch releases and the torchvision each was built for: torchvision imports only beside
+# its own build, so the real networks come from a venv of the registry's builds, never the local CPU wheel.
+TORCHVISION = {"2.13.0": "0.28.0", "2.14.1": "0.29.1", "2.14.0": "0.29.0"}
+NETWORKS = ["torchvision:resnet18", "torchvision:mobilenet_v2", "torchvision:mobilenet_v3_large",
+            "torchvision:convnext_tiny", "timm:efficientnet_b0"]
+AB_NETWORKS = ["torchvision:resnet18", "timm:efficientnet_b0"]
+
+
+def _registry(session: nox.Session, torch: str) -> str:
+    """The python of `.nox/registry-torch<torch>`: torch, its torchvision and timm from the package registry
+    (pip kept away from any local wheel folder, so both sides of a comparison are the same kind of build:
+    on x86-64 Linux a CUDA build, which runs on a CPU too), and this sepbench. Made once, then reused."""
+    venv = Path(".nox") / f"registry-torch{torch}"
+    python = venv / "bin" / "python"
+    if not python.exists():
+        session.run("python", "-m", "venv", str(venv), external=True)
+    session.run(str(python), "-m", "pip", "install", "-q", f"torch=={torch}", f"torchvision=={TORCHVISION[torch]}",
+                "timm", "-e", ".", env={"PIP_FIND_LINKS": " "}, external=True)
+    return str(python)
+
+
+@nox.session(default=False, venv_backend="none")
+@nox.parametrize("torch", list(TORCHVISION))
+def models(session: nox.Session, torch: str) -> None:
+    """The real networks (NETWORKS, from torchvision and timm) layer by layer, `sepbench model` at 1 thread,
+    into results/models/. Downloads the registry's builds once. Arguments after `--` replace the defaults
+    (1 thread, a 5-minute budget per network)."""
+    python = _registry(session, torch)
+    args = session.posargs or ["--threads", "1", "--budget", "5"]
+    for spec in NETWORKS:
+        session.run(python, "-m", "sepbench", "model", spec, "--out", "results/models", *args, external=True)
+
+
+@nox.session(default=False, venv_backend="none")
+@nox.parametrize("torch", [v for v in TORCHVISION if v != TORCH])
+def ab_model(session: nox.Session, torch: str) -> None:
+    """AB_NETWORKS paired across two registry builds, `sepbench ab --model`: TORCH against the release named
+    (the older is A, so B / A > 1 reads "the upgrade is slower"), into results/ab/, with the gate at 3 %.
+    Arguments after `--` replace the defaults (1 thread, 8 minutes per network, --fail-above 3)."""
+    sides = [_registry(session, TORCH), _registry(session, torch)]
+    if not _newer(torch, TORCH):
+        sides.reverse()
+    args = session.posargs or ["--threads", "1", "--budget", "8", "--fail-above", "3"]
+    for spec in AB_NETWORKS:
+        session.run(sides[0], "-m", "sepbench", "ab", "--python", sides[0], "--python", sides[1], "--model", spec,
+                    "--out", "results/ab", *args, external=True, success_codes=[0, 1])
 
 
 @nox.session(default=False)

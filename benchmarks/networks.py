@@ -25,9 +25,9 @@ class BasicBlock(nn.Module):
                            if stride != 1 or c_in != c_out else None)
 
     def forward(self, x: Tensor) -> Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        return self.relu(self.bn2(self.conv2(out)) + identity)
+        out = self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
+        identity = x if self.downsample is None else self.downsample(x)  # after the convs, as torchvision runs it
+        return self.relu(out + identity)
 
 
 class ResNet18(nn.Module):
@@ -139,7 +139,8 @@ def mobilenet_v3_large() -> nn.Module:
 
 class _EfficientBlock(nn.Module):
     """timm's DepthwiseSeparableConv (expansion 1) and InvertedResidual (MBConv), with timm's names:
-    conv_pw (expand), conv_dw, se (conv_reduce, conv_expand), conv_pwl (project)."""
+    conv_pw (expand), conv_dw, se (conv_reduce, conv_expand), conv_pwl (project); the depthwise-separable
+    block, which does not expand, calls its projection conv_pw."""
 
     def __init__(self, c_in: int, c_out: int, k: int, stride: int, expansion: int) -> None:
         super().__init__()
@@ -153,12 +154,17 @@ class _EfficientBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(mid)
         self.act = nn.SiLU(inplace=True)
         self.se = SqueezeExcitation(mid, int(c_in * 0.25), nn.SiLU, nn.Sigmoid, ("conv_reduce", "conv_expand"))
-        self.conv_pwl = nn.Conv2d(mid, c_out, 1, bias=False)
+        project = nn.Conv2d(mid, c_out, 1, bias=False)
+        if self.expand:
+            self.conv_pwl = project
+        else:
+            self.conv_pw = project
         self.bn3 = nn.BatchNorm2d(c_out)
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.act(self.bn1(self.conv_pw(x))) if self.expand else x
-        out = self.bn3(self.conv_pwl(self.se(self.act(self.bn2(self.conv_dw(out))))))
+        project = self.conv_pwl if self.expand else self.conv_pw
+        out = self.bn3(project(self.se(self.act(self.bn2(self.conv_dw(out))))))
         return out + x if self.residual else out
 
 

@@ -477,6 +477,18 @@ def timercheck(preset: str | None, grid_file: Path | None, device: str | None, t
         _write_csv(table, csv_path)
 
 
+def _input_shape(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int, int, int] | None:
+    if value is None:
+        return None
+    parts = value.split(",")
+    if len(parts) != 4 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise click.BadParameter(f"{value!r}: give N,C,H,W, four positive integers (e.g. 1,3,224,224)")
+    n, c, h, w = (int(p) for p in parts)
+    if n * c * h * w > 2**31:
+        raise click.BadParameter(f"{value!r}: {n * c * h * w:,} elements is more than this command takes")
+    return n, c, h, w
+
+
 @cli.command()
 @click.option("--python", "pythons", multiple=True, required=True, metavar="PATH",
               help="An interpreter (or venv folder) with its own torch and sepbench: give A, then B. With --aa, one.")
@@ -512,19 +524,36 @@ def timercheck(preset: str | None, grid_file: Path | None, device: str | None, t
 @click.option("--control", type=Finite(min=0, max=100), default=25.0, show_default=True, metavar="PCT",
               help="Share of the cases that also time one side's workers against each other: the in-run "
                    "control of false flags, side and order bias on this machine, now.")
+@click.option("--model", "spec", metavar="SPEC",
+              help="Compare a network instead of a grid: each of its conv site shapes on its real input, and the "
+                   "whole network (torchvision:NAME, timm:NAME, sepbench:NAME or package.module:factory, "
+                   "resolved in each interpreter).")
+@click.option("--input", "input_shape", callback=_input_shape, metavar="N,C,H,W",
+              help="With --model: the input (default: what the model declares, else 1,3,224,224).")
+@click.option("--dtype", type=click.Choice(DTYPES), default="float32", show_default=True, help="With --model.")
+@click.option("--mode", type=click.Choice(MODES), default="inference", show_default=True, help="With --model.")
+@click.option("--fail-above", "fail_above", type=Finite(min=0, max=1000), metavar="PCT",
+              help="A gate for CI: exit 1, naming them, when cases (or sites) are slower under B by more than "
+                   "PCT % at the comparison's 5 % false discovery rate; the verdict is the file's last line.")
 def ab(pythons: tuple[str, ...], preset: str | None, grid_file: Path | None, axes: tuple[str, ...], threads: int,
        budget: float, target: float, block_ms: float, workers: int, out_dir: Path, resume: bool, aa: bool,
-       inject: float, seed: int | None, env_a: tuple[str, ...], env_b: tuple[str, ...], control: float) -> None:
+       inject: float, seed: int | None, env_a: tuple[str, ...], env_b: tuple[str, ...], control: float,
+       spec: str | None, input_shape: tuple[int, int, int, int] | None, dtype: str, mode: str,
+       fail_above: float | None) -> None:
     """Compare two PyTorch installs, or one under two settings, case by case: workers of both sides in pairs,
     blocks alternated in both orders, the paired ratio B / A per case with its 95 % interval, flags at a 5 %
-    false discovery rate, and an in-run control of what the machine can fake."""
+    false discovery rate, and an in-run control of what the machine can fake. With --model, the cases are a
+    network's conv sites and the network itself."""
     from sepbench.ab.driver import Comparison, Settings, interpreter
-    from sepbench.ab.stats import comparison as read_comparison
-    from sepbench.ab.stats import summarize
-    from sepbench.report.tables import ab_table, control_line
-    from sepbench.store import ensure_writable, read_ab
+    from sepbench.ab.network import NetworkRequest
+    from sepbench.store import ensure_writable
 
-    grid = _grid_from(preset, grid_file, axes)
+    if spec is not None and (preset is not None or grid_file is not None or axes):
+        raise SepbenchError("--model compares a network: give no --preset, --grid or --axis with it")
+    if spec is None and input_shape is not None:
+        raise SepbenchError("--input goes with --model")
+    subject = NetworkRequest(spec, input_shape, dtype, mode) if spec is not None else \
+        _grid_from(preset, grid_file, axes)
     envs = _env_pairs("--env-a", env_a), _env_pairs("--env-b", env_b)
     if inject and not aa:
         raise SepbenchError("--inject is a calibration of one interpreter against itself: give it with --aa")
@@ -545,26 +574,45 @@ def ab(pythons: tuple[str, ...], preset: str | None, grid_file: Path | None, axe
     ensure_writable(out_dir)
     settings = Settings(block_time=block_ms / 1000, target=math.log1p(target / 100), threads=threads, workers=workers,
                         control_fraction=control / 100)
-    comparison = Comparison(grid, a, b, out_dir, aa=aa, inject=inject / 100, budget_s=budget * 60,
-                            settings=settings, seed=seed, resume=resume, env_a=envs[0], env_b=envs[1])
+    comparison = Comparison(subject, a, b, out_dir, aa=aa, inject=inject / 100, budget_s=budget * 60,
+                            settings=settings, seed=seed, resume=resume, env_a=envs[0], env_b=envs[1],
+                            fail_above=None if fail_above is None else fail_above / 100)
     try:
         _ab_measure(comparison)
     finally:
         comparison.close()
     if comparison.path is None:  # open() names the file before anything is measured
         raise SepbenchError("the comparison wrote no file")
-    ab_file = read_ab(comparison.path)
+    _ab_print(comparison.path)
+
+
+def _ab_print(path: Path) -> None:
+    """A finished comparison: its table (a network's sites by what they carry), the counts, the control,
+    the network's answer and the gate's verdict, which sets the exit code."""
+    from sepbench.ab.stats import comparison as read_comparison
+    from sepbench.ab.stats import network_verdict, summarize
+    from sepbench.report.tables import ab_table, control_line, gate_line, network_ab_line, network_ab_table
+    from sepbench.store import read_ab
+
+    ab_file = read_ab(path)
     if ab_file.header is None:  # read_ab refuses a file without one
-        raise SepbenchError(f"{comparison.path} has no header")
+        raise SepbenchError(f"{path} has no header")
     table, ctrl = read_comparison(ab_file.records, ab_file.header.protocol)
-    out.print(ab_table(table, ab_file.header))
+    whole = network_verdict(table) if ab_file.header.network is not None else None
+    out.print(network_ab_table(whole, ab_file.header) if whole is not None else ab_table(table, ab_file.header))
     s = summarize(table)
     out.print(f"{s['compared']} of {s['cases']} cases compared; {s['flagged']} flagged at a 5 % false discovery rate "
               f"({s['b_slower']} B slower, {s['b_faster']} B faster); median ratio B/A {s['median_ratio']:.4f}, "
               f"median half-width of the intervals {100 * s['median_mdc']:.2f} % (a change that large is found about "
-              f"half the time; one of {100 * s['median_d80']:.2f} % with 80 % power) → {comparison.path}",
+              f"half the time; one of {100 * s['median_d80']:.2f} % with 80 % power) → {path}",
               highlight=False)
     out.print(control_line(ctrl, s), highlight=False)
+    if whole is not None:
+        out.print(network_ab_line(whole, ab_file.header), highlight=False)
+    if ab_file.gate is not None:
+        out.print(gate_line(ab_file.gate), highlight=False)
+        if ab_file.gate.exit_code:
+            sys.exit(ab_file.gate.exit_code)
 
 
 _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -596,7 +644,7 @@ def _ab_measure(comparison: Comparison) -> None:
     signal.signal(signal.SIGTERM, _raise_interrupt)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err) as bar:
-        task = bar.add_task("measuring", total=len(comparison.cases),
+        task = bar.add_task("measuring", total=len(comparison.targets),
                             completed=comparison.done)
 
         def on_case(record: object) -> None:
@@ -678,18 +726,6 @@ def show(results: tuple[Path, ...]) -> None:
         _fail(f"damaged results: {damaged[0]}{more}")
     if not len(df):
         _fail(f"no results found in {', '.join(map(str, results or ['results']))}")
-
-
-def _input_shape(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int, int, int] | None:
-    if value is None:
-        return None
-    parts = value.split(",")
-    if len(parts) != 4 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
-        raise click.BadParameter(f"{value!r}: give N,C,H,W, four positive integers (e.g. 1,3,224,224)")
-    n, c, h, w = (int(p) for p in parts)
-    if n * c * h * w > 2**31:
-        raise click.BadParameter(f"{value!r}: {n * c * h * w:,} elements is more than this command takes")
-    return n, c, h, w
 
 
 @cli.command()

@@ -292,6 +292,32 @@ class ABSide(_Strict):
     env: dict[str, str] = {}  # variables set in this side's workers (--env-a/--env-b): the settings compared
 
 
+class ABNetwork(_Strict):
+    """A network compared site by site (`sepbench ab --model`): what both installs built, identically."""
+
+    spec: str
+    input_shape: tuple[PositiveInt, PositiveInt, PositiveInt, PositiveInt]
+    dtype: Literal["float32", "bfloat16", "float16"]
+    mode: Literal["inference", "train"]
+    device: str
+    macs: NonNegativeInt  # the convs' MACs over one forward pass
+    census: list[dict[str, Any]]  # one `ConvLayer` per conv and input shape (the same under A and B)
+
+
+class ABSite(_Strict):
+    """What one line of a network comparison timed: a conv site shape of the network (a conv, or a depthwise
+    conv and its pointwise conv) on its real input, standing for every layer of that shape; or, named
+    "network", the whole network."""
+
+    name: str  # the first site of this shape ("network" for the whole network)
+    layers: list[str] = []
+    site_kind: str  # standard, depthwise + pointwise, pointwise, grouped, depthwise, network
+    calls: PositiveInt  # how often one pass of the network runs this shape
+    in_shape: tuple[PositiveInt, PositiveInt, PositiveInt, PositiveInt]
+    out_shape: tuple[PositiveInt, ...]
+    macs: NonNegativeInt  # one call
+
+
 class ABHeader(_Header):
     kind: Literal["ab"] = "ab"
     ab_id: str
@@ -312,6 +338,8 @@ class ABHeader(_Header):
     # cases. Files from before it read as protocol 1.
     protocol: int = 1
     control_fraction: float = Field(default=0.0, ge=0, le=1)
+    network: ABNetwork | None = None  # `ab --model`: the network whose sites are the cases
+    fail_above: float | None = Field(default=None, ge=0)  # `--fail-above`, a fraction: the gate's threshold
 
 
 class ABControl(_Strict):
@@ -334,7 +362,8 @@ class ABCaseRecord(_Strict):
     kind: Literal["ab_case"] = "ab_case"
     ab_id: str
     case_id: str
-    case: Case
+    case: Case | None = None  # a grid's case, or
+    site: ABSite | None = None  # a network's site (`ab --model`): exactly one of the two
     status: Literal["ok", "missing_a", "missing_b", "refused"]  # missing_x: only that side could not run it
     reason: str | None = None
     a_s: list[PositiveFloat] = []  # seconds per call of A's block in each round
@@ -353,11 +382,28 @@ class ABCaseRecord(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> ABCaseRecord:
-        check_case(self.case, self.case_id)
+        if (self.case is None) == (self.site is None):
+            raise ValueError("a comparison line holds a grid's case or a network's site, one of the two")
+        if self.case is not None:
+            check_case(self.case, self.case_id)
         if len(self.b_s) != len(self.a_s) or (self.order and len(self.order) != len(self.a_s)):
             raise ValueError(f"{len(self.a_s)} A rounds, {len(self.b_s)} B rounds and {len(self.order)} orders: "
                              "the rounds are not paired")
         return self
+
+
+class ABGate(_Strict):
+    """The last line of a comparison run with `--fail-above`: the threshold, the cases or sites flagged
+    slower by more than it at the comparison's false discovery rate, and the exit code it gave."""
+
+    kind: Literal["ab_gate"] = "ab_gate"
+    ab_id: str
+    fail_above: float = Field(ge=0)  # a fraction of A
+    fdr: float = Field(gt=0, lt=1)
+    failed: list[str]  # case ids (grid) or site names (network), slowest first
+    ratios: list[PositiveFloat]  # B / A of each
+    exit_code: Literal[0, 1]
+    finished: str
 
 
 class ModelHeader(_Header):
@@ -374,6 +420,7 @@ class ModelHeader(_Header):
     budget_s: PositiveFloat
     environment: dict[str, Any]
     census: list[dict[str, Any]]  # one `ConvLayer` per conv and input shape, in the order the network ran them
+    machine_start: dict[str, float] | None = None  # how busy the machine was as the run began (`machine.load`)
 
 
 class CandidateFigures(_Strict):
@@ -408,6 +455,12 @@ class ModelSiteRecord(_Strict):
     candidates: list[CandidateFigures] = []
     sittings: list[int] = []
     seconds: float = 0.0
+    # Why some candidate's interval stayed wider than the target ("contended", "drifting", "bimodal",
+    # "noisy": `timer.diagnose`), None when every one reached it; blocks timed again because they lost
+    # the CPU, by reason, and how many such blocks were kept once the re-takes were spent.
+    unstable: str | None = None
+    retaken: dict[str, int] | None = None
+    kept_contended: int | None = None
     finished: str
 
 
@@ -427,4 +480,8 @@ class ModelNetworkRecord(_Strict):
     low: PositiveFloat | None = None
     high: PositiveFloat | None = None
     sittings: list[int] = []
+    unstable: str | None = None  # as a site's: why the network's interval stayed wider than the target
+    retaken_share: float | None = Field(default=None, ge=0)  # the whole run's blocks timed again, over blocks kept
+    kept_contended: int | None = None  # contended blocks kept over the whole run
+    machine_end: dict[str, float] | None = None  # how busy the machine was as the run ended
     finished: str

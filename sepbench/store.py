@@ -33,6 +33,7 @@ from sepbench import records, upgrade
 from sepbench.errors import SepbenchError
 from sepbench.records import (
     ABCaseRecord,
+    ABGate,
     ABHeader,
     CaseRecord,
     ModelHeader,
@@ -330,6 +331,7 @@ class ABFile:
     header: ABHeader | None
     records: list[ABCaseRecord]
     problems: list[Problem]
+    gate: ABGate | None = None  # `--fail-above`: the verdict, the file's last line
 
 
 @dataclass
@@ -397,6 +399,11 @@ def _take_ab_line(ab: ABFile, data: dict[str, Any], seen: set[str]) -> None:
             raise ValueError(f"a second record of case {record.case_id}, ignored")
         seen.add(record.case_id)
         ab.records.append(record)
+    elif kind == "ab_gate" and ab.header is not None:
+        gate = ABGate.model_validate(data)
+        if gate.ab_id != ab.header.ab_id:
+            raise ValueError(f"a gate line of comparison {gate.ab_id}, but the header is {ab.header.ab_id}")
+        ab.gate = gate
     else:
         raise ValueError(f"unexpected line of kind {kind!r} in a comparison file")
 

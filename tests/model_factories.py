@@ -45,3 +45,10 @@ def not_a_module() -> object:
 
 def no_conv() -> nn.Module:
     return nn.Sequential(nn.Flatten(), nn.Linear(3 * 224 * 224, 10))
+
+
+def small() -> nn.Module:
+    """Three site shapes in a few microseconds each: a strided stem, a depthwise + pointwise pair, a 1×1."""
+    return nn.Sequential(nn.Conv2d(3, 16, 3, stride=2, padding=1), nn.ReLU(),
+                         nn.Conv2d(16, 16, 3, padding=1, groups=16), nn.Conv2d(16, 32, 1), nn.ReLU(),
+                         nn.Conv2d(32, 32, 1))

@@ -283,7 +283,10 @@ def test_a_worker_that_dies_mid_case_is_one_line_and_keeps_finished_cases(tmp_pa
     assert "Traceback" not in done.stderr
     finished = _records(out)
     assert len(finished) == 2
-    resumed = sepbench("ab", "--aa", "--python", PYTHON, "--grid", grid, "--out", out, "--resume", *FAST)
+    # Cases long enough (a narrow target, half a minute for the six left) that a replacement pair, importing
+    # torch on the spare core, is ready before the last of them: how fast FAST's cases end varies by VM.
+    resumed = sepbench("ab", "--aa", "--python", PYTHON, "--grid", grid, "--out", out, "--resume", "--budget", "0.5",
+                       "--block-ms", "2", "--target", "0.01", "--workers", "2")
     assert resumed.returncode == 0, resumed.stderr
     ids = [r.case_id for r in _records(out)]
     assert len(ids) == 8 and len(set(ids)) == 8
@@ -317,7 +320,10 @@ def test_kill_9_then_resume_loses_no_finished_case_and_repeats_none(tmp_path: Pa
             break
         time.sleep(0.1)
     assert not workers, "workers outlived their parent"
-    resumed = sepbench("ab", "--aa", "--python", PYTHON, "--grid", grid, "--out", out, "--resume", *FAST)
+    # Cases long enough (a narrow target, half a minute for the six left) that a replacement pair, importing
+    # torch on the spare core, is ready before the last of them: how fast FAST's cases end varies by VM.
+    resumed = sepbench("ab", "--aa", "--python", PYTHON, "--grid", grid, "--out", out, "--resume", "--budget", "0.5",
+                       "--block-ms", "2", "--target", "0.01", "--workers", "2")
     assert resumed.returncode == 0, resumed.stderr
     after = [r.case_id for r in _records(out)]
     assert after[: len(before)] == before and len(after) == 8 and len(set(after)) == 8

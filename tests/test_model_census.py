@@ -77,7 +77,8 @@ def _importable(package: str) -> bool:
 
 
 @pytest.mark.parametrize("name", ["torchvision:resnet18", "torchvision:mobilenet_v2",
-                                  "torchvision:mobilenet_v3_large", "timm:efficientnet_b0"])
+                                  "torchvision:mobilenet_v3_large", "torchvision:convnext_tiny",
+                                  "timm:efficientnet_b0"])
 def test_real_networks_agree_with_flopcounter(name: str) -> None:
     """Where the `models` extra imports (it needs the torchvision build made for this torch)."""
     if not _importable(name.split(":")[0]):
@@ -202,3 +203,25 @@ def test_the_written_out_networks_agree_with_flopcounter(name: str) -> None:
     top = type(module).__name__
     for layer in layers:
         assert 2 * layer.macs * layer.calls == counts[f"{top}.{layer.name}"], layer.name
+
+
+@pytest.mark.parametrize(("name", "library"), [("resnet18", "torchvision:resnet18"),
+                                               ("mobilenet_v3_large", "torchvision:mobilenet_v3_large"),
+                                               ("efficientnet_b0", "timm:efficientnet_b0")])
+def test_the_written_out_networks_are_the_libraries_own(name: str, library: str) -> None:
+    """`benchmarks/networks.py` stands in for torchvision and timm where they do not import (beside the
+    local CPU wheel): where they do, each copy has the library module's parameters, MACs and census, conv
+    by conv (names, shapes, kernels, strides, padding, groups, bias, calls)."""
+    import sys
+    from pathlib import Path
+
+    if not _importable(library.split(":")[0]):
+        pytest.skip(f"{library.split(':')[0]} does not import here")
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    with torch.device("meta"):
+        copy, real = spec.resolve(f"benchmarks.networks:{name}"), spec.resolve(library)
+        x = torch.empty(real.input_shape)
+        ours, theirs = census(copy.module, x), census(real.module, x)
+    assert sum(p.numel() for p in copy.module.parameters()) == sum(p.numel() for p in real.module.parameters())
+    assert network_macs(ours) == network_macs(theirs)
+    assert ours == theirs

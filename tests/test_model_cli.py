@@ -73,6 +73,8 @@ def test_a_network_measured_site_by_site(tmp_path: Path) -> None:
     (["model_factories:odd", "--input", "1,3,0,32"], "give N,C,H,W, four positive integers"),
     (["model_factories:odd", "--budget", "nan"], "is not a finite number"),
     (["model_factories:odd", "--threads", "0"], "--threads"),
+    (["model_factories:odd", "--input", "1,3,24,24", "--budget", "0.1"],
+     "needs a budget of at least 0.2 min at these settings (6 site shapes; the network takes"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, args: list[str], expected: str) -> None:
     _one_line_error(model(*args, "--out", tmp_path / "out"), expected)
@@ -113,7 +115,7 @@ def test_a_network_too_large_for_memory_is_one_line(monkeypatch: pytest.MonkeyPa
 
 
 def test_resume_of_another_model_is_refused(tmp_path: Path) -> None:
-    assert model("model_factories:odd", "--input", "1,3,24,24", "--budget", "0.1", "--out", tmp_path).returncode == 0
+    assert model("model_factories:odd", "--input", "1,3,24,24", "--budget", "0.2", "--out", tmp_path).returncode == 0
     _one_line_error(model("sepbench:xception_block", "--resume", "--out", tmp_path),
                     "--resume: the newest model file in")
     _one_line_error(model("model_factories:odd", "--input", "1,3,32,32", "--resume", "--out", tmp_path),

@@ -17,7 +17,9 @@ only the case in flight, and `--resume` finishes the comparison without repeatin
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import math
 import os
 import random
 import select
@@ -31,13 +33,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from sepbench.ab import network as networks
+from sepbench.ab.network import NetworkRequest
 from sepbench.ab.stats import half_width
 from sepbench.budget import Budget
 from sepbench.case import Case
 from sepbench.errors import SepbenchError
 from sepbench.grid import Grid, group_cases
 from sepbench.measure.timer import MAX_RETAKES, cores_for
-from sepbench.records import ABCaseRecord, ABControl, ABHeader, ABSide, now
+from sepbench.records import ABCaseRecord, ABControl, ABGate, ABHeader, ABNetwork, ABSide, ABSite, now
 from sepbench.store import ResultsFile, read_ab, results_files
 
 PREPARE_TIMEOUT_S = 600.0
@@ -243,21 +247,52 @@ def env_label(env: dict[str, str]) -> str:
 Round = tuple[str, float, float]  # (who went first, A's seconds per call, B's) in the positions A and B
 
 
-class Comparison:
-    """A grid's cases under A and B, paired block by block, into one comparison file."""
+@dataclass(frozen=True)
+class Target:
+    """One thing a comparison times in both installs: a grid's case, or a network's site (or the whole
+    network). `request` is what a worker's prepare builds it from."""
 
-    def __init__(self, grid: Grid, a: Interpreter, b: Interpreter, out: Path, *, aa: bool = False,
-                 inject: float = 0.0, budget_s: float = 1200.0, settings: Settings | None = None,
+    id: str
+    name: str  # for messages: the case's label at its geometry, or the site's layers
+    request: dict[str, Any]
+    case: Case | None = None
+    site: ABSite | None = None
+
+
+def case_target(case: Case) -> Target:
+    return Target(case.id, f"{case.label()} at {case.geometry()}", {"case": case.as_dict()}, case=case)
+
+
+def site_target(site: ABSite, request: NetworkRequest, network: ABNetwork) -> Target:
+    shown = site.name if site.name == networks.NETWORK else f"{site.layers[0]} ({site.site_kind})"
+    return Target(f"site={site.name}", f"{request.spec} {shown}",
+                  {"site": {"spec": request.spec, "input": list(network.input_shape), "dtype": request.dtype,
+                            "mode": request.mode, "device": request.device, "site": site.name}}, site=site)
+
+
+class Comparison:
+    """A grid's cases, or a network's sites, under A and B, paired block by block, into one comparison
+    file. With `fail_above` (a fraction), the file closes with the gate's verdict (`gate`)."""
+
+    def __init__(self, subject: Grid | NetworkRequest, a: Interpreter, b: Interpreter, out: Path, *,
+                 aa: bool = False, inject: float = 0.0, budget_s: float = 1200.0, settings: Settings | None = None,
                  seed: int | None = None, resume: bool = False, env_a: dict[str, str] | None = None,
-                 env_b: dict[str, str] | None = None) -> None:
-        self.grid, self.a, self.b, self.out = grid, a, b, Path(out)
-        self.aa, self.inject, self.budget_s = aa, inject, budget_s
+                 env_b: dict[str, str] | None = None, fail_above: float | None = None) -> None:
+        self.subject, self.a, self.b, self.out = subject, a, b, Path(out)
+        self.aa, self.inject, self.budget_s, self.fail_above = aa, inject, budget_s, fail_above
         self.env = {"A": dict(env_a or {}), "B": dict(env_b or {})}
         self.settings = settings or Settings()
         self.seed = seed if seed is not None else random.SystemRandom().randrange(2**31)
         self.resume = resume
-        cases, self.dropped = grid.expand()
-        self.cases: list[Case] = [c for g in group_cases(cases) for c in g]
+        self.network: ABNetwork | None = None  # known once the workers have told it (`open`)
+        self.dropped: dict = {}
+        self.targets: list[Target] = []
+        if isinstance(subject, Grid):
+            cases, self.dropped = subject.expand()
+            self.targets = [case_target(c) for g in group_cases(cases) for c in g]
+            self.device = self.targets[0].case.device if self.targets and self.targets[0].case else "cpu"
+        else:
+            self.device = subject.device
         self.path: Path | None = None
         self.done = 0
         self.started = time.monotonic()  # the budget counts from here: starting the workers is part of it
@@ -266,8 +301,30 @@ class Comparison:
         return self.a if side == "A" else self.b
 
     def _hello(self, w: Worker, describe: bool) -> dict[str, Any]:
-        return {"device": self.cases[0].device, "threads": self.settings.threads, "core": self.cores,
+        return {"device": self.device, "threads": self.settings.threads, "core": self.cores,
                 "inject": self.inject if w.side.startswith("B") else 0.0, "describe": describe}
+
+    def _network(self, request: NetworkRequest) -> None:
+        """Ask the first worker of each side for the network's census: both must build the same one, and
+        the budget must cover its cases. Refusals name the side whose install failed."""
+        s = self.settings
+        answers = {}
+        for side in ("A", "B"):
+            w = self.workers[side][0]
+            answer = w.call("census", PREPARE_TIMEOUT_S, spec=request.spec,
+                            input=list(request.input_shape) if request.input_shape else None, dtype=request.dtype,
+                            device=request.device, block_time=s.block_time)
+            if not answer.get("ok"):
+                raise SepbenchError(f"--python {w.python.given} ({side}): {answer.get('error')}")
+            answers[side] = answer
+        self.network = networks.agree(request, answers["A"], answers["B"])
+        self.census_answers = answers
+        self.targets = [site_target(site, request, self.network) for site in networks.sites(self.network)]
+        least = networks.minimum_budget(len(self.targets) - 1, max(a["network_s"] for a in answers.values()),
+                                        s.min_pairs, s.rounds_per_instance, s.block_time, s.control_fraction)
+        if least > self.budget_s:
+            raise SepbenchError(f"{networks.needs(self.network, least)} at these settings; give --budget "
+                                f"{math.ceil(least / 6) / 10:g} or more; nothing was written")
 
     def _greeted(self, w: Worker, answer: dict) -> dict:
         if not answer.get("ok"):
@@ -277,7 +334,7 @@ class Comparison:
     def open(self) -> Path:
         """Start the workers and open the comparison file (new, or the one to resume): everything that
         can refuse the input speaks here, before anything is timed."""
-        if not self.cases:
+        if not self.targets and isinstance(self.subject, Grid):
             dropped = sum(self.dropped.values())
             raise SepbenchError("the grid holds no valid case to compare, so nothing was written" + (
                 f" ({dropped} invalid combinations dropped)" if dropped else ""))
@@ -295,10 +352,12 @@ class Comparison:
             for side in ("A", "B"):
                 w = self.workers[side][i]
                 hello.setdefault(side, self._greeted(w, w.call("hello", START_TIMEOUT_S, **self._hello(w, not i))))
+        if isinstance(self.subject, NetworkRequest):
+            self._network(self.subject)
         self.results, done_ids = self._open(hello, self.cores)
         self.path = self.results.path
-        self.todo = [c for c in self.cases if c.id not in done_ids]
-        self.done = len(self.cases) - len(self.todo)
+        self.todo = [t for t in self.targets if t.id not in done_ids]
+        self.done = len(self.targets) - len(self.todo)
         self.generation = self.first_generation = self.done  # which pair the next replacement takes
         self.pending: dict[str, Worker] | None = None  # a replacement pair, importing torch
         return self.path
@@ -308,7 +367,7 @@ class Comparison:
         rng = random.Random(self.seed + self.done)
         # The cases left get their share of the budget, less the time spent starting, less 3 %: a case
         # always completes its first `min_pairs` visits, so the last ones may run a little over.
-        share = self.budget_s * len(self.todo) / max(len(self.cases), 1)
+        share = self.budget_s * len(self.todo) / max(len(self.targets), 1)
         budget = Budget(0.97 * share - (time.monotonic() - self.started), time.monotonic())
         for i, case in enumerate(self.todo):
             if self.settings.recycle and self.pending is None:
@@ -321,8 +380,21 @@ class Comparison:
             self._swap_in_if_ready()
             if on_case:
                 on_case(record)
+        if self.fail_above is not None:
+            self.results.append(self._gate())
         self.results.unlock()
         return self.results.path
+
+    def _gate(self) -> ABGate:
+        """The gate's verdict over the whole file (cases resumed from it included)."""
+        from sepbench.ab.stats import FDR, comparison, gate
+
+        assert self.fail_above is not None and self.path is not None
+        table, _ = comparison(read_ab(self.path).records, PROTOCOL)
+        over = gate(table, self.fail_above)
+        names = [str(n) for n in (over["label"] if self.network is not None else over["case_id"])]
+        return ABGate(ab_id=self.ab_id, fail_above=self.fail_above, fdr=FDR, failed=names,
+                      ratios=[float(r) for r in over["ratio"]], exit_code=1 if names else 0, finished=now())
 
     def _spawn_replacements(self) -> dict[str, Worker]:
         """A new A and B worker for one pair, started on the spare cores so that their imports overlap the
@@ -357,12 +429,13 @@ class Comparison:
 
     def _open(self, hello: dict, cores: list[int]) -> tuple[ResultsFile, set[str]]:
         s = self.settings
-        digest = self.grid.digest()
+        digest = self._digest()
         if self.resume:
             path = _find_resumable(self.out, digest, self.a, self.b, self.aa, self.inject,
                                    (self.env["A"], self.env["B"]))
             if path is None:
-                raise SepbenchError(f"nothing to resume in {self.out}: no comparison of this grid between these "
+                raise SepbenchError(f"nothing to resume in {self.out}: no comparison of this "
+                                    f"{'grid' if self.network is None else 'network'} between these "
                                     "interpreters (with these --aa/--inject/--env settings)")
             results = ABResultsFile(path)
             results.lock()
@@ -375,20 +448,36 @@ class Comparison:
         self.ab_id = uuid.uuid4().hex[:12]
         sides = {k: ABSide(python=str(self._python(k).given), prefix=self._python(k).prefix,
                            environment=hello[k]["fingerprint"], env=self.env[k]) for k in ("A", "B")}
-        header = ABHeader(ab_id=self.ab_id, grid_name=self.grid.name, grid_digest=digest,
-                          grid=self.grid.spec.model_dump(mode="json"), started=now(), a=sides["A"], b=sides["B"],
+        grid = self.subject.spec.model_dump(mode="json") if isinstance(self.subject, Grid) else {}
+        header = ABHeader(ab_id=self.ab_id, grid_name=self._name(), grid_digest=digest,
+                          grid=grid, started=now(), a=sides["A"], b=sides["B"],
                           aa=self.aa, inject=self.inject, seed=self.seed, budget_s=self.budget_s,
                           block_time=s.block_time, threads=s.threads, cores=cores, workers=s.workers,
                           warmup_time=s.warmup_time, rounds_per_visit=s.rounds_per_instance, protocol=PROTOCOL,
-                          control_fraction=s.control_fraction)
+                          control_fraction=s.control_fraction, network=self.network, fail_above=self.fail_above)
         env_a, env_b = sides["A"].environment, sides["B"].environment
         kind = "aa" if self.aa else "ab"
         tags = [f"-{env_label(e)}" if e else "" for e in (self.env["A"], self.env["B"])]
-        stem = (f"{kind}-{self.grid.name}-{env_a['device']}-{env_a['machine']}-torch{env_a['torch']}{tags[0]}"
+        stem = (f"{kind}-{self._name()}-{env_a['device']}-{env_a['machine']}-torch{env_a['torch']}{tags[0]}"
                 f"-vs-torch{env_b['torch']}{tags[1]}" + (f"-inject{self.inject * 100:g}pct" if self.inject else ""))
         return ABResultsFile.create(self.out, header, stem=stem), set()
 
-    def _visit(self, pair: dict[str, Worker], case: Case, rng: random.Random, number: int | None,
+    def _name(self) -> str:
+        """The grid's name, or the network's SPEC with its input (what a file name and a header carry)."""
+        if isinstance(self.subject, Grid):
+            return self.subject.name
+        assert self.network is not None
+        return f"{self.network.spec.replace(':', '-')}-{'x'.join(map(str, self.network.input_shape))}"
+
+    def _digest(self) -> str:
+        """What a comparison resumes by: the grid, or the network's census and how it is run."""
+        if isinstance(self.subject, Grid):
+            return self.subject.digest()
+        assert self.network is not None
+        text = json.dumps(self.network.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def _visit(self, pair: dict[str, Worker], case: Target, rng: random.Random, number: int | None,
                retaken: dict[str, int]) -> tuple[list[Round], int, dict[str, str | None]] | dict[str, str]:
         """Build the case in both workers of a pair (keys: the positions "A" and "B"), settle, then time
         `rounds_per_instance` rounds, half with A first and half with B first, in a drawn order: a
@@ -398,7 +487,10 @@ class Comparison:
         s = self.settings
         # Who builds (and warms up) last starts with its data in cache: the order is drawn, and a short
         # settling block on each side after the builds is timed but not kept.
-        prepared = {pos: pair[pos].call("prepare", PREPARE_TIMEOUT_S, case=case.as_dict(), block_time=s.block_time,
+        request = case.request
+        if "site" in request:  # both positions build the same random weights, new ones each visit
+            request = {"site": {**request["site"], "seed": rng.randrange(2**31)}}
+        prepared = {pos: pair[pos].call("prepare", PREPARE_TIMEOUT_S, **request, block_time=s.block_time,
                                         warmup_time=s.warmup_time, pad_bytes=rng.randrange(0, s.max_pad, 64),
                                         number=number)
                     for pos in rng.sample(["A", "B"], 2)}
@@ -418,8 +510,8 @@ class Comparison:
                     answer = pair[pos].call("block", BLOCK_TIMEOUT_S,
                                             number=number if r else max(1, number // s.settle_fraction))
                     if not answer.get("ok"):
-                        raise SepbenchError(f"worker {pair[pos].side} failed a block of {case.label()} "
-                                            f"at {case.geometry()}: {answer.get('error')}")
+                        raise SepbenchError(f"worker {pair[pos].side} failed a block of {case.name}: "
+                                            f"{answer.get('error')}")
                     timed[pos] = answer["per_call_s"]
                     contended = contended or answer.get("contended")
                 # A round in which either block lost the CPU is timed again (bounded), never kept
@@ -433,7 +525,7 @@ class Comparison:
             w.call("drop", BLOCK_TIMEOUT_S)
         return rounds, number, {pos: p.get("backend") for pos, p in prepared.items()}
 
-    def _case(self, workers: dict[str, list[Worker]], case: Case, rng: random.Random, allowance: float,
+    def _case(self, workers: dict[str, list[Worker]], case: Target, rng: random.Random, allowance: float,
               control: bool = False) -> ABCaseRecord:
         """The case in every worker pair (A k, B k), cycling over the pairs until the interval (over
         pairs) is narrow enough or the time is up. The time is checked pair by pair once the first
@@ -458,11 +550,12 @@ class Comparison:
                 visit = self._visit({"A": workers["A"][k], "B": workers["B"][k]}, case, rng, number, retaken)
                 if isinstance(visit, dict):
                     if cycle or k:  # built before, refused now: a failure, not a case one side lacks
-                        raise SepbenchError(f"{case.label()} at {case.geometry()}: a rebuild failed: {visit}")
+                        raise SepbenchError(f"{case.name}: a rebuild failed: {visit}")
                     status: Literal["refused", "missing_a", "missing_b"] = (
                         "refused" if len(visit) == 2 else ("missing_a" if "A" in visit else "missing_b"))
                     reason = "; ".join(f"{side}: {why}" for side, why in visit.items())
-                    return ABCaseRecord(ab_id=self.ab_id, case_id=case.id, case=case, status=status, reason=reason,
+                    return ABCaseRecord(ab_id=self.ab_id, case_id=case.id, case=case.case, site=case.site,
+                                        status=status, reason=reason,
                                         seconds=time.monotonic() - started, finished=now())
                 rounds, number, built = visit
                 backends = {side: backends[side] or built[side] for side in backends}
@@ -473,7 +566,7 @@ class Comparison:
                     visit = self._visit({"A": pool[k], "B": pool[(k + shift) % s.workers]}, case, rng, number,
                                         retaken)
                     if isinstance(visit, dict):
-                        raise SepbenchError(f"{case.label()} at {case.geometry()}: the control's build failed: "
+                        raise SepbenchError(f"{case.name}: the control's build failed: "
                                             f"{visit}")
                     ctrl += visit[0]
                     ctrl_instance += [k] * len(visit[0])
@@ -481,7 +574,8 @@ class Comparison:
             if narrow or time.monotonic() - started >= allowance:
                 break
         return ABCaseRecord(
-            ab_id=self.ab_id, case_id=case.id, case=case, status="ok", a_s=[r[1] for r in real],
+            ab_id=self.ab_id, case_id=case.id, case=case.case, site=case.site, status="ok",
+            a_s=[r[1] for r in real],
             b_s=[r[2] for r in real], order="".join(r[0] for r in real), instance=instance, number_a=number,
             number_b=number, backend_a=backends["A"], backend_b=backends["B"], seconds=time.monotonic() - started,
             retaken=retaken,

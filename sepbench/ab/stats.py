@@ -39,6 +39,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from sepbench.ab.network import NETWORK
+
 if TYPE_CHECKING:
     from sepbench.records import ABCaseRecord
 
@@ -247,6 +249,20 @@ def summarize(table: pd.DataFrame) -> dict:
     }
 
 
+def _what(r: ABCaseRecord) -> dict:
+    """What a line compared, in the table's terms: a grid's case, or a network's site (its kind as the
+    variant, its first layer's name as the label, its shapes as the geometry)."""
+    if r.case is not None:
+        return {"variant": r.case.variant, "label": r.case.label(), "geometry": r.case.geometry(),
+                "mode": r.case.mode, "c_in": r.case.c_in, "size": r.case.size, "calls": 1, "layers": None}
+    site = r.site
+    assert site is not None  # a record holds one of the two
+    shown = site.layers[0] if site.layers else site.name
+    return {"variant": site.site_kind, "label": shown, "layers": ", ".join(site.layers) or site.name,
+            "geometry": f"{'×'.join(map(str, site.in_shape[1:]))} → {'×'.join(map(str, site.out_shape[1:]))}",
+            "mode": None, "c_in": site.in_shape[1], "size": site.in_shape[-1], "calls": site.calls}
+
+
 def case_table(records: list[ABCaseRecord], by_order: bool = False, control: Control | None = None) -> pd.DataFrame:
     """One row per case of a comparison file: what was compared, the paired estimate, the status.
     `by_order`: each pair's figure the mean of its two orders' medians (a model of the position effect,
@@ -256,8 +272,7 @@ def case_table(records: list[ABCaseRecord], by_order: bool = False, control: Con
         order = r.order if by_order and r.order else None
         est = paired(r.a_s, r.b_s, r.instance or None, order=order) if r.status == "ok" and len(r.a_s) else None
         rows.append({
-            "case_id": r.case_id, "variant": r.case.variant, "label": r.case.label(), "geometry": r.case.geometry(),
-            "mode": r.case.mode, "c_in": r.case.c_in, "size": r.case.size, "status": r.status, "reason": r.reason,
+            "case_id": r.case_id, **_what(r), "status": r.status, "reason": r.reason,
             "rounds": est.rounds if est else 0, "instances": len(set(r.instance)) if r.instance else 0,
             "a_s": float(np.median(r.a_s)) if r.a_s else np.nan,
             "b_s": float(np.median(r.b_s)) if r.b_s else np.nan,
@@ -266,11 +281,54 @@ def case_table(records: list[ABCaseRecord], by_order: bool = False, control: Con
             "log_sd": est.log_sd if est else np.nan, "seconds": r.seconds,
             "position": position_effect(r.a_s, r.b_s, r.order) if est and r.order else np.nan,
         })
-    columns = ["case_id", "variant", "label", "geometry", "mode", "c_in", "size", "status", "reason", "rounds",
-               "instances", "a_s", "b_s", "ratio", "low", "high", "p", "mdc", "log_sd", "seconds", "position"]
+    columns = ["case_id", "variant", "label", "geometry", "mode", "c_in", "size", "calls", "layers", "status", "reason",
+               "rounds", "instances", "a_s", "b_s", "ratio", "low", "high", "p", "mdc", "log_sd", "seconds",
+               "position"]
     table = pd.DataFrame(rows, columns=columns)
     table["d80"] = detectable(table["mdc"], table["instances"].where(table["instances"] > 0, table["rounds"]))
     return verdicts(table, control=control)
+
+
+def gate(table: pd.DataFrame, fail_above: float, fdr: float = FDR) -> pd.DataFrame:
+    """The cases slower under B by more than `fail_above` (a fraction of A) at the false discovery rate:
+    each case's p-value taken against log(1 + fail_above) rather than against 0 (the t statistic rebuilt
+    from its interval), Benjamini–Hochberg over every compared case, and kept where q < fdr and the
+    estimate lies above the threshold. Slowest first."""
+    compared = table[table["p"].notna()]
+    if compared.empty:
+        return compared
+    p = _p_beyond(compared, -np.inf, float(np.log1p(fail_above)))
+    q = stats.false_discovery_control(p)
+    over = compared[(q < fdr) & (compared["ratio"].to_numpy() > 1 + fail_above)]
+    return over.sort_values("ratio", ascending=False)
+
+
+@dataclass(frozen=True)
+class NetworkVerdict:
+    """A network compared site by site: the whole network's B / A with its interval and verdict, and the
+    sites ordered by what they carry of the change (share of A's network time × their change)."""
+
+    ratio: float
+    low: float
+    high: float
+    verdict: str
+    sites: pd.DataFrame  # the site rows with `share` and `carries` (share × (ratio − 1)), largest |carries| first
+    share_timed: float  # the sites' summed share: what part of the network's time is in its convs
+
+
+def network_verdict(table: pd.DataFrame) -> NetworkVerdict | None:
+    """The network's row and its sites, from a network comparison's case table; None when the whole
+    network was not compared (yet)."""
+    whole = table[table["case_id"] == f"site={NETWORK}"]
+    sites = table[table["case_id"] != f"site={NETWORK}"].copy()
+    if whole.empty or not np.isfinite(whole["ratio"].iloc[0]):
+        return None
+    row = whole.iloc[0]
+    sites["share"] = sites["a_s"] * sites["calls"] / row["a_s"]
+    sites["carries"] = sites["share"] * (sites["ratio"] - 1)
+    sites = sites.reindex(sites["carries"].abs().sort_values(ascending=False).index)
+    return NetworkVerdict(float(row["ratio"]), float(row["low"]), float(row["high"]), str(row["verdict"]), sites,
+                          float(sites["share"].sum()))
 
 
 def comparison(records: list[ABCaseRecord], protocol: int) -> tuple[pd.DataFrame, Control | None]:

@@ -4,7 +4,10 @@ stdout. Run by the parent as `python -m sepbench.ab.worker` under each interpret
 Requests (one object per line, answered by one line, `{"ok": false, "error": …}` on failure):
   hello    device, threads, core, inject[, describe] → this interpreter's environment fingerprint
            (skipped, {}, with describe false: a replacement worker, whose side is described already)
-  prepare  case, block_time, warmup_time → the case built, warmed up and calibrated: calls per block
+  census   spec, input, dtype, device, block_time → the network's convs as this install runs them, its
+           input and a forward's time (`sepbench ab --model`)
+  prepare  case or site, block_time, warmup_time → the case (a grid's) or the site (a network's, or the
+           whole network) built, warmed up and calibrated: calls per block
   block    number → seconds per call over one block of `number` back-to-back steps, and why the
            block was contended (it lost the CPU: `sepbench.measure.machine`), or null
   drop     → the case freed
@@ -24,7 +27,7 @@ import time
 from typing import Any, BinaryIO
 
 PROTOCOL = 1
-OPS = ("hello", "prepare", "block", "drop", "bye")
+OPS = ("hello", "census", "prepare", "block", "drop", "bye")
 
 
 class _Session:
@@ -34,6 +37,7 @@ class _Session:
         self.inject = 0.0
         self.threads = 1
         self.cpu_bound = True
+        self.networks: Any = None  # `ab.network.Built`, once a network is asked for
 
     def hello(self, device: str, threads: int, core: list[int] | None, inject: float, describe: bool = True) -> dict:
         import torch
@@ -52,32 +56,52 @@ class _Session:
                 "pid": os.getpid(),
                 "protocol": PROTOCOL, "python": sys.executable, "prefix": sys.prefix}
 
-    def prepare(self, case: dict, block_time: float, warmup_time: float, pad_bytes: int = 0,
-                number: int | None = None) -> dict:
+    def _built(self) -> Any:
+        if self.networks is None:
+            from sepbench.ab.network import Built
+
+            self.networks = Built()
+        return self.networks
+
+    def census(self, spec: str, input: list[int] | None, dtype: str, device: str, block_time: float) -> dict:
+        return self._built().census(spec, input, dtype, device, self.threads, block_time)
+
+    def prepare(self, case: dict | None = None, block_time: float = 0.04, warmup_time: float = 0.02,
+                site: dict | None = None, pad_bytes: int = 0, number: int | None = None) -> dict:
+        import contextlib
+
         from sepbench.case import Case, check
         from sepbench.measure.timer import calibrate, synchronizer, warm_up
         from sepbench.measure.workload import Workload, backend_flags
 
         self.drop()
-        c = Case(**case)
-        check(c)
         # A fresh build lands where the allocator puts it, and where it lands moves its speed (cache sets,
         # huge pages): a pad of random size, held while the instance lives, puts each instance elsewhere.
         self.pad = bytearray(pad_bytes)
-        self.flags = backend_flags(c)
-        self.flags.__enter__()
-        self.work = Workload(c)
-        self.sync = synchronizer(c.device)
-        calls = warm_up(self.work.step, self.sync, warmup_time)
-        number = number or calibrate(self.work.step, self.sync, block_time)
-        return {"number": number, "warmup_calls": calls, "backend": self.work.conv_backends(), "case_id": c.id}
+        if case is not None:
+            c = Case(**case)
+            check(c)
+            self.flags = backend_flags(c)
+            self.flags.__enter__()
+            self.work = Workload(c)
+            self.step, backend, device, name = self.work.step, self.work.conv_backends(), c.device, c.id
+        elif site is not None:
+            self.flags = contextlib.nullcontext()
+            self.work = self._built().step(site, self.threads)
+            self.step, backend, device, name = self.work, None, site["device"], site["site"]
+        else:
+            raise ValueError("prepare needs a case or a site")
+        self.sync = synchronizer(device)
+        calls = warm_up(self.step, self.sync, warmup_time)
+        number = number or calibrate(self.step, self.sync, block_time)
+        return {"number": number, "warmup_calls": calls, "backend": backend, "case_id": name}
 
     def block(self, number: int) -> dict:
         from sepbench.measure import machine
 
         if self.work is None:
             raise RuntimeError("block before prepare")
-        step, sync = self.work.step, self.sync
+        step, sync = self.step, self.sync
 
         def timed() -> float:
             sync()

@@ -24,10 +24,13 @@ import torch
 from torch import nn
 
 from sepbench.grid import MeasureSettings
+from sepbench.measure import machine
 from sepbench.measure.timer import (
+    RoundLog,
     Sitting,
     Timing,
     calibrate,
+    diagnose,
     measure_interleaved,
     measure_sittings,
     synchronizer,
@@ -60,7 +63,7 @@ class Settings:
     max_rounds: int = _RUN.max_rounds
 
 
-def _step(module: nn.Module, shape: tuple[int, ...], s: Settings, seed: int) -> Callable[[], None]:
+def step(module: nn.Module, shape: tuple[int, ...], s: Settings, seed: int) -> Callable[[], None]:
     """One call as the network would make it: a forward under no_grad, or forward + backward with the
     input requiring grad (any layer but the first does), gradients accumulating in place."""
     dtype = getattr(torch, s.dtype)
@@ -97,7 +100,7 @@ def best_block(step: Callable[[], None], device: str, block_time: float, blocks:
 
 def per_call(site: Site, s: Settings) -> float:
     """A quick estimate of the site's time per call as it is: the best of three calibrated blocks."""
-    return best_block(_step(as_is(site), site.in_shape, s, seed=0), s.device, s.block_time, 3)
+    return best_block(step(as_is(site), site.in_shape, s, seed=0), s.device, s.block_time, 3)
 
 
 def _sitting(builders: Mapping[str, Callable[[], nn.Module]], shape: tuple[int, ...], s: Settings) -> Sitting:
@@ -107,7 +110,7 @@ def _sitting(builders: Mapping[str, Callable[[], nn.Module]], shape: tuple[int, 
         nonlocal sittings
         sittings += 1
         torch.manual_seed(sittings)
-        fns = {name: _step(make(), shape, s, seed=sittings) for name, make in builders.items()}
+        fns = {name: step(make(), shape, s, seed=sittings) for name, make in builders.items()}
         return measure_interleaved(fns, synchronizer(s.device), min_run_time=0.0, min_rounds=rounds,
                                    max_rounds=rounds, block_time=s.block_time,
                                    warmup_time=s.block_time if numbers else s.warmup_time, threads=s.threads,
@@ -126,9 +129,37 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def _unstable(timings: Mapping[str, Timing], target: float) -> str | None:
+    """Why the widest interval against the site as it is stayed above ±target (`timer.diagnose`, from the
+    blocks, the re-takes and the reference probe of this measurement), or None when all reached it."""
+    ref = timings[AS_IS]
+    widest, worst = 0.0, None
+    for name, t in timings.items():
+        if name == AS_IS:
+            continue
+        speed = realized_speedup(ref.times, t.times, ref.sittings)
+        half = (speed.high - speed.low) / 2 / speed.ratio if speed.low and speed.high else float("inf")
+        if half > target and half >= widest:
+            widest, worst = half, t
+    return None if worst is None else diagnose(ref.times, worst.times, ref.log)
+
+
+def _count(into: RoundLog | None, timings: Mapping[str, Timing]) -> RoundLog:
+    """This measurement's log (shared by its timings), added into the run's when one is given."""
+    log = next(iter(timings.values())).log or RoundLog()
+    if into is not None:
+        into.retaken.update(log.retaken)
+        into.kept_contended += log.kept_contended
+        into.blocks += log.blocks
+        into.probe_s += log.probe_s
+    return log
+
+
 def measure_site(model_id: str, site: Site, layers: list[str], calls: int, shape: str,
-                 builders: Mapping[str, Callable[[], nn.Module]], s: Settings, allowance: float) -> ModelSiteRecord:
-    """The site as it is and each candidate, interleaved, on the site's real input shape."""
+                 builders: Mapping[str, Callable[[], nn.Module]], s: Settings, allowance: float,
+                 run_log: RoundLog | None = None) -> ModelSiteRecord:
+    """The site as it is and each candidate, interleaved, on the site's real input shape; its blocks are
+    counted into `run_log` (the whole run's re-takes and probe)."""
     started = time.monotonic()
     base = dict(model_id=model_id, site=site.name, layers=layers, shape=shape, site_kind=site.kind, calls=calls,
                 in_shape=site.in_shape, out_shape=site.out_shape, macs=site.macs)
@@ -140,6 +171,7 @@ def measure_site(model_id: str, site: Site, layers: list[str], calls: int, shape
         return ModelSiteRecord(**base, status="failed", reason=f"{type(exc).__name__}: {exc}".splitlines()[0],
                                seconds=time.monotonic() - started, finished=now())
     ref = timings[AS_IS]
+    log = _count(run_log, timings)
     figures = []
     for name, make in builders.items():
         t = timings[name]
@@ -149,7 +181,8 @@ def measure_site(model_id: str, site: Site, layers: list[str], calls: int, shape
                                         median_s=t.median, realized=speed.ratio, low=speed.low, high=speed.high))
     return ModelSiteRecord(**base, status="ok", median_s=ref.median, candidates=figures,
                            sittings=ref.sittings or [len(ref.times)], seconds=time.monotonic() - started,
-                           finished=now())
+                           unstable=_unstable(timings, s.target), retaken=dict(log.retaken),
+                           kept_contended=log.kept_contended, finished=now())
 
 
 def verdict(record: ModelSiteRecord) -> tuple[str, CandidateFigures | None]:
@@ -162,6 +195,27 @@ def verdict(record: ModelSiteRecord) -> tuple[str, CandidateFigures | None]:
     if all(c.high is not None and c.high < 1 for c in record.candidates):
         return "slower", best
     return "keep", best
+
+
+RETAKEN_SHARE_MAX = 0.05  # a run that timed more than this share of its blocks again met a busy machine
+
+
+def contention(found: ModelFile) -> str | None:
+    """What says the machine was not the run's alone, in words, or None: other work at the start or the
+    end (`machine.busy_line`'s threshold), blocks re-taken or kept contended, sites left unstable by it."""
+    header, n = found.header, found.network
+    signs = []
+    for when, load in (("start", header.machine_start if header else None), ("end", n.machine_end if n else None)):
+        if load and load.get("other_cores", 0.0) >= 0.5:
+            signs.append(f"{load['other_cores']:.1f} cores busy with other work at the {when}")
+    if n is not None and n.retaken_share is not None and n.retaken_share > RETAKEN_SHARE_MAX:
+        signs.append(f"{n.retaken_share:.0%} of blocks re-taken")
+    if n is not None and n.kept_contended:
+        signs.append(f"{n.kept_contended} contended blocks kept")
+    contended = [r for r in found.sites if r.unstable == "contended"]
+    if contended:
+        signs.append(f"{len(contended)} site shape{'s' if len(contended) != 1 else ''} unstable for it")
+    return "; ".join(signs) or None
 
 
 def site_rows(found: ModelFile) -> list[dict]:
@@ -203,10 +257,11 @@ def swapped(model: nn.Module, replacements: Mapping[str, nn.Module]) -> nn.Modul
 
 
 def network_check(model_id: str, model: nn.Module, replacements: Mapping[str, nn.Module], swaps: dict[str, str],
-                  shape: tuple[int, ...], saved_s: float, s: Settings, allowance: float) -> ModelNetworkRecord:
+                  shape: tuple[int, ...], saved_s: float, s: Settings, allowance: float,
+                  run_log: RoundLog | None = None) -> ModelNetworkRecord:
     """The network as it is against the network with the swaps, interleaved in rounds and sittings; the
     prediction subtracts the per-layer savings (`saved_s`: Σ calls × (as it is − candidate)) from the
-    measured as-is time."""
+    measured as-is time. The record closes the run: the machine's load now and the run's re-takes."""
     changed = swapped(model, replacements)
     from sepbench.model.census import census, network_macs
 
@@ -216,8 +271,13 @@ def network_check(model_id: str, model: nn.Module, replacements: Mapping[str, nn
     timings = _timed({AS_IS: lambda: copy.deepcopy(model), "swapped": lambda: copy.deepcopy(changed)}, shape, s,
                      allowance)
     ref, new = timings[AS_IS], timings["swapped"]
+    log = _count(run_log, timings)
+    total = run_log or log
     speed = realized_speedup(ref.times, new.times, ref.sittings)
     predicted = max(ref.median - saved_s, 1e-12)
     return ModelNetworkRecord(model_id=model_id, swaps=swaps, macs=before, swapped_macs=after, as_is_s=ref.median,
                               swapped_s=new.median, predicted_s=predicted, measured=speed.ratio, low=speed.low,
-                              high=speed.high, sittings=ref.sittings or [len(ref.times)], finished=now())
+                              high=speed.high, sittings=ref.sittings or [len(ref.times)],
+                              unstable=_unstable(timings, s.target),
+                              retaken_share=total.retaken_total / max(total.blocks, 1),
+                              kept_contended=total.kept_contended, machine_end=machine.load(), finished=now())

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import os
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict
@@ -19,12 +21,22 @@ import torch
 
 from sepbench.budget import Budget
 from sepbench.errors import SepbenchError
+from sepbench.measure import machine
 from sepbench.measure.environment import fingerprint
-from sepbench.measure.timer import cores_for, intra_op_threads, pinned
+from sepbench.measure.timer import RoundLog, cores_for, intra_op_threads, pinned
 from sepbench.model import spec as specs
 from sepbench.model.candidates import Site, candidates, sites
 from sepbench.model.census import census, out_of_memory
-from sepbench.model.measure import Settings, measure_site, network_check, now, per_call, verdict
+from sepbench.model.measure import (
+    Settings,
+    best_block,
+    measure_site,
+    network_check,
+    now,
+    per_call,
+    step,
+    verdict,
+)
 from sepbench.records import ModelHeader, ModelNetworkRecord
 from sepbench.store import ModelFile, ResultsFile, file_kind, read_model
 
@@ -63,9 +75,34 @@ def _resumable(out: Path, header: ModelHeader) -> ModelFile | None:
 DEFAULT = Settings()
 
 
+def minimum_budget(weights: dict[str, float], counts: dict[str, int], network_s: float, s: Settings) -> float:
+    """The least wall time the measuring takes, whatever the budget: every site shape (as it is and its
+    candidates) and the network (as it is and swapped) get `min_sittings` sittings of `sitting_rounds`
+    rounds, each block at least one call and `block_time` long, after a warm-up and a calibration. The
+    candidates are costed at the site's own time per call (a rough floor: some are slower)."""
+    blocks = s.min_sittings * (s.sitting_rounds + 1) + 3
+
+    def cost(per_call: float, timed: int) -> float:
+        return timed * blocks * max(per_call, s.block_time)
+
+    sites = sum(cost(w, 1 + counts[k]) for k, w in weights.items())
+    return (sites + cost(network_s, 2)) / (1 - NETWORK_SHARE)
+
+
+def _busy(say: Callable[[str], None], threads: int) -> dict[str, float]:
+    """The machine's load before anything is measured; its busy line said first when others share it."""
+    found = machine.load()
+    line = machine.busy_line(found, threads, len(os.sched_getaffinity(0)))
+    if line:
+        say(f"sepbench: {line}")
+    return found
+
+
 def run(spec: str, out: Path, *, input_shape: tuple[int, int, int, int] | None = None, s: Settings = DEFAULT,
         budget_s: float = 600.0, resume: bool = False, say: Callable[[str], None] = lambda _: None) -> Path:
-    """Measure the network `spec` names, site by site, then the add-up check; return the results file."""
+    """Measure the network `spec` names, site by site, then the add-up check; return the results file.
+    Everything that can refuse the input (the SPEC, the memory, a budget too small for the network)
+    speaks before anything is written."""
     with torch.device(s.device):
         net = specs.resolve(spec)
     shape = input_shape or net.input_shape
@@ -82,52 +119,66 @@ def run(spec: str, out: Path, *, input_shape: tuple[int, int, int, int] | None =
     found = sites(layers)
     groups = shapes(found)
     settings = {"spec": spec, "input": list(shape), **asdict(s)}
+    machine_start = _busy(say, s.threads)
     header = ModelHeader(
         grid_name="model", grid_digest=_digest(json.dumps(settings, sort_keys=True) + repr(layers)),
         grid={"grid": {}, "measure": asdict(s)}, started=now(), model_id=uuid.uuid4().hex[:12], spec=spec,
         input_shape=shape, dtype=s.dtype, device=s.device, mode=s.mode, threads=s.threads, budget_s=budget_s,
-        environment=fingerprint(s.device, s.threads), census=[asdict(layer) for layer in layers])
+        environment=fingerprint(s.device, s.threads), census=[asdict(layer) for layer in layers],
+        machine_start=machine_start)
     done: set[str] = set()
-    results: ResultsFile
     previous = _resumable(Path(out), header) if resume else None
     if previous is not None and previous.header is not None:
         header = previous.header
         done = {r.shape for r in previous.sites}
-        results = ModelResultsFile(previous.path)
-        results.lock()
-        results.repair_tail()
         if previous.network is not None:
             say(f"{previous.path.name} is complete")
             return previous.path
-    else:
-        stem = f"model-{spec.replace(':', '-')}-{s.device}-{header.environment['machine']}-torch" \
-               f"{header.environment['torch']}"
-        results = ModelResultsFile.create(Path(out), header, stem=stem)
-    budget = Budget(budget_s * (1 - NETWORK_SHARE))
-    try:
-        with pinned(cores_for(s.threads)), intra_op_threads(s.threads):
-            pending = {k: g for k, g in groups.items() if k not in done}
-            say(f"estimating {len(pending)} site shapes")
-            weight = {k: per_call(g[0], s) * sum(site.first.calls for site in g) for k, g in pending.items()}
+    run_log = RoundLog()
+    with pinned(cores_for(s.threads)), intra_op_threads(s.threads):
+        pending = {k: g for k, g in groups.items() if k not in done}
+        weight = {k: per_call(g[0], s) * sum(site.first.calls for site in g) for k, g in pending.items()}
+        counts = {k: len(candidates(g[0])) for k, g in pending.items()}
+        network_s = best_block(step(module, shape, s, seed=0), s.device, s.block_time, 1)
+        least = minimum_budget({k: weight[k] / sum(x.first.calls for x in pending[k]) for k in pending}, counts,
+                               network_s, s)
+        if least > budget_s:
+            raise SepbenchError(f"{spec} at {'×'.join(map(str, shape))} needs a budget of at least "
+                                f"{math.ceil(least / 60 * 10) / 10:g} min at these settings ({len(pending)} site "
+                                f"shapes; the network takes {network_s * 1e3:.1f} ms a call): give --budget "
+                                f"{math.ceil(least / 6) / 10:g} or more; nothing was written")
+        say(f"{len(pending)} site shapes to measure; the network takes {network_s * 1e3:.1f} ms a call")
+        results: ResultsFile
+        if previous is not None:
+            results = ModelResultsFile(previous.path)
+            results.lock()
+            results.repair_tail()
+        else:
+            stem = f"model-{spec.replace(':', '-')}-{s.device}-{header.environment['machine']}-torch" \
+                   f"{header.environment['torch']}"
+            results = ModelResultsFile.create(Path(out), header, stem=stem)
+        budget = Budget(budget_s * (1 - NETWORK_SHARE))
+        try:
             for i, (key, group) in enumerate(pending.items(), start=1):
                 share = weight[key] / max(sum(weight[k] for k in list(pending)[i - 1:]), 1e-12)
                 site = group[0]
                 say(f"site {i}/{len(pending)}: {site.name} ({site.kind}, {'×'.join(map(str, site.in_shape))})")
                 record = measure_site(header.model_id, site, [x.name for g in group for x in g.layers],
                                       sum(x.first.calls for x in group), key, candidates(site), s,
-                                      budget.left() * share)
+                                      budget.left() * share, run_log)
                 results.append(record)
             file = read_model(results.path)
             say("the whole network, as it is and with the swaps")
             results.append(_network(header.model_id, module, found, groups, file, shape, s,
-                                    max(budget.left() + budget_s * NETWORK_SHARE, 1.0)))
-    finally:
-        results.unlock()
+                                    max(budget.left() + budget_s * NETWORK_SHARE, 1.0), run_log))
+        finally:
+            results.unlock()
     return results.path
 
 
 def _network(model_id: str, module: torch.nn.Module, found: list[Site], groups: dict[str, list[Site]],
-             file: ModelFile, shape: tuple[int, ...], s: Settings, allowance: float) -> ModelNetworkRecord:
+             file: ModelFile, shape: tuple[int, ...], s: Settings, allowance: float,
+             run_log: RoundLog) -> ModelNetworkRecord:
     """The add-up check with every single-conv site whose best candidate is surely faster swapped."""
     by_shape = {r.shape: r for r in file.sites}
     replacements, swaps, saved = {}, {}, 0.0
@@ -143,4 +194,4 @@ def _network(model_id: str, module: torch.nn.Module, found: list[Site], groups: 
             replacements[site.first.name] = make()
             swaps[site.first.name] = best.name
             saved += site.first.calls * (record.median_s - best.median_s)
-    return network_check(model_id, module, replacements, swaps, shape, saved, s, allowance)
+    return network_check(model_id, module, replacements, swaps, shape, saved, s, allowance, run_log)

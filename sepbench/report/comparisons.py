@@ -58,6 +58,12 @@ class Comparison:
     group: str = CURRENT
     calibrations: list[Comparison] = field(default_factory=list)
     plot: Figure | None = None
+    network: ab_stats.NetworkVerdict | None = None  # `ab --model`: the whole network and its sites
+
+    @property
+    def spec(self) -> str | None:
+        """The network compared (`ab --model`), or None for a grid's cases."""
+        return self.header.network.spec if self.header.network else None
 
     @property
     def anchor(self) -> str:
@@ -67,7 +73,8 @@ class Comparison:
     @property
     def kind(self) -> str:
         h = self.header
-        return f"A/A + injected {100 * h.inject:g} %" if h.inject else ("A/A" if h.aa else "A/B")
+        kind = f"A/A + injected {100 * h.inject:g} %" if h.inject else ("A/A" if h.aa else "A/B")
+        return f"{kind} of {self.spec}" if self.spec else kind
 
     @property
     def calibration(self) -> bool:
@@ -144,7 +151,9 @@ def _read(path: Path) -> tuple[Comparison | None, list[Problem]]:
     if ab.header is None or not ab.records:
         return None, list(ab.problems)
     table, control = ab_stats.comparison(ab.records, ab.header.protocol)
-    return Comparison(path, ab.header, table, ab_stats.summarize(table), control), list(ab.problems)
+    network = ab_stats.network_verdict(table) if ab.header.network is not None else None
+    return (Comparison(path, ab.header, table, ab_stats.summarize(table), control, network=network),
+            list(ab.problems))
 
 
 def load(paths: list[Path]) -> tuple[list[Comparison], list[Problem]]:
@@ -169,7 +178,7 @@ def load(paths: list[Path]) -> tuple[list[Comparison], list[Problem]]:
     for c in found:
         if not c.calibration:
             c.calibrations = [k for k in found if k.calibration and k.machine == c.machine
-                              and k.header.protocol == c.header.protocol
+                              and k.header.protocol == c.header.protocol and k.spec == c.spec
                               and (DESIGN_FOLDER in k.path.parts) == (DESIGN_FOLDER in c.path.parts)]
     order = {CURRENT: 0, CALIBRATION: 1, EARLIER: 2}
     found.sort(key=_newest, reverse=True)
@@ -184,13 +193,44 @@ def _newest(c: Comparison) -> tuple:
 
 def newest_upgrade(comparisons: list[Comparison]) -> Comparison | None:
     """The comparison that answers "did the upgrade make it worse": of the current method, between two
-    releases, the newest B release (then the latest run); else the newest comparison of any kind."""
+    releases, the newest B release (then the latest run); else the newest comparison of any kind. A grid's
+    comparison answers first; the networks' have answers of their own (`network_upgrades`)."""
     real = [c for c in comparisons if not c.calibration]
+    real = [c for c in real if c.spec is None] or real
     if not real:
         return None
     upgrades = [c for c in real if c.upgrade and c.group == CURRENT] or [c for c in real if c.group == CURRENT] \
         or real
     return max(upgrades, key=_newest)
+
+
+def network_upgrades(comparisons: list[Comparison]) -> list[Comparison]:
+    """Per network compared, its newest comparison between two releases of the current method (then of
+    any kind): what the first screen names beside the grid's answer."""
+    newest: dict[str, Comparison] = {}
+    for c in comparisons:
+        if c.spec is None or c.calibration or c.network is None or c.group != CURRENT:
+            continue
+        key = (c.upgrade, *_newest(c))
+        held = newest.get(c.spec)
+        if held is None or key > (held.upgrade, *_newest(held)):
+            newest[c.spec] = c
+    return list(newest.values())
+
+
+def network_words(c: Comparison) -> str:
+    """A network comparison in one sentence: the whole network's change with its interval and verdict, the
+    sides, and the sites that carry most of it."""
+    n, h = c.network, c.header
+    assert n is not None
+    sites = n.sites[n.sites["ratio"].notna()]
+    slower = int((sites["verdict"] == "B slower").sum())
+    faster = int((sites["verdict"] == "B faster").sum())
+    top = ", ".join(f"{r.label} {100 * (r.ratio - 1):+.1f} % ({100 * r.carries:+.2f} % of the network)"
+                    for r in sites.head(3).itertuples())
+    return (f"{c.spec}: the whole network {100 * (n.ratio - 1):+.1f} % [{100 * (n.low - 1):+.1f} … "
+            f"{100 * (n.high - 1):+.1f} %] ({n.verdict}) under {side_words(h.b)} against {side_words(h.a)}; "
+            f"{slower} of {len(sites)} conv site shapes slower, {faster} faster; most carried by {top}.")
 
 
 def calibration_words(c: Comparison) -> str:
@@ -218,6 +258,10 @@ def verdict(c: Comparison) -> tuple[str, str]:
     median over all cases with its interval; then the variants most affected and the calibration."""
     s, h = c.summary, c.header
     machine, device, threads = c.machine
+    if c.network is not None:
+        return network_words(c), (f"On {machine} ({device}, {threads} thread{'s' if threads != 1 else ''}), paired "
+                                  f"block by block. Calibration: {calibration_words(c)}; the median site finds a "
+                                  f"{100 * s['median_d80']:.1f} % change with 80 % power.")
     ratio, low, high = c.median_interval()
     moved = c.flagged[c.flagged["verdict"].isin(ab_stats.FLAGS)]
     lead = f"{s['b_slower']} of {s['compared']} cases slower, {s['b_faster']} faster"

@@ -13,11 +13,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from sepbench.case import Case
-from sepbench.records import ABHeader, ABSide, Attribution, CandidateFigures, ModelSiteRecord, RunEnd
+from sepbench.records import ABGate, ABHeader, ABSide, Attribution, CandidateFigures, ModelSiteRecord, RunEnd
 from sepbench.theory import Cost
 
 if TYPE_CHECKING:
-    from sepbench.ab.stats import Control  # annotations only: the statistics import scipy
+    from sepbench.ab.stats import Control, NetworkVerdict  # annotations only: the statistics import scipy
     from sepbench.measure.peaks import Peaks  # annotations only: peaks import torch
     from sepbench.model.explain import Stage
     from sepbench.store import ModelFile
@@ -309,6 +309,45 @@ def control_line(control: Control | None, summary: dict) -> str:
     return text
 
 
+def network_ab_line(found: NetworkVerdict, header: ABHeader) -> str:
+    """A network comparison's answer in one line: the whole network's B / A with its interval and verdict,
+    and the sites that carry most of it."""
+    assert header.network is not None
+    top = found.sites[found.sites["ratio"].notna()].head(3)
+    carried = ", ".join(f"{r['label']} ×{r['ratio']:.3f} "
+                        f"({100 * r['carries']:+.2f} % of the network)" for _, r in top.iterrows())
+    change = (f"{100 * (found.ratio - 1):+.2f} %" if np.isfinite(found.ratio) else "?")
+    return (f"{header.network.spec}: the whole network under B {change} [{100 * (found.low - 1):+.2f} … "
+            f"{100 * (found.high - 1):+.2f} %] ({found.verdict}); its conv sites are "
+            f"{100 * found.share_timed:.0f} % of its time under A; most carried by {carried or 'none'}")
+
+
+def network_ab_table(found: NetworkVerdict, header: ABHeader, limit: int = 25) -> Table:
+    """A network comparison's sites, ordered by what each carries of the network's change: its share of
+    A's network time × its own change."""
+    assert header.network is not None
+    view = _table(f"{header.network.spec} at {'×'.join(map(str, header.network.input_shape))}: B = "
+                  f"{side_label(header.b)} against A = {side_label(header.a)}, sites by what they carry",
+                  ["layers", "kind", "input → output", "calls", "share of A", "B / A", "95 % interval", "carries",
+                   "verdict"], left=("layers", "kind", "input → output", "verdict"))
+    for _, r in found.sites.head(limit).iterrows():
+        view.add_row(r["layers"], r["variant"], r["geometry"], str(r["calls"]), f"{r['share']:.1%}",
+                     f"{r['ratio']:.4f}", f"{r['low']:.3f}–{r['high']:.3f}", f"{100 * r['carries']:+.2f} %",
+                     r["verdict"])
+    return view
+
+
+def gate_line(gate: ABGate) -> str:
+    """The gate's verdict: which cases or sites are slower than the threshold, at the comparison's FDR."""
+    if not gate.failed:
+        return (f"gate passed: no case slower by more than {100 * gate.fail_above:g} % at a "
+                f"{100 * gate.fdr:g} % false discovery rate")
+    shown = ", ".join(f"{name} ×{ratio:.3f}" for name, ratio in zip(gate.failed[:5], gate.ratios[:5], strict=True))
+    more = f" and {len(gate.failed) - 5} more" if len(gate.failed) > 5 else ""
+    return (f"gate failed: {len(gate.failed)} slower by more than {100 * gate.fail_above:g} % at a "
+            f"{100 * gate.fdr:g} % false discovery rate: {shown}{more}")
+
+
 def ab_table(table: pd.DataFrame, header: ABHeader, limit: int = 25) -> Table:
     """A comparison's flagged cases (or, when none is, its largest ratios) and the cases one side lacked."""
     from sepbench.ab.stats import FLAGS, WITHIN_CONTROL
@@ -365,25 +404,34 @@ def _candidate_line(c: CandidateFigures) -> str:
 
 
 def network_line(found: ModelFile) -> str:
-    """The add-up check in one line: theory ×, predicted ×, measured × with its interval, and the gap."""
+    """The add-up check in one line: theory ×, predicted ×, measured × with its interval, and the gap. A gap
+    on a run that met a busy machine is put down to that, never to the network."""
+    from sepbench.model.measure import contention
+
     n = found.network
     if n is None:
         return "the whole network was not timed yet (interrupted: --resume finishes it)"
+    busy = contention(found)
     if not n.swaps:
         interval = f" [{n.low:.3f}–{n.high:.3f}]" if n.low and n.high else ""
         return (f"no single conv is surely faster with a candidate: nothing swapped; the network as it is takes "
                 f"{fmt_time(n.as_is_s)}, and against an unchanged copy reads {n.measured:.3f}×{interval} "
-                "(what the check reads when nothing changed)")
+                "(what the check reads when nothing changed)" + (f"; {busy}" if busy else ""))
     gap = n.as_is_s / n.measured / n.predicted_s  # the swapped network's time as the paired ratio implies it
     gap_range = (f" [{n.as_is_s / n.high / n.predicted_s:.3f}–{n.as_is_s / n.low / n.predicted_s:.3f}]"
                  if n.low and n.high else "")
     swaps = f"{len(n.swaps)} swap{'s' if len(n.swaps) != 1 else ''}"
+    if abs(gap - 1) <= 0.10:
+        why = f" ({busy})" if busy else ""
+    elif busy:
+        why = f" — outside ±10 %, on a contended run ({busy}): measure again on a quiet machine before reading it"
+    else:
+        why = " — outside ±10 %: the network is not the sum of its layers here (fusion, layout or cache effects " \
+              "between them)"
     return (f"network with {swaps}: theory {n.macs / n.swapped_macs:.2f}×, predicted "
             f"{n.as_is_s / n.predicted_s:.2f}×, measured {n.measured:.2f}×"
             + (f" [{n.low:.2f}–{n.high:.2f}]" if n.low and n.high else "")
-            + f"; measured / predicted time {gap:.3f}{gap_range}"
-            + ("" if abs(gap - 1) <= 0.10 else " — outside ±10 %: the network is not the sum of its layers here "
-               "(fusion, layout or cache effects between them)"))
+            + f"; measured / predicted time {gap:.3f}{gap_range}" + why)
 
 
 def model_table(found: ModelFile) -> Table:
@@ -403,7 +451,8 @@ def model_table(found: ModelFile) -> Table:
         r = row["record"]
         lines = "\n".join(_candidate_line(c) for c in r.candidates) or (r.reason or r.status)
         view.add_row(row["site"], row["kind"], f"{'×'.join(map(str, r.in_shape[1:]))} → "
-                     f"{'×'.join(map(str, r.out_shape[1:]))}", f"{row['share']:.1%}", lines, row["verdict"])
+                     f"{'×'.join(map(str, r.out_shape[1:]))}", f"{row['share']:.1%}", lines,
+                     row["verdict"] + (f"\nunstable: {r.unstable}" if r.unstable else ""))
     return view
 
 
