@@ -148,9 +148,9 @@ def _registry(session: nox.Session, torch: str) -> str:
 def models(session: nox.Session, torch: str) -> None:
     """The real networks (NETWORKS, from torchvision and timm) layer by layer, `sepbench model` at 1 thread,
     into results/models/. Downloads the registry's builds once. Arguments after `--` replace the defaults
-    (1 thread, a 5-minute budget per network)."""
+    (1 thread, a 3-minute budget per network)."""
     python = _registry(session, torch)
-    args = session.posargs or ["--threads", "1", "--budget", "5"]
+    args = session.posargs or ["--threads", "1", "--budget", "3"]
     for spec in NETWORKS:
         session.run(python, "-m", "sepbench", "model", spec, "--out", "results/models", *args, external=True)
 
@@ -160,11 +160,11 @@ def models(session: nox.Session, torch: str) -> None:
 def ab_model(session: nox.Session, torch: str) -> None:
     """AB_NETWORKS paired across two registry builds, `sepbench ab --model`: TORCH against the release named
     (the older is A, so B / A > 1 reads "the upgrade is slower"), into results/ab/, with the gate at 3 %.
-    Arguments after `--` replace the defaults (1 thread, 8 minutes per network, --fail-above 3)."""
+    Arguments after `--` replace the defaults (1 thread, 10 minutes per network, --fail-above 3)."""
     sides = [_registry(session, TORCH), _registry(session, torch)]
     if not _newer(torch, TORCH):
         sides.reverse()
-    args = session.posargs or ["--threads", "1", "--budget", "8", "--fail-above", "3"]
+    args = session.posargs or ["--threads", "1", "--budget", "10", "--fail-above", "3"]
     for spec in AB_NETWORKS:
         session.run(sides[0], "-m", "sepbench", "ab", "--python", sides[0], "--python", sides[1], "--model", spec,
                     "--out", "results/ab", *args, external=True, success_codes=[0, 1])

@@ -19,3 +19,8 @@ class Budget:
 
     def allowance(self, cases_left: int) -> float:
         return self.left() / max(cases_left, 1)
+
+    def share(self, weight: float, weights_left: float) -> float:
+        """A case's part of what is left when it starts, by its weight among the cases left (its own
+        included): `allowance` where every case weighs the same."""
+        return self.left() * weight / max(weights_left, 1e-12)

@@ -760,7 +760,8 @@ def model(spec: str, input_shape: tuple[int, int, int, int] | None, dtype: str, 
     settings = Settings(device=device, dtype=dtype, mode=mode, threads=threads)
     try:
         path = run_model(spec, out_dir, input_shape=input_shape, s=settings, budget_s=budget * 60, resume=resume,
-                         say=lambda line: err.print(f"[dim]{line}…[/dim]", highlight=False))
+                         say=lambda line: err.print(line if line.startswith("sepbench: ") else f"[dim]{line}…[/dim]",
+                                                    highlight=False, markup=not line.startswith("sepbench: ")))
     except (torch_oom(), MemoryError):
         raise SepbenchError(f"{spec} at {input_shape or 'its input'} does not fit in the {device}'s memory") from None
     found = read_model(path)

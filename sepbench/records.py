@@ -302,6 +302,7 @@ class ABNetwork(_Strict):
     device: str
     macs: NonNegativeInt  # the convs' MACs over one forward pass
     census: list[dict[str, Any]]  # one `ConvLayer` per conv and input shape (the same under A and B)
+    libraries: dict[str, dict[str, str]] = {}  # per side, the versions of the library that built it (torchvision…)
 
 
 class ABSite(_Strict):

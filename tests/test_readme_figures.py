@@ -13,6 +13,7 @@ import itertools
 import json
 import re
 from collections import defaultdict
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -1275,7 +1276,7 @@ def test_the_test_suite_takes_what_the_readme_says() -> None:
 
 # `sepbench model`: the committed networks, read with json alone.
 MODELS = "models/model-*.jsonl"
-RESNET = "models/model-benchmarks.networks-resnet18-*.jsonl"
+RESNET = "models/model-torchvision-resnet18-*.jsonl"
 
 
 def model_file(path: Path) -> tuple[dict, list[dict], dict | None]:
@@ -1289,12 +1290,13 @@ def _x(value: float) -> str:
     return f"{value:.2f}×"
 
 
-def model_networks_table() -> str:
+def model_networks_table(pattern: str = MODELS) -> str:
     """One row per committed network: its conv site shapes, the swaps (single convs whose best candidate's
     whole interval lies above 1×), theory ×, predicted ×, measured × and measured / predicted time."""
-    rows = ["| network (`results/models/`) | conv layers | site shapes | swapped | theory × | predicted × | "
+    folder = "/".join(pattern.split("/")[:-1])
+    rows = [f"| network (`results/{folder}/`) | conv layers | site shapes | swapped | theory × | predicted × | "
             "measured × [95 %] | measured / predicted time |", "|---|---|---|---|---|---|---|---|"]
-    for path in committed(MODELS):
+    for path in committed(pattern):
         header, sites, n = model_file(path)
         assert n is not None
         gap = n["as_is_s"] / n["measured"] / n["predicted_s"]
@@ -1347,8 +1349,11 @@ def resnet_findings() -> str:
             f"[{n['low']:.2f}–{n['high']:.2f}]: measured / predicted time {gap:.3f}")
 
 
+WRITTEN_OUT = "models/written-out/model-*.jsonl"  # benchmarks/networks.py's copies, measured under the CPU wheel
+
+
 def test_the_model_tables_are_the_committed_networks() -> None:
-    assert model_networks_table() in README
+    assert model_networks_table() in README and model_networks_table(WRITTEN_OUT) in README
     assert resnet_table() in FRONT and resnet_table() in README.replace(FRONT, "")
     assert resnet_findings() in re.sub(r"\s+", " ", FRONT)
 
@@ -1376,3 +1381,140 @@ def test_the_separable_savings_and_the_written_out_networks() -> None:
     counts = [sum(p.numel() for p in f().parameters()) for f in (networks.resnet18, networks.mobilenet_v3_large,
                                                                  networks.efficientnet_b0)]
     assert f"({counts[0]:,}, {counts[1]:,} and {counts[2]:,})" in text
+
+
+def test_the_real_networks_figures_are_their_files() -> None:
+    """docs/models.md on the five real networks: what they gained against what their swaps promised, the
+    add-up range over every committed network, how long each took, and the share of blocks re-taken."""
+    real = [model_file(p) for p in committed("models/model-torchvision-*.jsonl", "models/model-timm-*.jsonl")]
+    separable = [(h, n) for h, _, n in real if n is not None and h["spec"] != "torchvision:resnet18"]
+    gained = [n["measured"] for _, n in separable]
+    promised = [n["macs"] / n["swapped_macs"] for _, n in separable]
+    gaps = [n["as_is_s"] / n["measured"] / n["predicted_s"] for _, _, n in map(model_file, committed(MODELS))
+            if n is not None and n["swaps"]]
+    walls = [(datetime.fromisoformat(n["finished"]) - datetime.fromisoformat(h["started"])).total_seconds()
+             for h, _, n in real if n is not None]
+    retaken = [n["retaken_share"] for _, _, n in real if n is not None]
+    text = re.sub(r"\s+", " ", README)
+    assert len(real) == 5 and all(h["environment"]["torch"] == "2.13.0+cu130" for h, _, _ in real)
+    assert f"gain {min(gained):.2f}–{max(gained):.2f}× with every surely faster swap" in text
+    assert f"where the swapped MACs promise {min(promised):.2f}–{max(promised):.2f}×" in text
+    assert f"(measured / predicted time {min(gaps):.2f}–{max(gaps):.2f})" in text
+    assert f"Each took {min(walls):.0f}–{max(walls):.0f} s of its 3-minute budget" in text
+    assert f"{100 * min(retaken):.1f}–{100 * max(retaken):.1f} % of blocks were timed again" in text
+
+
+# `sepbench ab --model`: the networks across two registry builds, recomputed from the JSON lines.
+NETWORK_AB = {"torchvision:resnet18": "ab/ab-torchvision-resnet18-1x3x224x224-cpu-vm-torch2.13.0+cu130-vs-"
+                                      "torch2.14.1+cu130-*.jsonl",
+              "timm:efficientnet_b0": "ab/ab-timm-efficientnet_b0-1x3x224x224-cpu-vm-torch2.13.0+cu130-vs-"
+                                      "torch2.14.1+cu130-*.jsonl"}
+NETWORK_AA = "ab/aa-torchvision-resnet18-1x3x224x224-cpu-vm-torch2.13.0+cu130-vs-torch2.13.0+cu130-*.jsonl"
+
+
+def network_comparison(pattern: str) -> dict:
+    """One network comparison by hand: per site shape and for the whole network, the mean over worker pairs
+    of each pair's median log ratio with its t interval, q-values over all, each site's share of A's
+    network time, what it carries, the control's flags, and the gate's line."""
+    from scipy import stats
+
+    (path,) = committed(pattern)
+    lines = json_lines(path)
+    header, cases = lines[0], [r for r in lines[1:] if r["kind"] == "ab_case" and r["status"] == "ok"]
+    gate = next(r for r in lines[1:] if r["kind"] == "ab_gate")
+
+    def estimate(a_s: list[float], b_s: list[float], instance: list[int]) -> tuple[float, float, float, float]:
+        d = pd.Series(np.log(np.array(b_s) / np.array(a_s))).groupby(instance).median()
+        test = stats.ttest_1samp(d, 0.0)
+        ci = test.confidence_interval(0.95)
+        return float(np.exp(d.mean())), float(np.exp(ci.low)), float(np.exp(ci.high)), float(test.pvalue)
+
+    rows = []
+    for r in cases:
+        ratio, low, high, p = estimate(r["a_s"], r["b_s"], r["instance"])
+        rows.append({"name": r["site"]["name"], "label": (r["site"]["layers"] or ["network"])[0],
+                     "calls": r["site"]["calls"], "a_s": float(np.median(r["a_s"])), "ratio": ratio, "low": low,
+                     "high": high, "p": p})
+    table = pd.DataFrame(rows)
+    table["q"] = _benjamini_hochberg(table["p"].to_numpy())
+    whole = table[table["name"] == "network"].iloc[0]
+    sites = table[table["name"] != "network"].copy()
+    sites["carries"] = sites["a_s"] * sites["calls"] / whole["a_s"] * (sites["ratio"] - 1)
+    controls = [estimate(r["control"]["a_s"], r["control"]["b_s"], r["control"]["instance"])[3] for r in cases
+                if r.get("control") and r["control"]["a_s"]]
+    control_flags = int((_benjamini_hochberg(np.array(controls)) < FDR).sum()) if controls else 0
+    return {"header": header, "whole": whole, "sites": sites, "gate": gate, "controls": len(controls),
+            "control_flags": control_flags, "path": path}
+
+
+def _pct(ratio: float) -> str:
+    return f"{100 * (ratio - 1):+.1f} %"
+
+
+def network_upgrade_line(spec: str) -> str:
+    """The README's sentence on one network across the upgrade."""
+    c = network_comparison(NETWORK_AB[spec])
+    w, sites, h = c["whole"], c["sites"], c["header"]
+    flagged = sites[sites["q"] < FDR]
+    libs = h["network"]["libraries"]
+    library = next(iter(libs["B"]), None)
+    built = f", {library} {libs['A'][library]} → {libs['B'][library]}" if library else ""
+    top = sites.reindex(sites["carries"].abs().sort_values(ascending=False).index).iloc[0]
+    return (f"`{spec}` (both registry builds{built}): the whole network {_pct(w['ratio'])} "
+            f"[{_pct(w['low'])} … {_pct(w['high'])}] under 2.14.1, {len(flagged)} of its {len(sites)} conv site "
+            f"shapes flagged; the site carrying most, `{top['label']}`, moves the network by "
+            f"{100 * top['carries']:+.2f} %; the gate at 3 % {'passed' if not c['gate']['failed'] else 'failed'} "
+            f"(`results/ab/{c['path'].name}`)")
+
+
+def network_front_line() -> str:
+    """The README's front door on the two networks across the upgrade."""
+    figures = {}
+    for spec in NETWORK_AB:
+        c = network_comparison(NETWORK_AB[spec])
+        w = c["whole"]
+        figures[spec] = (f"{_pct(w['ratio'])} [{_pct(w['low'])} … {_pct(w['high'])}]",
+                         int((c["sites"]["q"] < FDR).sum()), bool(c["gate"]["failed"]))
+    (r_words, r_flags, r_fail), (e_words, e_flags, e_fail) = figures.values()
+    flags = ("no conv site of either flagged" if r_flags + e_flags == 0 else
+             f"{r_flags} and {e_flags} conv sites flagged")
+    gate = "passes both" if not (r_fail or e_fail) else "fails"
+    return (f"torchvision's ResNet-18 reads {r_words} under 2.14.1 and timm's EfficientNet-B0 {e_words}, {flags}, "
+            f"and `--fail-above 3` {gate}")
+
+
+def network_aa_line() -> str:
+    c = network_comparison(NETWORK_AA)
+    w, sites = c["whole"], c["sites"]
+    return (f"the same network against itself (A/A, `results/ab/{c['path'].name}`): the whole network "
+            f"{_pct(w['ratio'])} [{_pct(w['low'])} … {_pct(w['high'])}], {int((sites['q'] < FDR).sum())} of "
+            f"{len(sites)} site shapes flagged, the in-run control {c['control_flags']} false flags in "
+            f"{c['controls']}, and the gate at 3 % {'passed' if not c['gate']['failed'] else 'failed'}")
+
+
+def test_the_networks_across_the_upgrade_are_the_committed_comparisons() -> None:
+    text = re.sub(r"\s+", " ", README)
+    for spec in NETWORK_AB:
+        assert network_upgrade_line(spec) in text
+    assert network_aa_line() in text
+    assert network_front_line() in re.sub(r"\s+", " ", FRONT)
+    effnet = network_comparison(NETWORK_AB["timm:efficientnet_b0"])
+    share = (effnet["sites"]["a_s"] * effnet["sites"]["calls"]).sum() / effnet["whole"]["a_s"]
+    assert f"the sites' shares add up to {100 * share:.0f} %" in text
+
+
+def busy_model_line() -> str:
+    """docs/models.md on ResNet-18 measured beside two busy processes."""
+    (path,) = committed("models/busy/model-torchvision-resnet18-*.jsonl")
+    header, sites, n = model_file(path)
+    assert n is not None
+    contended = sum(1 for r in sites if r.get("unstable") == "contended")
+    gap = n["as_is_s"] / n["measured"] / n["predicted_s"]
+    return (f"other work kept {header['machine_start']['other_cores']:.1f} cores busy at the start and "
+            f"{n['machine_end']['other_cores']:.1f} at the end; {100 * n['retaken_share']:.0f} % of blocks were timed "
+            f"again and {n['kept_contended']} contended blocks kept; {contended} of the {len(sites)} site shapes say "
+            f"`unstable: contended`; measured / predicted time {gap:.3f}")
+
+
+def test_the_busy_model_run_is_its_file() -> None:
+    assert busy_model_line() in re.sub(r"\s+", " ", README)

@@ -182,6 +182,8 @@ def test_both_answers_with_their_numbers_on_the_first_screen(browser, server: st
                        f"{100 * s['median_d80']:.1f} % change with 80 % power"):
             assert number in upgrade, (number, upgrade)
         assert "Calibration:" in upgrade and ("false flag" in upgrade or "no calibration" in upgrade)
+    for c in comparisons.network_upgrades(found):  # each network compared is named, with its own verdict
+        assert re.sub(r"\s+", " ", comparisons.network_short(c)) in re.sub(r"\s+", " ", upgrade), upgrade
     page.close()
 
 
@@ -198,9 +200,11 @@ def test_every_flagged_case_is_on_its_card(browser, server: str) -> None:
         card = page.locator(f"#{c.anchor}")
         files = card.locator("details.files")
         assert card.count() == 1 and files.count() == 1 and c.path.name in (files.text_content() or "")
-        rows = card.locator("table tbody tr").count()
+        rows = card.locator("table.flagged tbody tr").count()
         expected = 0 if c.header.inject else len(c.flagged)
         assert rows == expected, (c.path.name, rows, expected)
+        if c.network is not None:  # a network's card lists every site shape, by what it carries
+            assert card.locator("table.sites tbody tr").count() == len(c.network.sites)
         counts[c.path.name] = rows
     if BUILT["data"] == "committed":
         assert counts["ab-default-cpu-vm-torch2.12.0+cu130-vs-torch2.13.0+cpu-20261123T200252Z.jsonl"] == 45

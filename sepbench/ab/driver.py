@@ -257,17 +257,22 @@ class Target:
     request: dict[str, Any]
     case: Case | None = None
     site: ABSite | None = None
+    weight: float = 1.0  # its share of the budget against the other cases'
 
 
 def case_target(case: Case) -> Target:
     return Target(case.id, f"{case.label()} at {case.geometry()}", {"case": case.as_dict()}, case=case)
 
 
-def site_target(site: ABSite, request: NetworkRequest, network: ABNetwork) -> Target:
-    shown = site.name if site.name == networks.NETWORK else f"{site.layers[0]} ({site.site_kind})"
+def site_target(site: ABSite, request: NetworkRequest, network: ABNetwork, sites: int) -> Target:
+    """A network's site; the whole network, the answer the user asked for and the slowest call, weighs as
+    half its `sites` together (a third of the budget)."""
+    whole = site.name == networks.NETWORK
+    shown = site.name if whole else f"{site.layers[0]} ({site.site_kind})"
     return Target(f"site={site.name}", f"{request.spec} {shown}",
                   {"site": {"spec": request.spec, "input": list(network.input_shape), "dtype": request.dtype,
-                            "mode": request.mode, "device": request.device, "site": site.name}}, site=site)
+                            "mode": request.mode, "device": request.device, "site": site.name}}, site=site,
+                  weight=max(sites / 2, 1.0) if whole else 1.0)
 
 
 class Comparison:
@@ -318,8 +323,8 @@ class Comparison:
                 raise SepbenchError(f"--python {w.python.given} ({side}): {answer.get('error')}")
             answers[side] = answer
         self.network = networks.agree(request, answers["A"], answers["B"])
-        self.census_answers = answers
-        self.targets = [site_target(site, request, self.network) for site in networks.sites(self.network)]
+        found = networks.sites(self.network)
+        self.targets = [site_target(site, request, self.network, len(found) - 1) for site in found]
         least = networks.minimum_budget(len(self.targets) - 1, max(a["network_s"] for a in answers.values()),
                                         s.min_pairs, s.rounds_per_instance, s.block_time, s.control_fraction)
         if least > self.budget_s:
@@ -367,13 +372,14 @@ class Comparison:
         rng = random.Random(self.seed + self.done)
         # The cases left get their share of the budget, less the time spent starting, less 3 %: a case
         # always completes its first `min_pairs` visits, so the last ones may run a little over.
-        share = self.budget_s * len(self.todo) / max(len(self.targets), 1)
+        share = self.budget_s * sum(t.weight for t in self.todo) / max(sum(t.weight for t in self.targets), 1e-12)
         budget = Budget(0.97 * share - (time.monotonic() - self.started), time.monotonic())
         for i, case in enumerate(self.todo):
             if self.settings.recycle and self.pending is None:
                 self.pending = self._spawn_replacements()
             control = rng.random() < self.settings.control_fraction
-            record = self._case(self.workers, case, rng, budget.allowance(len(self.todo) - i), control)
+            allowance = budget.share(case.weight, sum(t.weight for t in self.todo[i:]))
+            record = self._case(self.workers, case, rng, allowance, control)
             record.replaced = self.generation - self.first_generation
             self.results.append(record)
             self.done += 1

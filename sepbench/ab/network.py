@@ -128,7 +128,8 @@ def agree(request: NetworkRequest, a: dict, b: dict) -> ABNetwork:
     n, c, h, w = (int(v) for v in a["input"])
     return ABNetwork.model_validate({"spec": request.spec, "input_shape": (n, c, h, w), "dtype": request.dtype,
                                      "mode": request.mode, "device": request.device, "macs": a["macs"],
-                                     "census": a["census"]})
+                                     "census": a["census"], "libraries": {"A": a.get("libraries", {}),
+                                                                          "B": b.get("libraries", {})}})
 
 
 def sites(network: ABNetwork) -> list[ABSite]:

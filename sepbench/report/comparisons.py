@@ -218,6 +218,15 @@ def network_upgrades(comparisons: list[Comparison]) -> list[Comparison]:
     return list(newest.values())
 
 
+def network_short(c: Comparison) -> str:
+    """The first screen's words for a network comparison: the network, its change with its interval, the
+    verdict and the releases."""
+    n = c.network
+    assert n is not None
+    return (f"{c.spec} {100 * (n.ratio - 1):+.1f} % [{100 * (n.low - 1):+.1f} … {100 * (n.high - 1):+.1f} %] "
+            f"({n.verdict}), {c.sides}")
+
+
 def network_words(c: Comparison) -> str:
     """A network comparison in one sentence: the whole network's change with its interval and verdict, the
     sides, and the sites that carry most of it."""
@@ -228,8 +237,12 @@ def network_words(c: Comparison) -> str:
     faster = int((sites["verdict"] == "B faster").sum())
     top = ", ".join(f"{r.label} {100 * (r.ratio - 1):+.1f} % ({100 * r.carries:+.2f} % of the network)"
                     for r in sites.head(3).itertuples())
+    libraries = h.network.libraries if h.network else {}
+    built = "; ".join(f"{name} {libraries.get('A', {}).get(name, '?')} → {version}"
+                      for name, version in libraries.get("B", {}).items())
     return (f"{c.spec}: the whole network {100 * (n.ratio - 1):+.1f} % [{100 * (n.low - 1):+.1f} … "
-            f"{100 * (n.high - 1):+.1f} %] ({n.verdict}) under {side_words(h.b)} against {side_words(h.a)}; "
+            f"{100 * (n.high - 1):+.1f} %] ({n.verdict}) under {side_words(h.b)} against {side_words(h.a)}"
+            + (f" ({built})" if built else "") + "; "
             f"{slower} of {len(sites)} conv site shapes slower, {faster} faster; most carried by {top}.")
 
 

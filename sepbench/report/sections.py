@@ -137,7 +137,7 @@ def answer(df: pd.DataFrame, comparisons: list[Comparison], plan: Plan) -> Secti
     newest = ab_files.newest_upgrade(comparisons)
     return {"answer": table, "columns": columns, "findings": summary.findings(df, columns, common),
             "upgrade": newest, "upgrade_verdict": ab_files.verdict(newest) if newest else None,
-            "network_upgrades": [(c, ab_files.network_words(c)) for c in ab_files.network_upgrades(comparisons)],
+            "network_upgrades": [(c, ab_files.network_short(c)) for c in ab_files.network_upgrades(comparisons)],
             "summary_plot": summary_plot, "channels_plot": channels_plot,
             "shared": bool(len(common)) and bool(common["shared"].iloc[0])}
 
