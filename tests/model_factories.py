@@ -52,3 +52,8 @@ def small() -> nn.Module:
     return nn.Sequential(nn.Conv2d(3, 16, 3, stride=2, padding=1), nn.ReLU(),
                          nn.Conv2d(16, 16, 3, padding=1, groups=16), nn.Conv2d(16, 32, 1), nn.ReLU(),
                          nn.Conv2d(32, 32, 1))
+
+
+def one_conv() -> nn.Module:
+    """One site shape and the network around it: the smallest network comparison."""
+    return nn.Sequential(nn.Conv2d(8, 16, 3, padding=1), nn.ReLU())

@@ -182,7 +182,10 @@ def test_both_answers_with_their_numbers_on_the_first_screen(browser, server: st
                        f"{100 * s['median_d80']:.1f} % change with 80 % power"):
             assert number in upgrade, (number, upgrade)
         assert "Calibration:" in upgrade and ("false flag" in upgrade or "no calibration" in upgrade)
-    for c in comparisons.network_upgrades(found):  # each network compared is named, with its own verdict
+    for c in comparisons.network_upgrades(found):  # each network compared is named, with its own verdict,
+        if width < 700:  # except on a phone's first screen, where the cards below name them
+            assert comparisons.network_short(c) not in upgrade
+            continue
         assert re.sub(r"\s+", " ", comparisons.network_short(c)) in re.sub(r"\s+", " ", upgrade), upgrade
     page.close()
 

@@ -177,8 +177,10 @@ def test_the_newest_upgrade_and_its_calibration() -> None:
     assert newest is not None and newest.group == comparisons.CURRENT and newest.upgrade
     torch_b = newest.header.b.environment["torch"]
     assert all(comparisons._newest(c) <= comparisons._newest(newest) for c in found
-               if c.upgrade and c.group == comparisons.CURRENT)
-    aa = [k for k in found if k.calibration and not k.header.inject and k.header.protocol == newest.header.protocol]
+               if c.upgrade and c.group == comparisons.CURRENT and c.spec is None)
+    aa = [k for k in found if k.calibration and not k.header.inject and k.header.protocol == newest.header.protocol
+          and k.spec == newest.spec]  # a network's A/A calibrates that network's comparisons, a grid's the grids'
+    assert newest.spec is None  # the grid's comparison answers first; the networks are named beside it
     assert {k.path for k in newest.calibrations if not k.header.inject} == {k.path for k in aa}
     lead, detail = comparisons.verdict(newest)
     flags = sum(k.summary["flagged"] for k in aa)

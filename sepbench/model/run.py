@@ -137,26 +137,8 @@ def run(spec: str, out: Path, *, input_shape: tuple[int, int, int, int] | None =
     run_log = RoundLog()
     with pinned(cores_for(s.threads)), intra_op_threads(s.threads):
         pending = {k: g for k, g in groups.items() if k not in done}
-        weight = {k: per_call(g[0], s) * sum(site.first.calls for site in g) for k, g in pending.items()}
-        counts = {k: len(candidates(g[0])) for k, g in pending.items()}
-        network_s = best_block(step(module, shape, s, seed=0), s.device, s.block_time, 1)
-        least = minimum_budget({k: weight[k] / sum(x.first.calls for x in pending[k]) for k in pending}, counts,
-                               network_s, s)
-        if least > budget_s:
-            raise SepbenchError(f"{spec} at {'×'.join(map(str, shape))} needs a budget of at least "
-                                f"{math.ceil(least / 60 * 10) / 10:g} min at these settings ({len(pending)} site "
-                                f"shapes; the network takes {network_s * 1e3:.1f} ms a call): give --budget "
-                                f"{math.ceil(least / 6) / 10:g} or more; nothing was written")
-        say(f"{len(pending)} site shapes to measure; the network takes {network_s * 1e3:.1f} ms a call")
-        results: ResultsFile
-        if previous is not None:
-            results = ModelResultsFile(previous.path)
-            results.lock()
-            results.repair_tail()
-        else:
-            stem = f"model-{spec.replace(':', '-')}-{s.device}-{header.environment['machine']}-torch" \
-                   f"{header.environment['torch']}"
-            results = ModelResultsFile.create(Path(out), header, stem=stem)
+        weight = _estimate(spec, module, shape, pending, s, budget_s, say)
+        results = _results(Path(out), header, previous)
         budget = Budget(budget_s * (1 - NETWORK_SHARE))
         try:
             for i, (key, group) in enumerate(pending.items(), start=1):
@@ -174,6 +156,36 @@ def run(spec: str, out: Path, *, input_shape: tuple[int, int, int, int] | None =
         finally:
             results.unlock()
     return results.path
+
+
+def _estimate(spec: str, module: torch.nn.Module, shape: tuple[int, int, int, int], pending: dict[str, list[Site]],
+              s: Settings, budget_s: float, say: Callable[[str], None]) -> dict[str, float]:
+    """Each pending site shape's share of the network's conv time (calls × the best of three blocks as it
+    is), after refusing a budget below what the shapes and the network need whatever it is."""
+    weight = {k: per_call(g[0], s) * sum(site.first.calls for site in g) for k, g in pending.items()}
+    counts = {k: len(candidates(g[0])) for k, g in pending.items()}
+    network_s = best_block(step(module, shape, s, seed=0), s.device, s.block_time, 1)
+    least = minimum_budget({k: weight[k] / sum(x.first.calls for x in pending[k]) for k in pending}, counts,
+                           network_s, s)
+    if least > budget_s:
+        raise SepbenchError(f"{spec} at {'×'.join(map(str, shape))} needs a budget of at least "
+                            f"{math.ceil(least / 60 * 10) / 10:g} min at these settings ({len(pending)} site "
+                            f"shapes; the network takes {network_s * 1e3:.1f} ms a call): give --budget "
+                            f"{math.ceil(least / 6) / 10:g} or more; nothing was written")
+    say(f"{len(pending)} site shapes to measure; the network takes {network_s * 1e3:.1f} ms a call")
+    return weight
+
+
+def _results(out: Path, header: ModelHeader, previous: ModelFile | None) -> ResultsFile:
+    """The results file: the one being resumed, locked and its tail repaired, or a new one."""
+    if previous is not None:
+        results = ModelResultsFile(previous.path)
+        results.lock()
+        results.repair_tail()
+        return results
+    stem = f"model-{header.spec.replace(':', '-')}-{header.device}-{header.environment['machine']}-torch" \
+           f"{header.environment['torch']}"
+    return ModelResultsFile.create(out, header, stem=stem)
 
 
 def _network(model_id: str, module: torch.nn.Module, found: list[Site], groups: dict[str, list[Site]],
