@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -24,3 +25,8 @@ class Budget:
         """A case's part of what is left when it starts, by its weight among the cases left (its own
         included): `allowance` where every case weighs the same."""
         return self.left() * weight / max(weights_left, 1e-12)
+
+
+def minutes_up(seconds: float) -> str:
+    """Seconds as minutes rounded up to a tenth: a budget that is surely enough, as --budget takes it."""
+    return f"{math.ceil(seconds / 6) / 10:g}"

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import math
 import os
 import random
 import select
@@ -36,7 +35,7 @@ from typing import Any, Literal
 from sepbench.ab import network as networks
 from sepbench.ab.network import NetworkRequest
 from sepbench.ab.stats import half_width
-from sepbench.budget import Budget
+from sepbench.budget import Budget, minutes_up
 from sepbench.case import Case
 from sepbench.errors import SepbenchError
 from sepbench.grid import Grid, group_cases
@@ -328,8 +327,9 @@ class Comparison:
         least = networks.minimum_budget(len(self.targets) - 1, max(a["network_s"] for a in answers.values()),
                                         s.min_pairs, s.rounds_per_instance, s.block_time, s.control_fraction)
         if least > self.budget_s:
-            raise SepbenchError(f"{networks.needs(self.network, least)} at these settings; give --budget "
-                                f"{math.ceil(least / 6) / 10:g} or more; nothing was written")
+            raise SepbenchError(f"{request.spec} at {'×'.join(map(str, self.network.input_shape))} needs a budget "
+                                f"of at least {minutes_up(least)} min for its {len(self.targets)} cases at these "
+                                f"settings; give --budget {minutes_up(least)} or more; nothing was written")
 
     def _greeted(self, w: Worker, answer: dict) -> dict:
         if not answer.get("ok"):

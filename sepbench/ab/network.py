@@ -12,7 +12,6 @@ a fresh input of the real shape for every visit.
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -67,7 +66,6 @@ class Built:
                block_time: float) -> dict:
         """The network's convs as this install runs them, its input, and a forward's time (the best of
         two calibrated blocks: what the parent sizes the budget by)."""
-        import torch
 
         from sepbench.model.census import network_macs
         from sepbench.model.measure import Settings, best_block, step
@@ -78,8 +76,7 @@ class Built:
         versions = {name: getattr(__import__(name), "__version__", "?") for name in ("torchvision", "timm")
                     if spec.startswith(f"{name}:")}
         return {"census": [asdict(layer) for layer in found["layers"]], "input": list(shape),
-                "macs": network_macs(found["layers"]), "network_s": seconds, "torch": torch.__version__,
-                "libraries": versions}
+                "macs": network_macs(found["layers"]), "network_s": seconds, "libraries": versions}
 
     def step(self, request: dict, threads: int) -> Callable[[], None]:
         """One call of the site (or the whole network) the request names, freshly built: random weights
@@ -135,11 +132,10 @@ def agree(request: NetworkRequest, a: dict, b: dict) -> ABNetwork:
 def sites(network: ABNetwork) -> list[ABSite]:
     """The network's site shapes in network order, each named by its digest, then the whole network."""
     from sepbench.model.candidates import sites as found_sites
-    from sepbench.model.census import ConvLayer
+    from sepbench.model.census import from_json
     from sepbench.model.run import shapes
 
-    layers = [ConvLayer(**{k: tuple(v) if isinstance(v, list) else v for k, v in row.items()})  # type: ignore[arg-type]
-              for row in network.census]
+    layers = [from_json(row) for row in network.census]
     out = []
     for key, group in shapes(found_sites(layers)).items():
         first = group[0]
@@ -162,7 +158,3 @@ def minimum_budget(count: int, network_s: float, pairs: int, rounds: int, block_
     visits = pairs * (1 + control)
     return visits * 2 * per_side * (count * block_time + max(network_s, block_time))
 
-
-def needs(network: ABNetwork, seconds: float) -> str:
-    return (f"{network.spec} at {'×'.join(map(str, network.input_shape))} needs a budget of at least "
-            f"{math.ceil(seconds / 6) / 10:g} min for its {len(sites(network))} cases")

@@ -70,6 +70,21 @@ class ConvLayer:
                 self.groups, self.bias, self.padding_mode)
 
 
+def from_json(e: dict) -> ConvLayer:
+    """A census entry as read back from JSON (lists where the census had tuples)."""
+    def pair(v: list) -> tuple[int, int]:
+        return int(v[0]), int(v[1])
+
+    def four(v: list) -> tuple[int, int, int, int]:
+        return int(v[0]), int(v[1]), int(v[2]), int(v[3])
+
+    return ConvLayer(name=e["name"], module=e["module"], in_shape=four(e["in_shape"]), out_shape=four(e["out_shape"]),
+                     kernel=pair(e["kernel"]), stride=pair(e["stride"]),
+                     padding=None if e["padding"] is None else four(e["padding"]), dilation=pair(e["dilation"]),
+                     groups=int(e["groups"]), bias=bool(e["bias"]), padding_mode=e["padding_mode"],
+                     calls=int(e["calls"]))
+
+
 def _same_pads(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
     """TensorFlow's "same": the output is ceil(size / stride); the extra pixel goes after."""
     total = max((math.ceil(size / stride) - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)

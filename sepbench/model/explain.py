@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from sepbench.model.candidates import Site, as_is, candidates
-from sepbench.model.census import ConvLayer, census
+from sepbench.model.census import census, from_json
 from sepbench.model.measure import best_block
 from sepbench.records import ModelSiteRecord
 from sepbench.store import ModelFile
@@ -25,24 +25,9 @@ class Stage:
     macs: int
 
 
-def _layer(e: dict) -> ConvLayer:
-    """A census entry as read back from JSON (lists where the census had tuples)."""
-    def pair(v: list) -> tuple[int, int]:
-        return int(v[0]), int(v[1])
-
-    def four(v: list) -> tuple[int, int, int, int]:
-        return int(v[0]), int(v[1]), int(v[2]), int(v[3])
-
-    return ConvLayer(name=e["name"], module=e["module"], in_shape=four(e["in_shape"]), out_shape=four(e["out_shape"]),
-                     kernel=pair(e["kernel"]), stride=pair(e["stride"]),
-                     padding=None if e["padding"] is None else four(e["padding"]), dilation=pair(e["dilation"]),
-                     groups=int(e["groups"]), bias=bool(e["bias"]), padding_mode=e["padding_mode"],
-                     calls=int(e["calls"]))
-
-
 def site_of(found: ModelFile, record: ModelSiteRecord) -> Site:
     assert found.header is not None
-    layers = {e["name"]: _layer(e) for e in found.header.census}
+    layers = {e["name"]: from_json(e) for e in found.header.census}
     size = 2 if record.site_kind == "depthwise + pointwise" else 1
     return Site(tuple(layers[name] for name in record.layers[:size]))
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import uuid
 from collections.abc import Callable
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from sepbench.budget import Budget
+from sepbench.budget import Budget, minutes_up
 from sepbench.errors import SepbenchError
 from sepbench.measure import machine
 from sepbench.measure.environment import fingerprint
@@ -169,9 +168,9 @@ def _estimate(spec: str, module: torch.nn.Module, shape: tuple[int, int, int, in
                            network_s, s)
     if least > budget_s:
         raise SepbenchError(f"{spec} at {'×'.join(map(str, shape))} needs a budget of at least "
-                            f"{math.ceil(least / 60 * 10) / 10:g} min at these settings ({len(pending)} site "
+                            f"{minutes_up(least)} min at these settings ({len(pending)} site "
                             f"shapes; the network takes {network_s * 1e3:.1f} ms a call): give --budget "
-                            f"{math.ceil(least / 6) / 10:g} or more; nothing was written")
+                            f"{minutes_up(least)} or more; nothing was written")
     say(f"{len(pending)} site shapes to measure; the network takes {network_s * 1e3:.1f} ms a call")
     return weight
 
