@@ -10,6 +10,10 @@
                                           of the registry's torch and the torchvision built for it (downloads)
     nox -s "ab_model(torch='2.14.1')"     each of those networks paired across two registry builds (sepbench ab
                                           --model): 2.13.0 against the release named, like for like
+    nox -s compiled                       the compile preset (eager against torch.compile) twice into
+                                          results/compiled/: with an empty compile cache, then with it warm
+    nox -s "ab_compiled(torch='2.14.1')"  compiled layers paired across two registry builds, each compiling
+                                          with its own inductor, after an A/A of the older one
     nox -s report                         the HTML report from results/ into results/local/report/
     nox -s pages                          the published site: report at site/, asv at site/asv/
 
@@ -168,6 +172,43 @@ def ab_model(session: nox.Session, torch: str) -> None:
     for spec in AB_NETWORKS:
         session.run(sides[0], "-m", "sepbench", "ab", "--python", sides[0], "--python", sides[1], "--model", spec,
                     "--out", "results/ab", *args, external=True, success_codes=[0, 1])
+
+
+COMPILED_OUT = Path("results/compiled")
+
+
+@nox.session(default=False)
+def compiled(session: nox.Session) -> None:
+    """The compile preset twice, one run after the other, into results/compiled/: the first with the run's
+    compile cache emptied (cold compilations), the second with it as the first left it (cached).
+    Arguments after `--` go to both `sepbench run`s."""
+    _install(session)
+    shutil.rmtree(COMPILED_OUT / ".compile-cache", ignore_errors=True)
+    for _ in range(2):
+        session.run("sepbench", "run", "--preset", "compile", "--out", str(COMPILED_OUT), *session.posargs)
+
+
+# What `ab_compiled` compares by default: the compiled cases of four variants at two widths, both modes
+# (16 cases; every worker compiles each case once, so a compiled comparison holds fewer cases than an eager one).
+COMPILED_AB = ["--preset", "compile", "--axis", "compile=inductor", "--axis",
+               "variants=standard,grouped,depthwise_separable,inverted_residual", "--axis", "size=28",
+               "--threads", "1", "--workers", "6", "--budget", "12"]
+
+
+@nox.session(default=False, venv_backend="none")
+@nox.parametrize("torch", [v for v in TORCHVISION if v != TORCH])
+def ab_compiled(session: nox.Session, torch: str) -> None:
+    """Compiled layers across two registry builds of the same kind, each side compiling with its own inductor
+    into its own cache: first TORCH against itself (--aa, what the comparison can fake), then TORCH against
+    the release named (older is A). Arguments after `--` replace COMPILED_AB."""
+    sides = [_registry(session, TORCH), _registry(session, torch)]
+    if not _newer(torch, TORCH):
+        sides.reverse()
+    args = session.posargs or COMPILED_AB
+    session.run(sides[0], "-m", "sepbench", "ab", "--aa", "--python", sides[0], "--out", "results/ab", *args,
+                external=True)
+    session.run(sides[0], "-m", "sepbench", "ab", "--python", sides[0], "--python", sides[1], "--out", "results/ab",
+                *args, external=True)
 
 
 @nox.session(default=False)

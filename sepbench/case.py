@@ -69,6 +69,8 @@ DTYPES = ("float32", "bfloat16", "float16")
 DEVICES = ("cpu", "cuda")
 MODES = ("inference", "train")
 MEMORY_FORMATS = ("contiguous", "channels_last")
+# How the module runs: eagerly, or compiled by `torch.compile` with inductor (defaults, or mode="max-autotune").
+COMPILE_MODES = ("eager", "inductor", "inductor-max-autotune")
 ACTS = ("none", "bn-relu", "bn-relu6")
 PADDINGS = ("same", "valid")
 SE_REDUCTION = 4
@@ -105,6 +107,7 @@ class Case:
     memory_format: str = "contiguous"
     cudnn_benchmark: bool | None = None
     tf32: bool | None = None
+    compile: str = "eager"
 
     def __post_init__(self) -> None:
         """Reset the knobs this variant ignores, so that equal cases always have equal ids."""
@@ -133,13 +136,25 @@ class Case:
 
     @property
     def id(self) -> str:
-        """Stable key: equal cases give equal ids across runs, files and machines."""
-        return "|".join(f"{f.name}={getattr(self, f.name)}" for f in fields(self))
+        """Stable key: equal cases give equal ids across runs, files and machines. An eager case leaves
+        `compile` out, so ids from before the axis existed still name the same cases."""
+        return "|".join(f"{f.name}={getattr(self, f.name)}" for f in fields(self)
+                        if f.name != "compile" or self.compile != "eager")
 
     @property
     def group_id(self) -> str:
         """The geometry shared by the variants that are compared against one baseline."""
         return self.baseline().id
+
+    @property
+    def timing_group(self) -> str:
+        """The cases timed together in interleaved rounds: a geometry's variants under every compile
+        mode, so that compiled ÷ eager is paired like a speedup is."""
+        return replace(self.baseline(), compile="eager").id
+
+    @property
+    def compiled(self) -> bool:
+        return self.compile != "eager"
 
     @property
     def ceiling(self) -> str:
@@ -174,6 +189,7 @@ class Case:
             head += " +bias" if self.bias else ""
         tail = f"n{self.batch} {self.dtype} {self.mode}"
         tail += " CL" if self.memory_format == "channels_last" else ""
+        tail += f" {self.compile}" if self.compiled else ""
         if self.device == "cuda":
             tail += f" cudnn.bm={int(bool(self.cudnn_benchmark))} tf32={int(bool(self.tf32))}"
         return f"{head} | {tail} [{self.device}]"
@@ -188,6 +204,7 @@ class Case:
         text += " channels_last" if self.memory_format == "channels_last" else ""
         if self.device == "cuda":
             text += " cudnn.benchmark" if self.cudnn_benchmark else " no-benchmark"
+        text += f" {self.compile}" if self.compiled else ""
         return text
 
     def as_dict(self) -> dict:
@@ -238,7 +255,7 @@ def check(case: Case) -> None:
         raise SepbenchError(f"unknown variant {case.variant!r}; valid variants: {', '.join(VARIANTS)}")
     for name, valid in (
         ("dtype", DTYPES), ("device", DEVICES), ("mode", MODES), ("memory_format", MEMORY_FORMATS),
-        ("act", ACTS), ("padding", PADDINGS),
+        ("act", ACTS), ("padding", PADDINGS), ("compile", COMPILE_MODES),
     ):
         if getattr(case, name) not in valid:
             raise SepbenchError(f"unknown {name} {getattr(case, name)!r}; valid: {', '.join(valid)}")

@@ -30,7 +30,7 @@ from rich.progress import (
 )
 
 from sepbench import __version__
-from sepbench.case import ACTS, DTYPES, MODES, PADDINGS, VARIANTS, Case, check
+from sepbench.case import ACTS, COMPILE_MODES, DTYPES, MODES, PADDINGS, VARIANTS, Case, check
 from sepbench.errors import SepbenchError
 from sepbench.grid import Grid, group_cases, load_grid, load_preset, parse_axis, parse_shard, preset_names
 
@@ -207,7 +207,7 @@ def run(preset: str | None, grid_file: Path | None, device: str | None, out_dir:
                   "`sepbench merge` counts it", highlight=False, soft_wrap=True)
         return
     df, _ = load([outcome.path])
-    from sepbench.report.tables import machine_line, print_results
+    from sepbench.report.tables import compile_lines, machine_line, print_results
 
     print_results(df, out)
     elapsed = time.perf_counter() - started
@@ -218,6 +218,8 @@ def run(preset: str | None, grid_file: Path | None, device: str | None, out_dir:
     end = read_run(outcome.path).end
     if end is not None:
         out.print(machine_line(runner.thread_policy, runner.machine_start, end), highlight=False)
+    for line in compile_lines(df):
+        out.print(line, highlight=False)
 
 
 def _grid_from(preset: str | None, grid_file: Path | None, axes: tuple[str, ...] = (), device: str | None = None,
@@ -590,8 +592,15 @@ def _ab_print(path: Path) -> None:
     """A finished comparison: its table (a network's sites by what they carry), the counts, the control,
     the network's answer and the gate's verdict, which sets the exit code."""
     from sepbench.ab.stats import comparison as read_comparison
-    from sepbench.ab.stats import network_verdict, summarize
-    from sepbench.report.tables import ab_table, control_line, gate_line, network_ab_line, network_ab_table
+    from sepbench.ab.stats import compile_times, network_verdict, summarize
+    from sepbench.report.tables import (
+        ab_table,
+        compile_line,
+        control_line,
+        gate_line,
+        network_ab_line,
+        network_ab_table,
+    )
     from sepbench.store import read_ab
 
     ab_file = read_ab(path)
@@ -607,6 +616,9 @@ def _ab_print(path: Path) -> None:
               f"half the time; one of {100 * s['median_d80']:.2f} % with 80 % power) → {path}",
               highlight=False)
     out.print(control_line(ctrl, s), highlight=False)
+    times = compile_times(ab_file.records)
+    if times is not None:
+        out.print(compile_line(times), highlight=False)
     if whole is not None:
         out.print(network_ab_line(whole, ab_file.header), highlight=False)
     if ab_file.gate is not None:
@@ -743,8 +755,11 @@ def show(results: tuple[Path, ...]) -> None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("results/local/models"), show_default=True, help="Directory for the results file.")
 @click.option("--resume", is_flag=True, help="Finish the newest interrupted run of this model and settings in --out.")
+@click.option("--compile", "how", type=click.Choice(COMPILE_MODES), default="eager", show_default=True,
+              help="Run every site, candidate and the network through torch.compile (inductor); compilation is "
+                   "timed apart, never inside a timed block.")
 def model(spec: str, input_shape: tuple[int, int, int, int] | None, dtype: str, device: str, mode: str,
-          threads: int, budget: float, out_dir: Path, resume: bool) -> None:
+          threads: int, budget: float, out_dir: Path, resume: bool, how: str) -> None:
     """Measure a real network layer by layer: every Conv2d as the network runs it, each against its
     separable, grouped and spatially-separable candidates (paired, interleaved, on its real input), and
     the whole network with the faster ones swapped in, against the sum of its layers. SPEC is
@@ -757,7 +772,7 @@ def model(spec: str, input_shape: tuple[int, int, int, int] | None, dtype: str, 
 
     require_device(device)
     ensure_writable(out_dir)
-    settings = Settings(device=device, dtype=dtype, mode=mode, threads=threads)
+    settings = Settings(device=device, dtype=dtype, mode=mode, threads=threads, compile=how)
     try:
         path = run_model(spec, out_dir, input_shape=input_shape, s=settings, budget_s=budget * 60, resume=resume,
                          say=lambda line: err.print(line if line.startswith("sepbench: ") else f"[dim]{line}…[/dim]",

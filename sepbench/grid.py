@@ -88,6 +88,7 @@ class GridAxes(BaseModel):
     memory_format: list[Literal["contiguous", "channels_last"]] = ["contiguous"]
     cudnn_benchmark: list[Flag] = [True]
     tf32: list[Flag] = [True]
+    compile: list[Literal["eager", "inductor", "inductor-max-autotune"]] = ["eager"]
 
 
 # A run's default budget per case: timing, memory probe and profile together. A quiet 2-core machine
@@ -185,7 +186,10 @@ class Grid:
 
     def digest(self) -> str:
         """Hash of what the grid measures, so --resume only continues the same grid."""
-        blob = json.dumps(self.spec.model_dump(mode="json"), sort_keys=True)
+        data = self.spec.model_dump(mode="json")
+        if data["grid"].get("compile") == ["eager"]:
+            del data["grid"]["compile"]  # an eager grid keeps the digest it had before the axis existed
+        blob = json.dumps(data, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def expand(self, shard_spec: tuple[int, int] | None = None) -> tuple[list[Case], Counter[str]]:
@@ -282,7 +286,8 @@ def _geometries(axes: GridAxes, family: str, first: int = 0, step: int = 1) -> t
     layout; every case of a group shares its group's geometry, so a shard of geometries never splits a group.
     With `step` N > 1 only the shard of positions `first`, `first` + N, … of `_dealt` is made, each
     geometry decoded from its index, so a slice of a huge grid costs its own size."""
-    common = {k: _unique(getattr(axes, k)) for k in ("size", "batch", "dtype", "device", "mode", "memory_format")}
+    common = {k: _unique(getattr(axes, k))
+              for k in ("size", "batch", "dtype", "device", "mode", "memory_format", "compile")}
     if family == "network":
         lists = common
     else:
@@ -375,14 +380,15 @@ def expand(axes: GridAxes, shard_spec: tuple[int, int] | None = None) -> tuple[l
     return list(cases.values()), dropped
 
 
-def group_cases(cases: list[Case]) -> list[list[Case]]:
-    """Cases grouped by geometry, baseline first, in a deterministic order (sorted by group id)."""
+def group_cases(cases: list[Case], timed: bool = False) -> list[list[Case]]:
+    """Cases grouped by geometry, baseline first, in a deterministic order (sorted by group id). With
+    `timed`, a geometry's compile modes are one group (`Case.timing_group`), the eager cases first."""
     groups: dict[str, list[Case]] = {}
     for case in cases:
-        groups.setdefault(case.group_id, []).append(case)
+        groups.setdefault(case.timing_group if timed else case.group_id, []).append(case)
     ordered = []
     for gid in sorted(groups):
-        members = sorted(groups[gid], key=lambda c: (c.variant != c.baseline().variant, c.id))
+        members = sorted(groups[gid], key=lambda c: (c.compiled, c.compile, c.variant != c.baseline().variant, c.id))
         ordered.append(members)
     return ordered
 

@@ -53,6 +53,9 @@ class RunHeader(_Header):
     # How busy the machine was as the run began (`machine.load`), and how the thread count was chosen.
     machine_start: dict[str, float] | None = None
     thread_policy: str | None = None
+    # Where compiled cases kept inductor's cache, and whether it held anything as the run began ("empty":
+    # their first compilations were cold). None: the run compiled nothing.
+    compile_cache: dict[str, str] | None = None
 
     @staticmethod
     def _positive(v: object) -> bool:
@@ -136,6 +139,7 @@ class TimingFigures(_Strict):
     probe_s: list[PositiveFloat] | None = None  # the reference probe before each round
     stop: str | None = None  # why the rounds ended: target, budget, rounds
     sittings: list[int] | None = None  # rounds in each sitting, on fresh tensors (None: one sitting, older records)
+    recompiled: int | None = None  # graphs compiled while the group's blocks were timed (compiled groups only)
 
 
 class RealizedFigures(_Strict):
@@ -149,7 +153,7 @@ class RealizedFigures(_Strict):
     spread: float | None = None  # IQR / median of the per-round speedups (None in older records)
     unstable: bool = False  # the interval did not reach the run's target (older records: spread above a threshold)
     half_width: float | None = None  # the 95 % interval's half-width relative to the speedup
-    reason: str | None = None  # why it is unstable: contended, drifting, bimodal or noisy
+    reason: str | None = None  # why it is unstable: contended, drifting, bimodal, noisy, or recompiled (compiled cases)
     estimator: Literal["median"] | None = None  # how the sittings were summed up (`speedup.ESTIMATOR`)
 
 
@@ -201,6 +205,26 @@ class Attribution(_Strict):
     profile_s: float = 0.0  # wall time spent profiling the case: its cost to the run
 
 
+class CompileFigures(_Strict):
+    """What `torch.compile` cost a compiled case, outside every timed block: its first call in the run
+    (cold where inductor's cache held none of its graphs) and, after dynamo forgot it, a second
+    compilation from the cache (what a rerun of a program pays)."""
+
+    first_s: float = Field(ge=0)
+    cache: Literal["cold", "cached", "partly cached"]  # where the first compilation's graphs came from
+    cached_s: float | None = Field(None, ge=0)
+    graph_breaks: int = Field(0, ge=0)
+
+
+class VersusEager(_Strict):
+    """The compiled step against the same variant run eagerly, timed in the same rounds: eager ÷
+    compiled (> 1: compiling made it faster), with its 95 % interval over sittings."""
+
+    ratio: PositiveFloat
+    low: PositiveFloat | None
+    high: PositiveFloat | None
+
+
 class CaseRecord(_Strict):
     kind: Literal["case"] = "case"
     run_id: str
@@ -216,6 +240,8 @@ class CaseRecord(_Strict):
     memory: MemoryFigures | None = None
     attribution: Attribution | None = None  # None: profiling was off, or failed (attribution_error says why)
     attribution_error: str | None = None
+    compilation: CompileFigures | None = None  # compiled cases only
+    vs_eager: VersusEager | None = None  # compiled cases whose eager twin was timed with them
     finished: str
 
     @model_validator(mode="after")
@@ -253,6 +279,7 @@ class SittingRecord(_Strict):
     kept_contended: int = Field(ge=0)
     blocks: int = Field(ge=0)
     seconds: float = Field(ge=0)  # the sitting's wall time, building its tensors included
+    recompiled: int = Field(0, ge=0)
 
     @model_validator(mode="after")
     def _paired(self) -> SittingRecord:
@@ -378,6 +405,9 @@ class ABCaseRecord(_Strict):
     seconds: float = 0.0  # wall time the case took, preparing included
     retaken: dict[str, int] | None = None  # rounds timed again because a block lost the CPU, by reason
     control: ABControl | None = None
+    compile_a_s: list[float] | None = None  # compiled cases: each A worker's first compilation, worker order
+    compile_b_s: list[float] | None = None
+    compile_cache: dict[str, list[str]] | None = None  # per side, each of those compilations' cache state
     replaced: int | None = None  # worker pairs replaced before this case since the workers started (protocol 2)
     finished: str
 
@@ -422,6 +452,7 @@ class ModelHeader(_Header):
     environment: dict[str, Any]
     census: list[dict[str, Any]]  # one `ConvLayer` per conv and input shape, in the order the network ran them
     machine_start: dict[str, float] | None = None  # how busy the machine was as the run began (`machine.load`)
+    compile: str = "eager"  # how every site, candidate and network ran (`torch.compile` with inductor, or not)
 
 
 class CandidateFigures(_Strict):
@@ -485,4 +516,7 @@ class ModelNetworkRecord(_Strict):
     retaken_share: float | None = Field(default=None, ge=0)  # the whole run's blocks timed again, over blocks kept
     kept_contended: int | None = None  # contended blocks kept over the whole run
     machine_end: dict[str, float] | None = None  # how busy the machine was as the run ended
+    sites_s: float | None = Field(default=None, ge=0)  # Σ calls × each conv site's median as it is
+    compile_s: dict[str, float] | None = None  # compiled runs: each network's first call (as is, swapped)
+    graph_breaks: int | None = Field(default=None, ge=0)  # compiled runs: breaks met compiling both networks
     finished: str

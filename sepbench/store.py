@@ -506,7 +506,8 @@ def _flatten(run: RunFile, record: CaseRecord) -> dict[str, Any]:
     row["peak_flops"] = flops.get(row["ceiling"])
     row["peak_bandwidth"] = peaks.get("bandwidth")
     for prefix, part in (("theory", record.theory), ("timing", record.timing), ("realized", record.realized),
-                         ("memory", record.memory)):
+                         ("memory", record.memory), ("compilation", record.compilation),
+                         ("vs_eager", record.vs_eager)):
         if part is not None:
             fields = part.model_dump() if isinstance(part, BaseModel) else asdict(part)
             row.update({f"{prefix}_{k}": v for k, v in fields.items()})
@@ -605,7 +606,8 @@ def load(paths: list[Path]) -> tuple[pd.DataFrame, list[Problem]]:
 def _part_columns() -> list[str]:
     """Every column a record's parts can fill, whether or not any loaded record has that part."""
     models: tuple[tuple[str, type[BaseModel]], ...] = (
-        ("theory", records.TheoryFigures), ("timing", records.TimingFigures), ("realized", records.RealizedFigures))
+        ("theory", records.TheoryFigures), ("timing", records.TimingFigures), ("realized", records.RealizedFigures),
+        ("compilation", records.CompileFigures), ("vs_eager", records.VersusEager))
     return ([f"{prefix}_{name}" for prefix, model in models for name in model.model_fields]
             + [f"memory_{f.name}" for f in dataclasses.fields(records.MemoryFigures)])
 

@@ -24,7 +24,8 @@ def _one_line_error(result, *fragments: str) -> None:
 
 
 def test_unknown_preset() -> None:
-    _one_line_error(sepbench("run", "--preset", "tiny"), "unknown preset 'tiny'", "valid presets: default, full")
+    _one_line_error(sepbench("run", "--preset", "tiny"), "unknown preset 'tiny'",
+                    "valid presets: compile, default, full")
 
 
 def test_unknown_variant() -> None:

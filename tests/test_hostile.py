@@ -9,9 +9,11 @@ import contextlib
 import gzip
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -39,24 +41,67 @@ class Outcome:
     peak_rss: int
 
 
+def _cli(args: list[str], cwd: str, out: str, err: str) -> None:
+    """In the child: `python -m sepbench ARGS` from `cwd`, stdin closed, stdout and stderr to files, its exit
+    code the process's (an exception that escapes prints its traceback and exits 1, as Python would)."""
+    import runpy
+    import traceback
+
+    os.chdir(cwd)
+    os.environ["COLUMNS"] = "200"
+    for fd, path, flags in ((0, os.devnull, os.O_RDONLY), (1, out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
+                            (2, err, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)):
+        os.dup2(os.open(path, flags, 0o600), fd)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # as a user's shell starts it
+    for name in [m for m in sys.modules if m == "sepbench" or m.startswith("sepbench.")]:
+        del sys.modules[name]  # imported afresh, under this environment (the console reads COLUMNS as it is made)
+    sys.argv = ["sepbench", *args]
+    code = 0
+    try:
+        runpy.run_module("sepbench", run_name="__main__", alter_sys=True)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+    os._exit(code)
+
+
 def _run(args: list[str], cwd: Path) -> Outcome:
-    """The CLI in its own process, watched: its peak RSS (with children) and wall time, killed at the limit."""
+    """The CLI in its own process, watched: its peak RSS (with children) and wall time, killed at the limit.
+    The process is forked from sepbench's forkserver, which has torch and the CLI imported already: a
+    process of its own, as a user's is, without the seconds every fresh interpreter spends importing torch
+    (131 of those were most of this file's time)."""
+    from sepbench.measure.fresh import _probe_context
+
     started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "sepbench", *args], cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "200"},
-                            stdin=subprocess.DEVNULL)
+    streams = Path(tempfile.mkdtemp(prefix="sepbench-hostile-"))  # outside cwd: no scenario lists it
+    out, err = streams / "stdout", streams / "stderr"
+    proc = _probe_context().Process(target=_cli, args=(list(args), str(cwd), str(out), str(err)))
+    proc.start()
     watched, peak = psutil.Process(proc.pid), 0
-    while proc.poll() is None and time.perf_counter() - started < LIMIT_S:
+    while proc.exitcode is None and time.perf_counter() - started < LIMIT_S:
         with contextlib.suppress(psutil.Error):
             peak = max(peak, sum(p.memory_info().rss for p in [watched, *watched.children(recursive=True)]))
         if peak > LIMIT_RSS:
             break
         time.sleep(0.05)
-    if proc.poll() is None:
+    if proc.exitcode is None:
+        with contextlib.suppress(psutil.Error):
+            for child in watched.children(recursive=True):
+                child.kill()
         proc.kill()
-    stdout, stderr = proc.communicate()
-    return Outcome(None if proc.returncode < 0 else proc.returncode, stdout, stderr,
-                   time.perf_counter() - started, peak)
+    proc.join()
+    code = proc.exitcode
+    stdout, stderr = (p.read_text(errors="replace") if p.exists() else "" for p in (out, err))
+    shutil.rmtree(streams, ignore_errors=True)
+    return Outcome(None if code is None or code < 0 else code, stdout, stderr, time.perf_counter() - started, peak)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -193,6 +238,9 @@ SCENARIOS: list[Scenario] = [
     ("run-axis-empty", lambda r: ["run", "--axis", "c_in="]),
     ("run-axis-no-key", lambda r: ["run", "--axis", "=3"]),
     ("run-axis-unknown-variant", lambda r: ["run", "--axis", "variants=nope"]),
+    ("run-axis-unknown-compile", lambda r: ["run", "--axis", "compile=eager,jit", "--dry-run"]),
+    ("run-axis-compile-empty", lambda r: ["run", "--axis", "compile=", "--dry-run"]),
+    ("model-compile-unknown", lambda r: ["model", "sepbench:mobilenet_v2", "--compile", "jit"]),
     ("run-threads-huge", lambda r: ["run", "--threads", "100000"]),
     ("run-threads-zero", lambda r: ["run", "--threads", "0"]),
     ("run-shard-zero", lambda r: ["run", "--shard", "0/4"]),

@@ -1518,3 +1518,199 @@ def busy_model_line() -> str:
 
 def test_the_busy_model_run_is_its_file() -> None:
     assert busy_model_line() in re.sub(r"\s+", " ", README)
+
+
+# The compile preset (eager against torch.compile), read with json alone: the first run with an empty compile
+# cache, the second with the cache the first left.
+COMPILED = "compiled/compile-cpu-vm-*.jsonl"
+
+
+def compiled_runs() -> tuple[list[dict], list[dict]]:
+    """The cold run's and the cached run's case lines (the two newest committed runs of the preset)."""
+    paths = committed(COMPILED)[-2:]
+    runs = [json_lines(p) for p in paths]
+    assert [r[0]["compile_cache"]["state"] for r in runs] == ["empty", "warm"]
+    return [x for x in runs[0] if x["kind"] == "case"], [x for x in runs[1] if x["kind"] == "case"]
+
+
+def _geo(values: list[float]) -> float:
+    return float(np.exp(np.mean(np.log(values))))
+
+
+def compiled_table() -> str:
+    """Per variant and mode over the preset's four geometries: realized × eager and compiled (geometric means),
+    eager ÷ compiled (geometric mean), the geometries where compiling is surely faster / slower, and the median
+    first compilation in the cold run, in the second run, and from the cache within a run."""
+    cold, warm = compiled_runs()
+    by_id = {r["case_id"]: r for r in cold}
+    second = {r["case_id"]: r for r in warm}
+    rows: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for r in cold:
+        if r["case"].get("compile", "eager") == "eager" or r["status"] != "ok":
+            continue
+        rows[(r["case"]["variant"], r["case"]["mode"])].append(r)
+    order = ["standard", "grouped", "depthwise", "pointwise", "depthwise_separable", "spatially_separable",
+             "inverted_residual"]
+    lines = ["| variant | mode | realized × eager | realized × compiled | eager ÷ compiled | surely faster / slower "
+             "compiled | first compilation: cold run | second run | from the cache |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for variant, mode in sorted(rows, key=lambda k: (order.index(k[0]), k[1])):
+        part = rows[(variant, mode)]
+        twins = [by_id[r["case_id"].rsplit("|compile=", 1)[0]] for r in part]
+        base = variant == "standard"
+        eager = "ref" if base else f"{_geo([t['realized']['speedup'] for t in twins]):.2f}×"
+        made = "ref" if base else f"{_geo([r['realized']['speedup'] for r in part]):.2f}×"
+        vs = _geo([r["vs_eager"]["ratio"] for r in part])
+        faster = sum(r["vs_eager"]["low"] > 1 for r in part)
+        slower = sum(r["vs_eager"]["high"] < 1 for r in part)
+        first = np.median([r["compilation"]["first_s"] for r in part])
+        again = np.median([second[r["case_id"]]["compilation"]["first_s"] for r in part])
+        cached = np.median([r["compilation"]["cached_s"] for r in part])
+        lines.append(f"| {variant} | {mode} | {eager} | {made} | {vs:.2f}× | {faster} / {slower} of {len(part)} | "
+                     f"{first:.2f} s | {again:.2f} s | {cached:.2f} s |")
+    return "\n".join(lines)
+
+
+def compiled_totals() -> str:
+    """The sentence under the table: steps surely faster and slower over the whole preset, and the runs' times."""
+    cold, warm = compiled_runs()
+    made = [r for r in cold if r["case"].get("compile", "eager") != "eager" and r["status"] == "ok"]
+    faster = sum(r["vs_eager"]["low"] > 1 for r in made)
+    slower = sum(r["vs_eager"]["high"] < 1 for r in made)
+    first = sum(r["compilation"]["first_s"] for r in made)
+    again = sum(r["compilation"]["first_s"] for r in warm if r["case"].get("compile", "eager") != "eager"
+                and r["status"] == "ok")
+    recompiled = sum((r["timing"] or {}).get("recompiled") or 0 for r in cold + warm if r["status"] == "ok")
+    return (f"compiling made {faster} of the {len(made)} compiled steps surely faster than eager and {slower} surely "
+            f"slower; their first compilations took {first:.0f} s in all with the cache empty and {again:.0f} s in the "
+            f"second run; {recompiled} graphs were compiled while blocks were timed")
+
+
+def test_the_compiled_figures_are_the_committed_runs() -> None:
+    assert compiled_table() in README
+    assert compiled_totals() in re.sub(r"\s+", " ", README)
+    assert compiled_totals().split(";")[0] in re.sub(r"\s+", " ", FRONT)
+    text = re.sub(r"\s+", " ", README)
+    assert compiled_by_size() in text and compiled_notes() in text and compiled_conditions() in text
+
+
+def compiled_by_size() -> str:
+    """How compiling's cost per call shrinks as the layer grows: eager ÷ compiled, geometric mean over the
+    variants, at the smallest and the largest geometry, and the smallest layer's two times."""
+    cold, _ = compiled_runs()
+    by_id = {r["case_id"]: r for r in cold}
+
+    def geo(c_in: int, size: int, mode: str) -> float:
+        return _geo([r["vs_eager"]["ratio"] for r in cold if r["case"].get("compile", "eager") != "eager"
+                     and (r["case"]["c_in"], r["case"]["size"], r["case"]["mode"]) == (c_in, size, mode)])
+
+    (small,) = [r for r in cold if r["case"].get("compile", "eager") != "eager" and r["case"]["variant"] == "pointwise"
+                and (r["case"]["c_in"], r["case"]["size"], r["case"]["mode"]) == (32, 14, "inference")]
+    eager = by_id[small["case_id"].rsplit("|compile=", 1)[0]]["timing"]["median_s"]
+    return (f"eager ÷ compiled, geometric mean over the variants, is {geo(32, 14, 'inference'):.2f}× (inference) and "
+            f"{geo(32, 14, 'train'):.2f}× (training) at 32 channels and 14², {geo(128, 56, 'inference'):.2f}× and "
+            f"{geo(128, 56, 'train'):.2f}× at 128 channels and 56²; the smallest layer, a 32→32 1×1 conv at 14², "
+            f"takes {eager * 1e6:.0f} µs eager and {small['timing']['median_s'] * 1e6:.0f} µs compiled")
+
+
+def compiled_notes() -> str:
+    """Where compiling made steps faster, the spread of the table's compile-time medians, and the runs' lengths."""
+    cold, warm = compiled_runs()
+    made = [r for r in cold if r["case"].get("compile", "eager") != "eager" and r["status"] == "ok"]
+    large = [r for r in made if r["case"]["size"] == 56]
+    faster = sum(r["vs_eager"]["low"] > 1 for r in large)
+
+    def medians(rows: list[dict]) -> list[float]:
+        groups: dict[tuple, list[float]] = defaultdict(list)
+        for r in rows:
+            if r["case"].get("compile", "eager") != "eager" and r["status"] == "ok":
+                groups[(r["case"]["variant"], r["case"]["mode"])].append(r["compilation"]["first_s"])
+        return [float(np.median(v)) for v in groups.values()]
+
+    first, again = medians(cold), medians(warm)
+    ends = [line for p in committed(COMPILED)[-2:] for line in json_lines(p) if line["kind"] == "end"]
+    walls = "–".join(sorted({f"{e['seconds']:.0f}" for e in ends}))
+    elsewhere = sum(r["vs_eager"]["low"] > 1 for r in made) - faster
+    where = "every step compiling made surely faster is" if not elsewhere else \
+        f"all but {elsewhere} of the steps compiling made surely faster are"
+    return (f"{where} at 56² ({faster} of the {len(large)} compiled steps there); a first compilation took "
+            f"{min(first):.2f}–{max(first):.2f} s with the cache empty (medians per variant and mode) and "
+            f"{min(again):.2f}–{max(again):.2f} s in the second run; each run took "
+            f"{walls} s, compiling included")
+
+
+# Compiled layers paired across installs (`nox -s "ab_compiled(torch='2.14.1')"`): both sides the registry's builds.
+COMPILED_AA = "aa-compile-cpu-vm-torch2.13.0+cu130-vs-torch2.13.0+cu130-*.jsonl"
+COMPILED_AB = "ab-compile-cpu-vm-torch2.13.0+cu130-vs-torch2.14.1+cu130-*.jsonl"
+
+
+def compiled_ab_line(pattern: str) -> str:
+    """One compiled comparison in a line: flags (B slower / faster) of the cases, median B / A, the control's
+    false flags, and each side's compile times (median per case: the first worker, cold in every case, and the
+    later ones, from the side's cache)."""
+    c = p2_comparison(pattern)
+    ok, kept, records = c["table"], c["kept"], [r for r in c["records"] if r["status"] == "ok"]
+    assert all(r["compile_cache"][side][0] == "cold" for r in records for side in "AB")
+    a_first = np.median([r["compile_a_s"][0] for r in records])
+    b_first = np.median([r["compile_b_s"][0] for r in records])
+    a_rest = np.median([x for r in records for x in r["compile_a_s"][1:]])
+    b_rest = np.median([x for r in records for x in r["compile_b_s"][1:]])
+    ratio = np.median([r["compile_b_s"][0] / r["compile_a_s"][0] for r in records])
+    return (f"{len(kept)} of {len(ok)} cases flagged ({int((kept['ratio'] > 1).sum())} B slower, "
+            f"{int((kept['ratio'] < 1).sum())} B faster), median B / A {np.exp(np.median(np.log(ok['ratio']))):.4f}, "
+            f"median half-width {100 * np.median(ok['mdc']):.2f} %, the in-run control {c['control_flags']} false "
+            f"flags in {len(c['control'])}; compilation, median per case: A {a_first:.2f} s cold, {a_rest:.2f} s "
+            f"from its cache, B {b_first:.2f} s cold, {b_rest:.2f} s from its cache (B / A cold ×{ratio:.2f})")
+
+
+def test_the_compiled_comparisons_are_the_committed_files() -> None:
+    text = re.sub(r"\s+", " ", README)
+    for pattern in (COMPILED_AA, COMPILED_AB):
+        assert compiled_ab_line(pattern) in text
+
+
+COMPILED_MODEL = "models/compiled/model-torchvision-mobilenet_v2-inductor-*.jsonl"
+EAGER_MODEL = "models/model-torchvision-mobilenet_v2-cpu-*.jsonl"
+
+
+def compiled_model_line() -> str:
+    """MobileNetV2 measured layer by layer compiled, beside the same network measured eagerly (another run of
+    the same day): the network's time, what its conv sites add up to, the swaps' check, the compile times."""
+    (path,) = committed(COMPILED_MODEL)
+    header, sites, n = model_file(path)
+    (eager_path,) = committed(EAGER_MODEL)
+    _, eager_sites, eager = model_file(eager_path)
+    assert n is not None and eager is not None and header["compile"] == "inductor"
+    share = sum((s.get("median_s") or 0) * s["calls"] for s in sites) / n["as_is_s"]
+    eager_share = sum((s.get("median_s") or 0) * s["calls"] for s in eager_sites) / eager["as_is_s"]
+    assert abs(share - n["sites_s"] / n["as_is_s"]) < 1e-9
+    gap = n["as_is_s"] / n["measured"] / n["predicted_s"]
+    return (f"compiled, the network takes {n['as_is_s'] * 1e3:.1f} ms a call against {eager['as_is_s'] * 1e3:.1f} ms "
+            f"eager; its conv sites, compiled one by one, add up to {100 * share:.0f} % of the compiled network's "
+            f"time (eager: {100 * eager_share:.0f} %); with {len(n['swaps'])} swaps the network measures "
+            f"{n['measured']:.2f}× [{n['low']:.2f}–{n['high']:.2f}] against a predicted "
+            f"{n['as_is_s'] / n['predicted_s']:.2f}× (measured / predicted time {gap:.3f}); compiling it took "
+            f"{n['compile_s']['as is']:.1f} s as it is and {n['compile_s']['swapped']:.1f} s swapped, with "
+            f"{n['graph_breaks']} graph breaks")
+
+
+def test_the_compiled_network_is_its_file() -> None:
+    assert compiled_model_line() in re.sub(r"\s+", " ", README)
+
+
+def compiled_conditions() -> str:
+    """How the VM behaved over the two compile runs: the reference probe's drift and the intervals left wider than
+    the target, with their reasons."""
+    parts = []
+    for path in committed(COMPILED)[-2:]:
+        lines = json_lines(path)
+        (end,) = [x for x in lines if x["kind"] == "end"]
+        realized = [x["realized"] for x in lines if x["kind"] == "case" and x.get("realized")]
+        reasons = defaultdict(int)
+        for r in realized:
+            if r["unstable"]:
+                reasons[r["reason"]] += 1
+        why = ", ".join(f"{n} {reason}" for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
+        parts.append(f"{sum(reasons.values())} of {len(realized)} ({why}) with the probe drifting "
+                     f"{end['probe_drift']:.2f}×")
+    return f"the variants whose interval stayed wider than ±3 %: {parts[0]} in the first run, {parts[1]} in the second"

@@ -170,16 +170,18 @@ def test_overview_rows_of_two_versions_are_compared_on_their_shared_cases() -> N
 
 
 def test_the_newest_upgrade_and_its_calibration() -> None:
-    """The first screen's comparison is the current protocol's newest release pair; its calibration counts
-    the A/A and injected files of its protocol and machine, and names the builds."""
+    """The first screen's comparison is the current protocol's newest release pair of eager layers (a compiled
+    grid's is on its card); its calibration counts the A/A and injected files of its protocol, machine and kind
+    (eager or compiled), and names the builds."""
     found, _ = comparisons.load([RESULTS / "ab"])
     newest = comparisons.newest_upgrade(found)
     assert newest is not None and newest.group == comparisons.CURRENT and newest.upgrade
     torch_b = newest.header.b.environment["torch"]
+    assert not newest.compiled and any(c.compiled and c.upgrade for c in found)
     assert all(comparisons._newest(c) <= comparisons._newest(newest) for c in found
-               if c.upgrade and c.group == comparisons.CURRENT and c.spec is None)
+               if c.upgrade and c.group == comparisons.CURRENT and c.spec is None and not c.compiled)
     aa = [k for k in found if k.calibration and not k.header.inject and k.header.protocol == newest.header.protocol
-          and k.spec == newest.spec]  # a network's A/A calibrates that network's comparisons, a grid's the grids'
+          and k.spec == newest.spec and not k.compiled]  # a network's A/A calibrates its own
     assert newest.spec is None  # the grid's comparison answers first; the networks are named beside it
     assert {k.path for k in newest.calibrations if not k.header.inject} == {k.path for k in aa}
     lead, detail = comparisons.verdict(newest)

@@ -30,7 +30,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from sepbench.ab import network as networks
 from sepbench.ab.network import NetworkRequest
@@ -297,6 +297,10 @@ class Comparison:
             self.device = self.targets[0].case.device if self.targets and self.targets[0].case else "cpu"
         else:
             self.device = subject.device
+        self.compiles = any(t.case is not None and t.case.compiled for t in self.targets)
+        # Each comparison's sides compile into folders of their own: a side's first worker then compiles cold,
+        # whatever an earlier comparison into the same --out left (its later workers, from the side's cache).
+        self.cache = self.out / ".compile-cache" / uuid.uuid4().hex[:12]
         self.path: Path | None = None
         self.done = 0
         self.started = time.monotonic()  # the budget counts from here: starting the workers is part of it
@@ -305,8 +309,11 @@ class Comparison:
         return self.a if side == "A" else self.b
 
     def _hello(self, w: Worker, describe: bool) -> dict[str, Any]:
-        return {"device": self.device, "threads": self.settings.threads, "core": self.cores,
-                "inject": self.inject if w.side.startswith("B") else 0.0, "describe": describe}
+        hello = {"device": self.device, "threads": self.settings.threads, "core": self.cores,
+                 "inject": self.inject if w.side.startswith("B") else 0.0, "describe": describe}
+        if self.compiles:  # each side compiles with its own torch into its own cache, kept with the results
+            hello["compile_cache"] = str((self.cache / w.side[:1]).resolve())
+        return hello
 
     def _network(self, request: NetworkRequest) -> None:
         """Ask the first worker of each side for the network's census: both must build the same one, and
@@ -343,6 +350,8 @@ class Comparison:
             dropped = sum(self.dropped.values())
             raise SepbenchError("the grid holds no valid case to compare, so nothing was written" + (
                 f" ({dropped} invalid combinations dropped)" if dropped else ""))
+        if self.resume and isinstance(self.subject, Grid):  # said before any worker imports torch
+            self._resumable()
         s = self.settings
         self.cores = cores_for(s.threads)  # every worker shares them
         self.spare = set(os.sched_getaffinity(0)) - set(self.cores)  # where replacements import torch
@@ -437,12 +446,7 @@ class Comparison:
         s = self.settings
         digest = self._digest()
         if self.resume:
-            path = _find_resumable(self.out, digest, self.a, self.b, self.aa, self.inject,
-                                   (self.env["A"], self.env["B"]))
-            if path is None:
-                raise SepbenchError(f"nothing to resume in {self.out}: no comparison of this "
-                                    f"{'grid' if self.network is None else 'network'} between these "
-                                    "interpreters (with these --aa/--inject/--env settings)")
+            path = self._resumable()
             results = ABResultsFile(path)
             results.lock()
             results.repair_tail()
@@ -468,6 +472,16 @@ class Comparison:
                 f"-vs-torch{env_b['torch']}{tags[1]}" + (f"-inject{self.inject * 100:g}pct" if self.inject else ""))
         return ABResultsFile.create(self.out, header, stem=stem), set()
 
+    def _resumable(self) -> Path:
+        """The comparison file to resume, or the one-line refusal."""
+        path = _find_resumable(self.out, self._digest(), self.a, self.b, self.aa, self.inject,
+                               (self.env["A"], self.env["B"]))
+        if path is None:
+            raise SepbenchError(f"nothing to resume in {self.out}: no comparison of this "
+                                f"{'grid' if isinstance(self.subject, Grid) else 'network'} between these "
+                                "interpreters (with these --aa/--inject/--env settings)")
+        return path
+
     def _name(self) -> str:
         """The grid's name, or the network's SPEC with its input (what a file name and a header carry)."""
         if isinstance(self.subject, Grid):
@@ -484,12 +498,13 @@ class Comparison:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def _visit(self, pair: dict[str, Worker], case: Target, rng: random.Random, number: int | None,
-               retaken: dict[str, int]) -> tuple[list[Round], int, dict[str, str | None]] | dict[str, str]:
+               retaken: dict[str, int]) -> Visit | dict[str, str]:
         """Build the case in both workers of a pair (keys: the positions "A" and "B"), settle, then time
         `rounds_per_instance` rounds, half with A first and half with B first, in a drawn order: a
         position effect (the second block of a round reading slower) then cancels within the visit.
         Both positions run the same calls per block (the smaller calibration, on a first visit). Returns
-        the rounds, the calls per block and the backends; or, when a build is refused, why, by position."""
+        the rounds, the calls per block, the backends and the compilations; or, when a build is refused, why,
+        by position."""
         s = self.settings
         # Who builds (and warms up) last starts with its data in cache: the order is drawn, and a short
         # settling block on each side after the builds is timed but not kept.
@@ -529,7 +544,9 @@ class Comparison:
                 rounds.append((first, timed["A"], timed["B"]))
         for w in pair.values():
             w.call("drop", BLOCK_TIMEOUT_S)
-        return rounds, number, {pos: p.get("backend") for pos, p in prepared.items()}
+        return Visit(rounds, number, {pos: p.get("backend") for pos, p in prepared.items()},
+                     {pos: (float(p["compile_s"]), str(p.get("compile_cache"))) for pos, p in prepared.items()
+                      if p.get("compile_s") is not None})
 
     def _case(self, workers: dict[str, list[Worker]], case: Target, rng: random.Random, allowance: float,
               control: bool = False) -> ABCaseRecord:
@@ -549,6 +566,7 @@ class Comparison:
         number: int | None = None
         backends: dict[str, str | None] = {"A": None, "B": None}
         retaken: dict[str, int] = {}
+        compilations: dict[str, list[tuple[float, str]]] = {"A": [], "B": []}
         for cycle in range(s.max_cycles):
             for k in range(s.workers):
                 if (cycle or k >= s.min_pairs) and time.monotonic() - started >= allowance:
@@ -563,8 +581,11 @@ class Comparison:
                     return ABCaseRecord(ab_id=self.ab_id, case_id=case.id, case=case.case, site=case.site,
                                         status=status, reason=reason,
                                         seconds=time.monotonic() - started, finished=now())
-                rounds, number, built = visit
+                rounds, number, built = visit.rounds, visit.number, visit.backends
                 backends = {side: backends[side] or built[side] for side in backends}
+                if cycle == 0:  # a worker's first build of the case compiles it; later ones reuse the code
+                    for side, got in visit.compiled.items():
+                        compilations[side].append(got)
                 real += rounds
                 instance += [k] * len(rounds)
                 if control:
@@ -574,8 +595,8 @@ class Comparison:
                     if isinstance(visit, dict):
                         raise SepbenchError(f"{case.name}: the control's build failed: "
                                             f"{visit}")
-                    ctrl += visit[0]
-                    ctrl_instance += [k] * len(visit[0])
+                    ctrl += visit.rounds
+                    ctrl_instance += [k] * len(visit.rounds)
             narrow = half_width([r[1] for r in real], [r[2] for r in real], instance) <= s.target
             if narrow or time.monotonic() - started >= allowance:
                 break
@@ -585,9 +606,23 @@ class Comparison:
             b_s=[r[2] for r in real], order="".join(r[0] for r in real), instance=instance, number_a=number,
             number_b=number, backend_a=backends["A"], backend_b=backends["B"], seconds=time.monotonic() - started,
             retaken=retaken,
+            compile_a_s=[c[0] for c in compilations["A"]] or None,
+            compile_b_s=[c[0] for c in compilations["B"]] or None,
+            compile_cache={side: [c[1] for c in got] for side, got in compilations.items()}
+            if compilations["A"] else None,
             control=ABControl(side=ctrl_side, a_s=[r[1] for r in ctrl], b_s=[r[2] for r in ctrl],
                               order="".join(r[0] for r in ctrl), instance=ctrl_instance) if ctrl else None,
             finished=now())
+
+
+class Visit(NamedTuple):
+    """One visit of a case to a worker pair: its kept rounds, calls per block, the backends each position
+    ran, and each position's compilation (seconds, cache state) where the case is compiled."""
+
+    rounds: list[Round]
+    number: int
+    backends: dict[str, str | None]
+    compiled: dict[str, tuple[float, str]]
 
 
 class ABResultsFile(ResultsFile):

@@ -335,3 +335,46 @@ def comparison(records: list[ABCaseRecord], protocol: int) -> tuple[pd.DataFrame
     """A comparison file's case table and its control (protocol 2 on)."""
     control = control_summary(records) if protocol >= 2 else None
     return case_table(records, control=control), control
+
+
+@dataclass(frozen=True)
+class CompileTimes:
+    """What compiling cost each side, over the compiled cases of a comparison: the median of each case's
+    compilation in a side's first worker (cold where the side's cache was empty) and in its later workers
+    (from the side's cache), how many first compilations were cold, and the median over cases of B's first
+    compilation over A's."""
+
+    cases: int
+    a_first: float
+    b_first: float
+    a_cached: float | None
+    b_cached: float | None
+    a_cold: int  # cases whose first compilation under A found no graph in the cache
+    b_cold: int
+    ratio: float  # median over cases of B first / A first
+
+
+def compile_times(records: list[ABCaseRecord]) -> CompileTimes | None:
+    """None where no case of the comparison was compiled."""
+    both = [r for r in records if r.compile_a_s and r.compile_b_s]
+    if not both:
+        return None
+
+    def each(r: ABCaseRecord, side: str) -> list[float]:
+        return (r.compile_a_s if side == "A" else r.compile_b_s) or []
+
+    def first(side: str) -> list[float]:
+        return [each(r, side)[0] for r in both]
+
+    def later(side: str) -> float | None:
+        rest = [x for r in both for x in each(r, side)[1:]]
+        return float(np.median(rest)) if rest else None
+
+    def cold(side: str) -> int:
+        return sum(1 for r in both if (r.compile_cache or {}).get(side, ["?"])[0] == "cold")
+
+    return CompileTimes(
+        cases=len(both), a_first=float(np.median(first("A"))), b_first=float(np.median(first("B"))),
+        a_cached=later("A"), b_cached=later("B"), a_cold=cold("A"), b_cold=cold("B"),
+        ratio=float(np.median([b / a for a, b in zip(first("A"), first("B"), strict=True) if a > 0])),
+    )

@@ -2,12 +2,14 @@
 stdout. Run by the parent as `python -m sepbench.ab.worker` under each interpreter compared.
 
 Requests (one object per line, answered by one line, `{"ok": false, "error": …}` on failure):
-  hello    device, threads, core, inject[, describe] → this interpreter's environment fingerprint
-           (skipped, {}, with describe false: a replacement worker, whose side is described already)
+  hello    device, threads, core, inject[, describe, compile_cache] → this interpreter's environment
+           fingerprint (skipped, {}, with describe false: a replacement worker, whose side is described
+           already); compiled cases keep inductor's cache in `compile_cache`, the side's own folder
   census   spec, input, dtype, device, block_time → the network's convs as this install runs them, its
            input and a forward's time (`sepbench ab --model`)
   prepare  case or site, block_time, warmup_time → the case (a grid's) or the site (a network's, or the
-           whole network) built, warmed up and calibrated: calls per block
+           whole network) built, compiled if it is a compiled case (its first call timed, outside every
+           block), warmed up and calibrated: calls per block, and the compilation's seconds and cache
   block    number → seconds per call over one block of `number` back-to-back steps, and why the
            block was contended (it lost the CPU: `sepbench.measure.machine`), or null
   drop     → the case freed
@@ -39,8 +41,13 @@ class _Session:
         self.cpu_bound = True
         self.networks: Any = None  # `ab.network.Built`, once a network is asked for
 
-    def hello(self, device: str, threads: int, core: list[int] | None, inject: float, describe: bool = True) -> dict:
+    def hello(self, device: str, threads: int, core: list[int] | None, inject: float, describe: bool = True,
+              compile_cache: str | None = None) -> dict:
         import torch
+
+        if compile_cache:  # before anything compiles: inductor reads the variable at each use
+            os.environ["TORCHINDUCTOR_CACHE_DIR"] = compile_cache
+            os.environ["TRITON_CACHE_DIR"] = os.path.join(compile_cache, "triton")
 
         from sepbench.measure.environment import fingerprint
         from sepbench.measure.workload import require_device, steady_heap
@@ -52,7 +59,12 @@ class _Session:
         require_device(device)
         self.inject = float(inject)
         self.threads, self.cpu_bound = threads, device != "cuda"
-        return {"fingerprint": fingerprint(device, threads) if describe else {}, "inject": self.inject,
+        described = fingerprint(device, threads) if describe else {}
+        if describe and compile_cache:
+            from sepbench.measure.compiled import settings
+
+            described["inductor"] = settings()
+        return {"fingerprint": described, "inject": self.inject,
                 "pid": os.getpid(),
                 "protocol": PROTOCOL, "python": sys.executable, "prefix": sys.prefix}
 
@@ -75,6 +87,7 @@ class _Session:
         from sepbench.measure.workload import Workload, backend_flags
 
         self.drop()
+        compilation: dict[str, Any] = {}
         # A fresh build lands where the allocator puts it, and where it lands moves its speed (cache sets,
         # huge pages): a pad of random size, held while the instance lives, puts each instance elsewhere.
         self.pad = bytearray(pad_bytes)
@@ -84,6 +97,14 @@ class _Session:
             self.flags = backend_flags(c)
             self.flags.__enter__()
             self.work = Workload(c)
+            try:
+                first = self.work.compile()
+            except Exception as exc:  # one line for the parent: what kept it from compiling
+                from sepbench.measure.compiled import failure
+
+                raise RuntimeError(failure(exc)) from None
+            if first is not None:
+                compilation = {"compile_s": first.seconds, "compile_cache": first.cache}
             self.step, backend, device, name = self.work.step, self.work.conv_backends(), c.device, c.id
         elif site is not None:
             self.flags = contextlib.nullcontext()
@@ -94,7 +115,7 @@ class _Session:
         self.sync = synchronizer(device)
         calls = warm_up(self.step, self.sync, warmup_time)
         number = number or calibrate(self.step, self.sync, block_time)
-        return {"number": number, "warmup_calls": calls, "backend": backend, "case_id": name}
+        return {"number": number, "warmup_calls": calls, "backend": backend, "case_id": name, **compilation}
 
     def block(self, number: int) -> dict:
         from sepbench.measure import machine

@@ -20,7 +20,8 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from contextlib import nullcontext
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -32,7 +33,7 @@ from sepbench.budget import Budget
 from sepbench.case import Case, tensor_elements
 from sepbench.errors import SepbenchError
 from sepbench.grid import Grid, group_cases
-from sepbench.measure import attribution, machine, memory, sitting
+from sepbench.measure import attribution, compiled, machine, memory, sitting
 from sepbench.measure.environment import fingerprint
 from sepbench.measure.peaks import Peaks, measure_peaks
 from sepbench.measure.timer import (
@@ -48,6 +49,7 @@ from sepbench.measure.timer import (
 from sepbench.measure.workload import Workload, backend_flags, require_device
 from sepbench.records import (
     CaseRecord,
+    CompileFigures,
     MemoryFigures,
     RealizedFigures,
     RunEnd,
@@ -55,6 +57,7 @@ from sepbench.records import (
     SittingRecord,
     TheoryFigures,
     TimingFigures,
+    VersusEager,
     now,
 )
 from sepbench.speedup import ESTIMATOR, realized_speedup, spread
@@ -107,12 +110,18 @@ class _Group:
     members: list[Case]  # the baseline and the cases to record that built; all of them until the first build
     tally: SittingTally = field(default_factory=SittingTally)
     extras: dict[str, _Extras] | None = None
+    compiled: dict[str, CompileFigures] = field(default_factory=dict)  # case id → its compilation, first build
     last_s: float = 0.0  # the last sitting's wall time, building included: what one more would cost
     built: bool = False  # members settled by a first build (here, or in the journal before a resume)
 
     @property
     def id(self) -> str:
         return self.base.group_id
+
+    @property
+    def baselines(self) -> dict[str, str]:
+        """Each member's baseline: a compiled variant is compared with the compiled baseline."""
+        return {c.id: c.baseline().id for c in self.members}
 
 
 @dataclass
@@ -149,7 +158,7 @@ def plan(grid: Grid, shard_spec: tuple[int, int] | None = None) -> Plan:
         dropped[f"tensors larger than {where}'s {capacity[device] / 2**30:,.1f} GiB of memory"] += n
     # A group whose baseline cannot run has nothing to be compared with: it goes as a whole.
     cases = [c for c in cases if c.id not in too_large and c.baseline().id not in too_large]
-    groups = group_cases(cases)
+    groups = group_cases(cases, timed=True)
     devices = sorted({c.device for g in groups for c in g})
     return Plan(groups, dropped, devices)
 
@@ -173,7 +182,7 @@ def theory_figures(case: Case, peaks: Peaks) -> TheoryFigures:
     )
 
 
-def _timing_figures(t: Timing, threads: int, threshold: float) -> TimingFigures:
+def _timing_figures(t: Timing, threads: int, threshold: float, compiled_group: bool) -> TimingFigures:
     q1, med, q3 = t.quantiles
     log = t.log or RoundLog()
     return TimingFigures(median_s=med, q1_s=q1, q3_s=q3, times_s=t.times, number=t.number,
@@ -181,7 +190,8 @@ def _timing_figures(t: Timing, threads: int, threshold: float) -> TimingFigures:
                          remeasured=False,  # a group is no longer re-measured whole: blocks are re-taken
                          unstable=t.relative_iqr > threshold, retaken=dict(log.retaken),
                          kept_contended=log.kept_contended, blocks=log.blocks, probe_s=log.probe_s or None,
-                         stop=log.stop or None, sittings=t.sittings)
+                         stop=log.stop or None, sittings=t.sittings,
+                         recompiled=log.recompiled if compiled_group else None)
 
 
 def default_threads(devices: list[str]) -> tuple[int, str]:
@@ -209,12 +219,16 @@ def _measure_memory(case: Case, work: Workload, threads: int) -> MemoryFigures:
 class Runner:
     def __init__(self, grid: Grid, out_dir: Path, *, resume: bool = False,
                  shard_spec: tuple[int, int] | None = None, progress: Progress | None = None,
-                 profile: bool = True) -> None:
+                 profile: bool = True, compile_cache: Path | None = None) -> None:
         self.grid, self.out_dir, self.resume, self.shard_spec = grid, Path(out_dir), resume, shard_spec
         self.profile = profile
         self.event_cost: float | None = None  # the CPU profiler's cost per event, measured on first use
         self.settings = grid.measure
         self.plan = plan(grid, shard_spec)
+        # Inductor's cache for compiled cases, the run's own: a second run into the same folder compiles
+        # from it (cached), a first one cold; never the user's default cache by surprise.
+        self.compiles = any(c.compiled for c in self.plan.cases)
+        self.compile_cache = Path(compile_cache) if compile_cache else self.out_dir / ".compile-cache"
         if self.settings.threads:
             self.threads, self.thread_policy = self.settings.threads, f"{self.settings.threads} asked for"
         else:
@@ -244,6 +258,8 @@ class Runner:
         device = "cuda" if "cuda" in devices else "cpu"
         env = fingerprint(device, self.threads)
         env["pinned_cores"] = cores_for(self.threads)
+        if self.compiles:
+            env["inductor"] = compiled.settings()
         shard_text = "{}/{}".format(*self.shard_spec) if self.shard_spec else None
         if self.resume:
             prior = find_resumable(self.out_dir, self.grid.digest(), shard_text, env)
@@ -268,13 +284,20 @@ class Runner:
             peaks={d: p.as_dict() for d, p in self.peaks.items()},
             machine_start=self.machine_start if self.machine_start is not None else machine.load(),
             thread_policy=self.thread_policy,
+            compile_cache={"folder": str(self.compile_cache), "state": compiled.cache_state(self.compile_cache)}
+            if self.compiles else None,
         )
         return ResultsFile.create(self.out_dir, header), set()
 
     def _announce(self, say: Callable[[str], None] | None, next_step: str | None) -> None:
         busy = self.check_machine()
+        cache = None
+        if self.compiles:
+            state = compiled.cache_state(self.compile_cache)
+            cache = (f"compiled cases: inductor's cache in {self.compile_cache} ("
+                     + ("empty: first compilations are cold)" if state == "empty" else "warm: compiled from it)"))
         if say is not None:
-            for line in (f"sepbench: {busy}" if busy else None, next_step):
+            for line in (f"sepbench: {busy}" if busy else None, cache, next_step):
                 if line:
                     say(line)
 
@@ -288,8 +311,9 @@ class Runner:
         for group in self.plan.groups:
             todo = [c for c in group if c.id not in done]
             if todo:
-                base = group[0].baseline()
-                groups.append(_Group(base, todo, [base, *[c for c in todo if c.id != base.id]]))
+                bases = list(dict.fromkeys(c.baseline() for c in group))  # eager first (`group_cases`)
+                members = list(dict.fromkeys([*bases, *todo]))
+                groups.append(_Group(bases[0], todo, members))
         self._restore(groups, journal.read(self.run_id))
         left = sum(len(g.todo) for g in groups)
         # The cases left get their share of the run's budget, less 3 % (as in `ab`): every group completes
@@ -300,8 +324,9 @@ class Runner:
         first = self.settings.min_sittings
         self.progress.start(sum(max(first - len(g.tally.sittings), 1) for g in groups))
         pending = groups
+        cache = compiled.cache_in(self.compile_cache) if self.compiles else nullcontext()
         try:
-            with pinned(cores_for(self.threads)), intra_op_threads(self.threads):
+            with pinned(cores_for(self.threads)), intra_op_threads(self.threads), cache:
                 while pending:
                     for g in list(pending):
                         stop = self._stop(g, budget, pending)
@@ -337,7 +362,7 @@ class Runner:
             if {c.id for c in g.members} - ids:
                 continue  # not the variants this group times: ignored, its sitting is taken again
             log = RoundLog(probe_s=list(s.probe_s), retaken=Counter(s.retaken), kept_contended=s.kept_contended,
-                           blocks=s.blocks, seconds=s.seconds)
+                           blocks=s.blocks, seconds=s.seconds, recompiled=s.recompiled)
             g.tally.add({c.id: Timing(list(s.times_s[c.id]), s.numbers[c.id], s.warmup_calls.get(c.id, 0), log=log)
                          for c in g.members})
             g.last_s = s.seconds
@@ -351,9 +376,9 @@ class Runner:
             return "rounds"  # nothing built: its cases are recorded as skipped
         if g.extras is None or len(tally.sittings) < self.settings.min_sittings:
             return None
-        if self.settings.target is None or g.base.id not in tally.times:
+        if self.settings.target is None or not set(g.baselines.values()) & set(tally.times):
             return "rounds"  # no interval to wait for
-        if tally.narrow(g.base.id, self.settings.target):
+        if tally.narrow(g.baselines, self.settings.target):
             return "target"
         if tally.rounds + self.settings.sitting_rounds > self.settings.max_rounds:
             return "rounds"
@@ -395,7 +420,8 @@ class Runner:
             journal.append(SittingRecord(
                 run_id=self.run_id, group_id=g.id, times_s={k: t.times for k, t in got.items()},
                 numbers=g.tally.numbers or {}, warmup_calls=g.tally.warmup_calls, probe_s=log.probe_s,
-                retaken=dict(log.retaken), kept_contended=log.kept_contended, blocks=log.blocks, seconds=g.last_s))
+                retaken=dict(log.retaken), kept_contended=log.kept_contended, blocks=log.blocks, seconds=g.last_s,
+                recompiled=log.recompiled))
             self.progress.update(1, g.todo[0].geometry())
             if g.extras is None:
                 extras_started = time.monotonic()
@@ -405,22 +431,54 @@ class Runner:
         return None
 
     def _first_build(self, g: _Group, works: dict[str, Workload], results: ResultsFile, outcome: RunOutcome) -> None:
-        """Build the group's members one by one; a case that does not fit is recorded as skipped at once."""
+        """Build the group's members one by one, compiling the compiled ones (timed, outside every block); a
+        case that does not fit, or does not compile, is recorded as skipped at once, with why."""
+        failed: dict[str, str] = {}
         for case in g.members:
             try:
                 works[case.id] = Workload(case)
-            except (RuntimeError, MemoryError) as exc:
-                if not _is_oom(exc):
+                first = works[case.id].compile()
+                if first is not None:
+                    g.compiled[case.id] = CompileFigures(first_s=first.seconds, cache=first.cache)
+            except Exception as exc:
+                works.pop(case.id, None)
+                if _is_oom(exc):
+                    failed[case.id] = "out of memory while building"
+                    if case.device == "cuda":
+                        torch.cuda.empty_cache()
+                elif case.compiled:
+                    failed[case.id] = compiled.failure(exc)
+                else:
                     raise
-                if case.device == "cuda":
-                    torch.cuda.empty_cache()
-        for case in [c for c in g.todo if c.id not in works]:
-            self._write(self._skipped(case, "out of memory while building"), results, outcome)
+        self._cached_compilations(g, works)
+        for case in g.todo:
+            base = case.baseline()
+            if case.id not in works:
+                self._write(self._skipped(case, failed.get(case.id, "out of memory while building")), results, outcome)
+            elif case.compiled and base.id not in works:
+                works.pop(case.id)
+                self._write(self._skipped(case, f"its baseline did not build: {failed.get(base.id)}"), results,
+                            outcome)
         g.todo = [c for c in g.todo if c.id in works]
         g.members = [c for c in g.members if c.id in works] if g.todo else []
         g.built = True
 
+    def _cached_compilations(self, g: _Group, works: dict[str, Workload]) -> None:
+        """Each compiled member compiled once more after dynamo forgot every frame: from inductor's cache,
+        what a second run of a program pays. (Other groups' compiled frames are forgotten too; their next
+        sitting compiles them again from the cache, in its warm-up.)"""
+        done = [c for c in g.members if c.compiled and c.id in works and c.id in g.compiled]
+        if not done:
+            return
+        compiled.forget()
+        for case in done:
+            again = works[case.id].compile()
+            if again is not None:
+                g.compiled[case.id] = g.compiled[case.id].model_copy(update={"cached_s": again.seconds})
+
     def _extras(self, case: Case, work: Workload) -> _Extras:
+        if case.compiled:  # inductor fuses the stages a profile would split, and a memory child would compile
+            return _Extras(work.conv_backends(), None, None, None)
         mem = _measure_memory(case, work, self.threads) if self.settings.memory else None
         found, error = self._attribute(case, work) if self.profile else (None, None)
         return _Extras(work.conv_backends(), mem, found, error)
@@ -433,7 +491,8 @@ class Runner:
         self.logs.append(g.tally.log)
         timings = g.tally.timings()
         for case in g.todo:
-            self._write(self._record(case, g.base, (g.extras or {})[case.id], timings), results, outcome)
+            self._write(self._record(case, (g.extras or {})[case.id], timings, g.compiled.get(case.id)), results,
+                        outcome)
 
     def _write(self, record: CaseRecord, results: ResultsFile, outcome: RunOutcome) -> None:
         results.append(record)  # at once: a kill loses at most the record in flight
@@ -451,25 +510,34 @@ class Runner:
                       machine_end=machine.load(), retaken_share=retaken / max(blocks, 1),
                       probe_drift=machine.probe_drift(probes))
 
-    def _record(self, case: Case, base: Case, extras: _Extras, timings: dict[str, Timing]) -> CaseRecord:
+    def _record(self, case: Case, extras: _Extras, timings: dict[str, Timing],
+                compilation: CompileFigures | None = None) -> CaseRecord:
         t = timings[case.id]
+        base = case.baseline()
         tf = theory_figures(case, self.peaks[case.device])
         realized = None
         if case.id != base.id and base.id in timings:
             base_times = timings[base.id].times
             s = realized_speedup(base_times, t.times, t.sittings)
             half = (s.high - s.low) / 2 / s.ratio if s.low is not None and s.high is not None else None
-            unstable = half is None or half > self.settings.target
+            # A group that compiled a graph while its blocks were timed mixed two codes: it says so.
+            recompiled = bool(t.log and t.log.recompiled)
+            unstable = half is None or half > self.settings.target or recompiled
+            why = "recompiled" if recompiled else diagnose(base_times, t.times, t.log) if unstable else None
             realized = RealizedFigures(speedup=s.ratio, low=s.low, high=s.high, efficiency=s.ratio / tf.speedup,
                                        spread=spread(base_times, t.times), unstable=unstable, half_width=half,
-                                       reason=diagnose(base_times, t.times, t.log) if unstable else None,
-                                       estimator=ESTIMATOR if t.sittings else None)
+                                       reason=why, estimator=ESTIMATOR if t.sittings else None)
+        twin = replace(case, compile="eager")
+        vs_eager = None
+        if case.compiled and twin.id in timings:
+            e = realized_speedup(timings[twin.id].times, t.times, t.sittings)
+            vs_eager = VersusEager(ratio=e.ratio, low=e.low, high=e.high)
         return CaseRecord(
             run_id=self.run_id, case_id=case.id, group_id=case.group_id, case=case, status="ok",
             backend=extras.backend, theory=tf,
-            timing=_timing_figures(t, self.threads, self.settings.unstable_threshold), realized=realized,
-            memory=extras.memory, attribution=extras.attribution, attribution_error=extras.attribution_error,
-            finished=now(),
+            timing=_timing_figures(t, self.threads, self.settings.unstable_threshold, self.compiles),
+            realized=realized, memory=extras.memory, attribution=extras.attribution,
+            attribution_error=extras.attribution_error, compilation=compilation, vs_eager=vs_eager, finished=now(),
         )
 
     def _attribute(self, case: Case, work: Workload) -> tuple[attribution.Attribution | None, str | None]:

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from sepbench.errors import SepbenchError
-from sepbench.measure import machine
+from sepbench.measure import compiled, machine
 from sepbench.speedup import realized_speedup
 
 Fn = Callable[[], object]
@@ -158,6 +158,7 @@ class RoundLog:
     blocks: int = 0  # blocks kept
     stop: str = ""  # "target", "budget", "rounds" (min_rounds/min_run_time reached, or max_rounds)
     seconds: float = 0.0  # wall time of the group's timing, warm-up and calibration included
+    recompiled: int = 0  # graphs torch.compile compiled while blocks were timed (0 for eager code)
 
     @property
     def retaken_total(self) -> int:
@@ -180,14 +181,21 @@ def _checked_block(fn: Fn, sync: Callable[[], None], number: int, threads: int, 
     return per_call
 
 
-def narrow_enough(times: Mapping[str, list[float]], baseline: str, target: float,
+Baselines = str | Mapping[str, str]  # one baseline for all, or each member's own (compiled against compiled)
+
+
+def _baseline_of(baseline: Baselines, name: str) -> str:
+    return baseline if isinstance(baseline, str) else baseline.get(name, name)
+
+
+def narrow_enough(times: Mapping[str, list[float]], baseline: Baselines, target: float,
                   sittings: list[int] | None = None) -> bool:
     """Whether every variant's realized-speedup interval lies within ±target of its ratio."""
-    base = times[baseline]
     for name, t in times.items():
-        if name == baseline:
+        base_name = _baseline_of(baseline, name)
+        if name == base_name or base_name not in times:
             continue
-        s = realized_speedup(base, t, sittings)
+        s = realized_speedup(times[base_name], t, sittings)
         if s.low is None or s.high is None or (s.high - s.low) / 2 / s.ratio > target:
             return False
     return True
@@ -226,6 +234,7 @@ def measure_interleaved(
     numbers = dict(numbers) if numbers else {n: calibrate(fns[n], sync, block_time) for n in names}
     log = RoundLog(stop="rounds")
     reference = machine.Probe() if probe else None
+    graphs_before = compiled.graphs()
     times: dict[str, list[float]] = {n: [] for n in names}
     spent = dict.fromkeys(names, 0.0)
     checkpoint = min_rounds
@@ -249,6 +258,7 @@ def measure_interleaved(
             times[n].append(t)
             spent[n] += t * numbers[n]
     log.seconds = time.perf_counter() - started
+    log.recompiled = compiled.graphs() - graphs_before
     return {n: Timing(times[n], numbers[n], warm[n], log=log) for n in names}
 
 
@@ -286,10 +296,12 @@ class SittingTally:
         self.log.kept_contended += part.kept_contended
         self.log.blocks += part.blocks
         self.log.seconds += part.seconds
+        self.log.recompiled += part.recompiled
         self.sittings.append(len(first.times))
 
-    def narrow(self, baseline: str, target: float) -> bool:
-        return baseline in self.times and narrow_enough(self.times, baseline, target, self.sittings)
+    def narrow(self, baseline: Baselines, target: float) -> bool:
+        known = baseline in self.times if isinstance(baseline, str) else bool(set(baseline.values()) & set(self.times))
+        return known and narrow_enough(self.times, baseline, target, self.sittings)
 
     def timings(self) -> dict[str, Timing]:
         numbers = self.numbers or {}

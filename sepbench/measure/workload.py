@@ -7,6 +7,7 @@ import ctypes
 import os
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -14,6 +15,9 @@ from torch import nn
 from sepbench.case import Case
 from sepbench.errors import SepbenchError
 from sepbench.zoo import build, input_shape
+
+if TYPE_CHECKING:
+    from sepbench.measure.compiled import Compilation
 
 # glibc's mallopt(3) parameters, and the values every measuring process uses.
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
@@ -77,7 +81,11 @@ def backend_flags(case: Case) -> AbstractContextManager:
 class Workload:
     """Inference is `eval()` under `no_grad`; a training step is forward + backward with the input
     requiring grad (as for any layer that is not the first), so each conv computes grad-input and
-    grad-weight. Gradients accumulate in place between steps, as they would before an optimizer step."""
+    grad-weight. Gradients accumulate in place between steps, as they would before an optimizer step.
+
+    A compiled case (`case.compile`) steps through `torch.compile(module)`; its first step compiles,
+    which `compile()` times. A later Workload of the same case reuses the compiled code (dynamo guards on
+    shapes and types, not on the module instance), so fresh tensors cost no second compilation."""
 
     def __init__(self, case: Case, seed: int = 0) -> None:
         require_device(case.device)
@@ -102,13 +110,27 @@ class Workload:
             self.grad_output = torch.randn(out.shape, generator=gen, device=case.device, dtype=dtype)
         else:
             self.module.eval()
+        self.runner: nn.Module = self.module
+        if case.compile != "eager":
+            from sepbench.measure.compiled import compile_module
+
+            self.runner = compile_module(self.module, case.compile)
 
     def step(self) -> None:
         if self.grad_output is None:
             with torch.no_grad():
-                self.module(self.input)
+                self.runner(self.input)
         else:
-            self.module(self.input).backward(self.grad_output)
+            self.runner(self.input).backward(self.grad_output)
+
+    def compile(self) -> Compilation | None:
+        """Compile by taking the first step, timed; None for an eager case."""
+        if self.case.compile == "eager":
+            return None
+        from sepbench.measure.compiled import first_call
+        from sepbench.measure.timer import synchronizer
+
+        return first_call(self.step, synchronizer(self.case.device))
 
     def conv_backends(self) -> str:
         """Which convolution backend PyTorch selects for each conv ('dw:Mkldnn pw:Mkldnn', or counts
@@ -137,5 +159,9 @@ class Workload:
             counts: dict[str, int] = {}
             for _, backend in chosen:
                 counts[backend] = counts.get(backend, 0) + 1
-            return " ".join(f"{b}×{k}" for b, k in counts.items())
-        return " ".join(f"{n}:{b}" for n, b in chosen)
+            text = " ".join(f"{b}×{k}" for b, k in counts.items())
+        else:
+            text = " ".join(f"{n}:{b}" for n, b in chosen)
+        # Compiled, inductor chooses its own kernels (an extern oneDNN/cuDNN call or generated code): what
+        # eager would select is still said, as the reference the compiled step departs from.
+        return text if self.case.compile == "eager" else f"{self.case.compile}; eager would run {text}"

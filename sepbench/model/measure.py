@@ -61,6 +61,7 @@ class Settings:
     sitting_rounds: int = _RUN.sitting_rounds
     min_sittings: int = _RUN.min_sittings
     max_rounds: int = _RUN.max_rounds
+    compile: str = "eager"  # or an inductor mode (`case.COMPILE_MODES`): sites, candidates and network compiled
 
 
 def step(module: nn.Module, shape: tuple[int, ...], s: Settings, seed: int) -> Callable[[], None]:
@@ -70,6 +71,11 @@ def step(module: nn.Module, shape: tuple[int, ...], s: Settings, seed: int) -> C
     gen = torch.Generator(device=s.device).manual_seed(seed)
     module = module.to(device=s.device, dtype=dtype)
     x = torch.randn(shape, generator=gen, device=s.device, dtype=dtype)
+    run = module
+    if s.compile != "eager":  # a network may break its graph: that is counted, not refused
+        from sepbench.measure.compiled import compile_module
+
+        run = compile_module(module, s.compile, fullgraph=False)
     if s.mode == "train":
         module.train()
         x.requires_grad_(True)
@@ -78,14 +84,14 @@ def step(module: nn.Module, shape: tuple[int, ...], s: Settings, seed: int) -> C
         grad = torch.randn(out.shape, generator=gen, device=s.device, dtype=dtype)
 
         def train() -> None:
-            module(x).backward(grad)
+            run(x).backward(grad)
 
         return train
     module.eval()
 
     def infer() -> None:
         with torch.no_grad():
-            module(x)
+            run(x)
 
     return infer
 
@@ -256,9 +262,19 @@ def swapped(model: nn.Module, replacements: Mapping[str, nn.Module]) -> nn.Modul
     return model
 
 
+def _compiled_swapped(make: Callable[[], nn.Module], shape: tuple[int, ...], s: Settings) -> tuple[float, int]:
+    """The swapped network compiled before it is timed (its first call, timed), and the graph breaks the
+    run met; later builds of it reuse the compiled code. (The network as it is compiled in the estimate.)"""
+    from sepbench.measure import compiled
+
+    seconds = compiled.first_call(step(make(), shape, s, seed=0), synchronizer(s.device)).seconds
+    return seconds, compiled.graph_breaks()
+
+
 def network_check(model_id: str, model: nn.Module, replacements: Mapping[str, nn.Module], swaps: dict[str, str],
                   shape: tuple[int, ...], saved_s: float, s: Settings, allowance: float,
-                  run_log: RoundLog | None = None) -> ModelNetworkRecord:
+                  run_log: RoundLog | None = None, sites_s: float | None = None,
+                  as_is_compile_s: float | None = None) -> ModelNetworkRecord:
     """The network as it is against the network with the swaps, interleaved in rounds and sittings; the
     prediction subtracts the per-layer savings (`saved_s`: Σ calls × (as it is − candidate)) from the
     measured as-is time. The record closes the run: the machine's load now and the run's re-takes."""
@@ -268,8 +284,12 @@ def network_check(model_id: str, model: nn.Module, replacements: Mapping[str, nn
     with torch.device("meta"):
         before = network_macs(census(copy.deepcopy(model).to("meta"), torch.empty(shape)))
         after = network_macs(census(copy.deepcopy(changed).to("meta"), torch.empty(shape)))
-    timings = _timed({AS_IS: lambda: copy.deepcopy(model), "swapped": lambda: copy.deepcopy(changed)}, shape, s,
-                     allowance)
+    builders = {AS_IS: lambda: copy.deepcopy(model), "swapped": lambda: copy.deepcopy(changed)}
+    compile_s, breaks = None, None
+    if s.compile != "eager":
+        swapped_s, breaks = _compiled_swapped(builders["swapped"], shape, s)
+        compile_s = {AS_IS: as_is_compile_s or 0.0, "swapped": swapped_s}
+    timings = _timed(builders, shape, s, allowance)
     ref, new = timings[AS_IS], timings["swapped"]
     log = _count(run_log, timings)
     total = run_log or log
@@ -280,4 +300,5 @@ def network_check(model_id: str, model: nn.Module, replacements: Mapping[str, nn
                               high=speed.high, sittings=ref.sittings or [len(ref.times)],
                               unstable=_unstable(timings, s.target),
                               retaken_share=total.retaken_total / max(total.blocks, 1),
-                              kept_contended=total.kept_contended, machine_end=machine.load(), finished=now())
+                              kept_contended=total.kept_contended, machine_end=machine.load(), sites_s=sites_s,
+                              compile_s=compile_s, graph_breaks=breaks, finished=now())

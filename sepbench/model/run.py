@@ -8,6 +8,7 @@ it is measured, so a run killed at any moment resumes with `--resume` where it s
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -20,9 +21,9 @@ import torch
 
 from sepbench.budget import Budget, minutes_up
 from sepbench.errors import SepbenchError
-from sepbench.measure import machine
+from sepbench.measure import compiled, machine
 from sepbench.measure.environment import fingerprint
-from sepbench.measure.timer import RoundLog, cores_for, intra_op_threads, pinned
+from sepbench.measure.timer import RoundLog, cores_for, intra_op_threads, pinned, synchronizer
 from sepbench.model import spec as specs
 from sepbench.model.candidates import Site, candidates, sites
 from sepbench.model.census import census, out_of_memory
@@ -97,6 +98,15 @@ def _busy(say: Callable[[str], None], threads: int) -> dict[str, float]:
     return found
 
 
+def _environment(s: Settings) -> dict:
+    env = fingerprint(s.device, s.threads)
+    if s.compile != "eager":
+        from sepbench.measure.compiled import settings as inductor
+
+        env["inductor"] = inductor()
+    return env
+
+
 def run(spec: str, out: Path, *, input_shape: tuple[int, int, int, int] | None = None, s: Settings = DEFAULT,
         budget_s: float = 600.0, resume: bool = False, say: Callable[[str], None] = lambda _: None) -> Path:
     """Measure the network `spec` names, site by site, then the add-up check; return the results file.
@@ -123,8 +133,8 @@ def run(spec: str, out: Path, *, input_shape: tuple[int, int, int, int] | None =
         grid_name="model", grid_digest=_digest(json.dumps(settings, sort_keys=True) + repr(layers)),
         grid={"grid": {}, "measure": asdict(s)}, started=now(), model_id=uuid.uuid4().hex[:12], spec=spec,
         input_shape=shape, dtype=s.dtype, device=s.device, mode=s.mode, threads=s.threads, budget_s=budget_s,
-        environment=fingerprint(s.device, s.threads), census=[asdict(layer) for layer in layers],
-        machine_start=machine_start)
+        environment=_environment(s), census=[asdict(layer) for layer in layers],
+        machine_start=machine_start, compile=s.compile)
     done: set[str] = set()
     previous = _resumable(Path(out), header) if resume else None
     if previous is not None and previous.header is not None:
@@ -134,9 +144,10 @@ def run(spec: str, out: Path, *, input_shape: tuple[int, int, int, int] | None =
             say(f"{previous.path.name} is complete")
             return previous.path
     run_log = RoundLog()
-    with pinned(cores_for(s.threads)), intra_op_threads(s.threads):
+    cache = compiled.cache_in(Path(out) / ".compile-cache") if s.compile != "eager" else contextlib.nullcontext()
+    with pinned(cores_for(s.threads)), intra_op_threads(s.threads), cache:
         pending = {k: g for k, g in groups.items() if k not in done}
-        weight = _estimate(spec, module, shape, pending, s, budget_s, say)
+        weight, compile_s = _estimate(spec, module, shape, pending, s, budget_s, say)
         results = _results(Path(out), header, previous)
         budget = Budget(budget_s * (1 - NETWORK_SHARE))
         try:
@@ -151,19 +162,22 @@ def run(spec: str, out: Path, *, input_shape: tuple[int, int, int, int] | None =
             file = read_model(results.path)
             say("the whole network, as it is and with the swaps")
             results.append(_network(header.model_id, module, found, groups, file, shape, s,
-                                    max(budget.left() + budget_s * NETWORK_SHARE, 1.0), run_log))
+                                    max(budget.left() + budget_s * NETWORK_SHARE, 1.0), run_log, compile_s))
         finally:
             results.unlock()
     return results.path
 
 
 def _estimate(spec: str, module: torch.nn.Module, shape: tuple[int, int, int, int], pending: dict[str, list[Site]],
-              s: Settings, budget_s: float, say: Callable[[str], None]) -> dict[str, float]:
+              s: Settings, budget_s: float, say: Callable[[str], None]) -> tuple[dict[str, float], float | None]:
     """Each pending site shape's share of the network's conv time (calls × the best of three blocks as it
-    is), after refusing a budget below what the shapes and the network need whatever it is."""
+    is), after refusing a budget below what the shapes and the network need whatever it is; and, compiled,
+    what the network's compilation took (its first call, before its blocks)."""
     weight = {k: per_call(g[0], s) * sum(site.first.calls for site in g) for k, g in pending.items()}
     counts = {k: len(candidates(g[0])) for k, g in pending.items()}
-    network_s = best_block(step(module, shape, s, seed=0), s.device, s.block_time, 1)
+    network = step(module, shape, s, seed=0)
+    compile_s = None if s.compile == "eager" else compiled.first_call(network, synchronizer(s.device)).seconds
+    network_s = best_block(network, s.device, s.block_time, 1)
     least = minimum_budget({k: weight[k] / sum(x.first.calls for x in pending[k]) for k in pending}, counts,
                            network_s, s)
     if least > budget_s:
@@ -172,7 +186,7 @@ def _estimate(spec: str, module: torch.nn.Module, shape: tuple[int, int, int, in
                             f"shapes; the network takes {network_s * 1e3:.1f} ms a call): give --budget "
                             f"{minutes_up(least)} or more; nothing was written")
     say(f"{len(pending)} site shapes to measure; the network takes {network_s * 1e3:.1f} ms a call")
-    return weight
+    return weight, compile_s
 
 
 def _results(out: Path, header: ModelHeader, previous: ModelFile | None) -> ResultsFile:
@@ -182,14 +196,15 @@ def _results(out: Path, header: ModelHeader, previous: ModelFile | None) -> Resu
         results.lock()
         results.repair_tail()
         return results
-    stem = f"model-{header.spec.replace(':', '-')}-{header.device}-{header.environment['machine']}-torch" \
+    how = f"-{header.compile}" if header.compile != "eager" else ""
+    stem = f"model-{header.spec.replace(':', '-')}{how}-{header.device}-{header.environment['machine']}-torch" \
            f"{header.environment['torch']}"
     return ModelResultsFile.create(out, header, stem=stem)
 
 
 def _network(model_id: str, module: torch.nn.Module, found: list[Site], groups: dict[str, list[Site]],
              file: ModelFile, shape: tuple[int, ...], s: Settings, allowance: float,
-             run_log: RoundLog) -> ModelNetworkRecord:
+             run_log: RoundLog, compile_s: float | None = None) -> ModelNetworkRecord:
     """The add-up check with every single-conv site whose best candidate is surely faster swapped."""
     by_shape = {r.shape: r for r in file.sites}
     replacements, swaps, saved = {}, {}, 0.0
@@ -205,4 +220,6 @@ def _network(model_id: str, module: torch.nn.Module, found: list[Site], groups: 
             replacements[site.first.name] = make()
             swaps[site.first.name] = best.name
             saved += site.first.calls * (record.median_s - best.median_s)
-    return network_check(model_id, module, replacements, swaps, shape, saved, s, allowance, run_log)
+    sites_s = sum((r.median_s or 0.0) * r.calls for r in file.sites)
+    return network_check(model_id, module, replacements, swaps, shape, saved, s, allowance, run_log, sites_s,
+                         compile_s)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -332,3 +333,72 @@ def device_busy(df: pd.DataFrame) -> pd.DataFrame:
     rows = rows.assign(busy=rows["attribution_busy_s"] / rows["attribution_wall_s"])
     return rows.groupby(["env", "batch"], as_index=False).agg(cases=("busy", "size"), busy=("busy", "median"),
                                                               low=("busy", "min"), high=("busy", "max"))
+
+
+def eager_twin(case_id: pd.Series) -> pd.Series:
+    """The id of each case run eagerly: a compiled case's id ends in its `compile` field, an eager one's has none."""
+    return case_id.str.replace(r"\|compile=[^|]+$", "", regex=True)
+
+
+def compiled(df: pd.DataFrame) -> pd.DataFrame:
+    """Per environment, setting (the compile mode aside), compile mode and variant, over the geometries
+    measured both ways in one run: realized × eager and compiled (geometric means; each against its own
+    baseline: the fused step against the fused baseline), eager ÷ compiled time of the variant itself
+    (timed in the same rounds), and what compiling took (median first compilation, its cache, median
+    compilation from the cache)."""
+    rows = ok(df)
+    if "compile" not in rows or not (rows["compile"].fillna("eager") != "eager").any():
+        return pd.DataFrame()
+    rows = rows.assign(compile=rows["compile"].fillna("eager"), twin=eager_twin(rows["case_id"]))
+    made = rows[rows["compile"] != "eager"]
+    eager = rows[rows["compile"] == "eager"].set_index(["run_id", "case_id"])
+    made = made.assign(base_setting=[st.removesuffix(f" {how}") for st, how in zip(made["setting"], made["compile"],
+                                                                                     strict=True)])
+    out = []
+    for (env, how, setting, mode, label), sub in made.groupby(["env", "compile", "base_setting", "mode", "label"],
+                                                              sort=True):
+        twins = eager.reindex(pd.MultiIndex.from_arrays([sub["run_id"], sub["twin"]]))
+        out.append({
+            "env": env, "compile": how, "setting": setting, "mode": mode, "label": label, "cases": len(sub),
+            "baseline": bool(sub["is_baseline"].all()),
+            "eager": geomean(twins["realized_speedup"]), "compiled": geomean(sub["realized_speedup"]),
+            "vs_eager": geomean(sub["vs_eager_ratio"]),
+            "vs_eager_low": geomean(sub["vs_eager_low"]), "vs_eager_high": geomean(sub["vs_eager_high"]),
+            "faster": int((sub["vs_eager_low"] > 1).sum()), "slower": int((sub["vs_eager_high"] < 1).sum()),
+            "first_s": float(sub["compilation_first_s"].median()),
+            "cached_s": float(sub["compilation_cached_s"].median()),
+            "cold": bool((sub["compilation_cache"] == "cold").all()),
+            "file": ", ".join(sorted({Path(f).name for f in sub["file"]})),
+        })
+    return pd.DataFrame(out)
+
+
+def compile_finding(table: pd.DataFrame) -> list[str]:
+    """Per environment and compile mode, one sentence: does compiling change the answer here? It does when a
+    variant's realized × crosses 1× or moves by more than a tenth, or the fastest variant changes."""
+    found = []
+    for (env, how), part in table.groupby(["env", "compile"], sort=True):
+        layers = part[~part["baseline"]]
+        if layers.empty:
+            continue
+        moved = layers[((layers["eager"] > 1) != (layers["compiled"] > 1))
+                       | ((layers["compiled"] / layers["eager"] - 1).abs() > 0.10)]
+        best_e = layers.loc[layers.groupby("mode")["eager"].idxmax()].set_index("mode")["label"]
+        best_c = layers.loc[layers.groupby("mode")["compiled"].idxmax()].set_index("mode")["label"]
+        changed_best = [m for m in best_e.index if best_c.get(m) != best_e[m]]
+        faster, slower, cases = int(part["faster"].sum()), int(part["slower"].sum()), int(part["cases"].sum())
+        steps = (f"compiling made {faster} of {cases} steps surely faster than eager and {slower} surely slower "
+                 f"(median eager ÷ compiled ×{part['vs_eager'].median():.2f}; first compilation "
+                 f"{part['first_s'].median():.1f} s a case, {part['cached_s'].median():.2f} s from the cache)")
+        if moved.empty and not changed_best:
+            found.append(f"{env}, {how}: compiling leaves the answer as it is: every variant's realized × stays "
+                         f"within a tenth of eager's, on the same side of 1×; {steps}.")
+            continue
+        worst = moved.assign(shift=(moved["compiled"] / moved["eager"]).map(lambda r: abs(np.log(r)))) \
+            .sort_values("shift", ascending=False).head(3)
+        examples = ", ".join(f"{r.label} ({r.mode}) {r.eager:.2f}× eager → {r.compiled:.2f}× compiled"
+                             for r in worst.itertuples())
+        best = "; the fastest variant changes in " + ", ".join(
+            f"{m} ({best_e[m]} → {best_c[m]})" for m in changed_best) if changed_best else ""
+        found.append(f"{env}, {how}: compiling changes the answer: {examples}{best}; {steps}.")
+    return found

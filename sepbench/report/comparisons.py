@@ -17,7 +17,7 @@ from sepbench.ab import stats as ab_stats
 from sepbench.errors import SepbenchError
 from sepbench.records import ABHeader, ABSide
 from sepbench.report.drawing import Figure, anchor
-from sepbench.report.tables import control_line, side_label
+from sepbench.report.tables import compile_line, control_line, side_label
 from sepbench.report.versions import version_key
 from sepbench.store import Problem, read_ab, results_files
 
@@ -59,6 +59,7 @@ class Comparison:
     calibrations: list[Comparison] = field(default_factory=list)
     plot: Figure | None = None
     network: ab_stats.NetworkVerdict | None = None  # `ab --model`: the whole network and its sites
+    compile_times: ab_stats.CompileTimes | None = None  # compiled cases: what compiling cost each side
 
     @property
     def spec(self) -> str | None:
@@ -74,11 +75,17 @@ class Comparison:
     def kind(self) -> str:
         h = self.header
         kind = f"A/A + injected {100 * h.inject:g} %" if h.inject else ("A/A" if h.aa else "A/B")
+        kind += ", compiled" if self.compiled else ""
         return f"{kind} of {self.spec}" if self.spec else kind
 
     @property
     def calibration(self) -> bool:
         return self.header.aa
+
+    @property
+    def compiled(self) -> bool:
+        """Its cases ran through `torch.compile`: a question of its own beside the eager layers'."""
+        return any(how != "eager" for how in (self.header.grid.get("grid") or {}).get("compile") or ["eager"])
 
     @property
     def machine(self) -> tuple[str, str, int]:
@@ -128,6 +135,10 @@ class Comparison:
     def control_line(self) -> str | None:
         return control_line(self.control, self.summary) if self.control else None
 
+    @property
+    def compile_line(self) -> str | None:
+        return compile_line(self.compile_times) if self.compile_times else None
+
     def median_interval(self) -> tuple[float, float, float]:
         """The median ratio B / A over the compared cases, with its distribution-free 95 % interval."""
         logs = np.log(self.table["ratio"].dropna().to_numpy())
@@ -152,8 +163,8 @@ def _read(path: Path) -> tuple[Comparison | None, list[Problem]]:
         return None, list(ab.problems)
     table, control = ab_stats.comparison(ab.records, ab.header.protocol)
     network = ab_stats.network_verdict(table) if ab.header.network is not None else None
-    return (Comparison(path, ab.header, table, ab_stats.summarize(table), control, network=network),
-            list(ab.problems))
+    return (Comparison(path, ab.header, table, ab_stats.summarize(table), control, network=network,
+                       compile_times=ab_stats.compile_times(ab.records)), list(ab.problems))
 
 
 def load(paths: list[Path]) -> tuple[list[Comparison], list[Problem]]:
@@ -179,6 +190,7 @@ def load(paths: list[Path]) -> tuple[list[Comparison], list[Problem]]:
         if not c.calibration:
             c.calibrations = [k for k in found if k.calibration and k.machine == c.machine
                               and k.header.protocol == c.header.protocol and k.spec == c.spec
+                              and k.compiled == c.compiled
                               and (DESIGN_FOLDER in k.path.parts) == (DESIGN_FOLDER in c.path.parts)]
     order = {CURRENT: 0, CALIBRATION: 1, EARLIER: 2}
     found.sort(key=_newest, reverse=True)
@@ -194,9 +206,11 @@ def _newest(c: Comparison) -> tuple:
 def newest_upgrade(comparisons: list[Comparison]) -> Comparison | None:
     """The comparison that answers "did the upgrade make it worse": of the current method, between two
     releases, the newest B release (then the latest run); else the newest comparison of any kind. A grid's
-    comparison answers first; the networks' have answers of their own (`network_upgrades`)."""
+    comparison of eager layers answers first; the networks' have answers of their own (`network_upgrades`), a
+    compiled grid's is on its card."""
     real = [c for c in comparisons if not c.calibration]
     real = [c for c in real if c.spec is None] or real
+    real = [c for c in real if not c.compiled] or real  # the eager layers answer first; compiled ones on cards
     if not real:
         return None
     upgrades = [c for c in real if c.upgrade and c.group == CURRENT] or [c for c in real if c.group == CURRENT] \

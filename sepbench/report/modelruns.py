@@ -32,8 +32,9 @@ class ModelRun:
         h = self.found.header
         assert h is not None
         env = h.environment
-        return (f"{h.spec} at {'×'.join(map(str, h.input_shape))}, {h.dtype} {h.mode} · {env.get('machine', '?')} · "
-                f"{h.device} · torch {env.get('torch', '?')} · {h.threads} thr")
+        how = f", compiled ({h.compile})" if h.compile != "eager" else ""
+        return (f"{h.spec} at {'×'.join(map(str, h.input_shape))}, {h.dtype} {h.mode}{how} · "
+                f"{env.get('machine', '?')} · {h.device} · torch {env.get('torch', '?')} · {h.threads} thr")
 
     @property
     def line(self) -> str:

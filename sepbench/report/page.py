@@ -28,7 +28,8 @@ from sepbench.report.tables import UNSTABLE_MARK, fmt_bytes, fmt_count, fmt_time
 from sepbench.store import Problem, ensure_writable, load
 
 # Section ids, in page order: the browser test checks each is there.
-SECTIONS = ["summary", "overview", "grids", "theory-vs-realized", "roofline", "where-time-goes", "memory", "versions",
+SECTIONS = ["summary", "overview", "grids", "theory-vs-realized", "roofline", "where-time-goes", "memory", "compiled",
+            "versions",
             "networks", "models", "feature-maps", "harnesses", "method"]
 
 

@@ -669,3 +669,48 @@ def model_layers(rows: pd.DataFrame, title: str, path: Path) -> Path:
     fig.suptitle(title, fontsize=TEXT + 2, x=0.01, ha="left")
     fig.tight_layout()
     return _save(fig, path)
+
+
+def compiled(table: pd.DataFrame, path: Path) -> Path:
+    """Eager against compiled for one environment and compile mode: per mode (columns), the top row sets
+    each variant's realized × eager (hollow) beside its realized × compiled (filled), the bottom row each
+    step's eager ÷ compiled time (right of 1×: compiling made it faster), with its 95 % interval."""
+    modes = sorted(table["mode"].unique())
+    labels = sorted(table["label"].unique())
+    y = {lab: i for i, lab in enumerate(labels)}
+    colours = sns.color_palette("colorblind", 4)
+    fig, axes = plt.subplots(2, len(modes), figsize=(6.2 * len(modes), 1.1 * len(labels) + 3.2), squeeze=False,
+                             sharey=True)
+    for col, mode in enumerate(modes):
+        part = table[table["mode"] == mode]
+        top, bottom = axes[0, col], axes[1, col]
+        layers = part[~part["baseline"]]
+        ys = np.array([y[lab] for lab in layers["label"]])
+        top.scatter(layers["eager"], ys - 0.12, marker="o", s=40, facecolors="white", edgecolors=colours[0],
+                    linewidths=1.4, label="realized ×, eager", zorder=3)
+        top.scatter(layers["compiled"], ys + 0.12, marker="o", s=40, color=colours[1], label="realized ×, compiled",
+                    zorder=4)
+        top.set_title(f"{mode}: speedup over the standard conv", fontsize=TEXT + 2)
+        ys = np.array([y[lab] for lab in part["label"]])
+        err = np.vstack([part["vs_eager"] - part["vs_eager_low"].fillna(part["vs_eager"]),
+                         part["vs_eager_high"].fillna(part["vs_eager"]) - part["vs_eager"]])
+        bottom.errorbar(part["vs_eager"], ys, xerr=err, fmt="s", ms=5, lw=1.2, color=colours[2],
+                        label="eager ÷ compiled time", zorder=4)
+        bottom.set_title(f"{mode}: what compiling did to each step", fontsize=TEXT + 2)
+        for ax, values in ((top, [*layers["eager"], *layers["compiled"]]),
+                           (bottom, [*part["vs_eager_low"], *part["vs_eager_high"], *part["vs_eager"]])):
+            ax.axvline(1, color="#b3261e", lw=1, ls=":")
+            ax.set_xscale("log")
+            shown = [v for v in (*values, 1.0) if v == v and v > 0]  # NaN-free, 1× always in view
+            ax.set_xlim(min(shown) / 1.2, max(shown) * 1.2)
+            ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}×"))
+            ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+            ax.set_yticks(range(len(labels)), labels, fontsize=TEXT + 1)
+            ax.tick_params(axis="x", labelsize=TEXT)
+        top.set_xlabel("× (log scale; left of 1× is slower than the standard conv)", fontsize=TEXT + 1)
+        bottom.set_xlabel("× (log scale; left of 1× compiled is slower than eager)", fontsize=TEXT + 1)
+    axes[0, 0].invert_yaxis()
+    axes[0, 0].legend(loc="lower right", fontsize=TEXT, frameon=False)
+    fig.tight_layout()
+    return _save(fig, path)

@@ -135,7 +135,10 @@ def answer(df: pd.DataFrame, comparisons: list[Comparison], plan: Plan) -> Secti
                                 alt="median time per step against input channels, log-log, per device and input "
                                     "size") if len(channel_rows) else None
     newest = ab_files.newest_upgrade(comparisons)
-    return {"answer": table, "columns": columns, "findings": summary.findings(df, columns, common),
+    compiled_table = analysis.compiled(df)
+    findings = summary.findings(df, columns, common)
+    findings += analysis.compile_finding(compiled_table) if len(compiled_table) else []
+    return {"answer": table, "columns": columns, "findings": findings,
             "upgrade": newest, "upgrade_verdict": ab_files.verdict(newest) if newest else None,
             "network_upgrades": [(c, ab_files.network_short(c)) for c in ab_files.network_upgrades(comparisons)],
             "summary_plot": summary_plot, "channels_plot": channels_plot,
@@ -250,6 +253,20 @@ def ab_comparisons(comparisons: list[Comparison], plan: Plan) -> Section:
             "verdict": ab_files.verdict}
 
 
+def compiled(df: pd.DataFrame, plan: Plan) -> Section:
+    """Eager and compiled side by side, a figure per environment and compile mode, and whether compiling
+    changes the answer on each machine."""
+    table = analysis.compiled(df)
+    figures = []
+    if len(table):
+        for i, ((env, how), part) in enumerate(table.groupby(["env", "compile"], sort=True)):
+            figures.append(plan.figure(f"compiled-{i}", plots.compiled, part, title=f"Eager against {how}: {env}",
+                                       alt=f"realized speedup eager and compiled, and eager over compiled time, "
+                                           f"per variant: {env}, {how}"))
+    return {"compiled": table, "compiled_plots": figures,
+            "compiled_findings": analysis.compile_finding(table) if len(table) else []}
+
+
 def networks(df: pd.DataFrame, plan: Plan, span: float) -> Section:
     net = analysis.networks(df)
     figure = plan.figure("networks", plots.networks, net, span,
@@ -273,5 +290,5 @@ def plan_all(df: pd.DataFrame, comparisons: list[Comparison], plan: Plan) -> Sec
     span = speedup_span(df)
     return {**answer(df, comparisons, plan), **environments(df), **overview(df, plan, span), **grids(df, plan, span),
             **theory_against_realized(df, plan), **roofline(df, plan), **where_time_goes(df, plan),
-            **memory(df, plan), **across_versions(df, plan), **ab_comparisons(comparisons, plan),
-            **networks(df, plan, span)}
+            **memory(df, plan), **compiled(df, plan), **across_versions(df, plan),
+            **ab_comparisons(comparisons, plan), **networks(df, plan, span)}

@@ -17,7 +17,7 @@ from sepbench.records import ABGate, ABHeader, ABSide, Attribution, CandidateFig
 from sepbench.theory import Cost
 
 if TYPE_CHECKING:
-    from sepbench.ab.stats import Control, NetworkVerdict  # annotations only: the statistics import scipy
+    from sepbench.ab.stats import CompileTimes, Control, NetworkVerdict  # annotations only: the statistics import scipy
     from sepbench.measure.peaks import Peaks  # annotations only: peaks import torch
     from sepbench.model.explain import Stage
     from sepbench.store import ModelFile
@@ -309,6 +309,20 @@ def control_line(control: Control | None, summary: dict) -> str:
     return text
 
 
+def compile_line(times: CompileTimes) -> str:
+    """What compiling cost each side of a comparison of compiled cases (never inside a timed block), and
+    whether the two first compilations were alike (both cold) or one side's cache already held graphs."""
+    def side(name: str, first: float, cold: int, cached: float | None) -> str:
+        later = "" if cached is None else f", later workers {cached:.2f} s"
+        return f"{name} first worker {first:.2f} s (cold in {cold} of {times.cases}){later}"
+
+    alike = "" if times.a_cold == times.b_cold == times.cases else \
+        "; not like for like: a side's cache held graphs before its first worker compiled"
+    return (f"compilation ({times.cases} compiled cases, median per case): "
+            f"{side('A', times.a_first, times.a_cold, times.a_cached)}; "
+            f"{side('B', times.b_first, times.b_cold, times.b_cached)}; B / A first ×{times.ratio:.2f}{alike}")
+
+
 def network_ab_line(found: NetworkVerdict, header: ABHeader) -> str:
     """A network comparison's answer in one line: the whole network's B / A with its interval and verdict,
     and the sites that carry most of it."""
@@ -412,11 +426,19 @@ def network_line(found: ModelFile) -> str:
     if n is None:
         return "the whole network was not timed yet (interrupted: --resume finishes it)"
     busy = contention(found)
+    header = found.header
+    how = header.compile if header is not None else "eager"
+    sites = (f"; its conv sites, {'compiled one by one' if how != 'eager' else 'timed one by one'}, add up to "
+             f"{n.sites_s / n.as_is_s:.0%} of the {'compiled ' if how != 'eager' else ''}network's time"
+             if n.sites_s else "")
+    if n.compile_s:
+        sites += (f"; compiling it took {n.compile_s.get('as is', 0.0):.1f} s as is, "
+                  f"{n.compile_s.get('swapped', 0.0):.1f} s swapped, {n.graph_breaks or 0} graph breaks")
     if not n.swaps:
         interval = f" [{n.low:.3f}–{n.high:.3f}]" if n.low and n.high else ""
         return (f"no single conv is surely faster with a candidate: nothing swapped; the network as it is takes "
                 f"{fmt_time(n.as_is_s)}, and against an unchanged copy reads {n.measured:.3f}×{interval} "
-                "(what the check reads when nothing changed)" + (f"; {busy}" if busy else ""))
+                "(what the check reads when nothing changed)" + (f"; {busy}" if busy else "") + sites)
     gap = n.as_is_s / n.measured / n.predicted_s  # the swapped network's time as the paired ratio implies it
     gap_range = (f" [{n.as_is_s / n.high / n.predicted_s:.3f}–{n.as_is_s / n.low / n.predicted_s:.3f}]"
                  if n.low and n.high else "")
@@ -425,13 +447,16 @@ def network_line(found: ModelFile) -> str:
         why = f" ({busy})" if busy else ""
     elif busy:
         why = f" — outside ±10 %, on a contended run ({busy}): measure again on a quiet machine before reading it"
+    elif how != "eager":
+        why = " — outside ±10 %: the compiled network is not the sum of its compiled layers (inductor fuses " \
+              "across them)"
     else:
         why = " — outside ±10 %: the network is not the sum of its layers here (fusion, layout or cache effects " \
               "between them)"
     return (f"network with {swaps}: theory {n.macs / n.swapped_macs:.2f}×, predicted "
             f"{n.as_is_s / n.predicted_s:.2f}×, measured {n.measured:.2f}×"
             + (f" [{n.low:.2f}–{n.high:.2f}]" if n.low and n.high else "")
-            + f"; measured / predicted time {gap:.3f}{gap_range}" + why)
+            + f"; measured / predicted time {gap:.3f}{gap_range}" + why + sites)
 
 
 def model_table(found: ModelFile) -> Table:
@@ -441,7 +466,8 @@ def model_table(found: ModelFile) -> Table:
 
     header = found.header
     assert header is not None
-    view = _table(f"{header.spec} at {'×'.join(map(str, header.input_shape))}, {header.dtype} {header.mode}, "
+    how = f" compiled ({header.compile})" if header.compile != "eager" else ""
+    view = _table(f"{header.spec} at {'×'.join(map(str, header.input_shape))}, {header.dtype} {header.mode}{how}, "
                   f"{header.environment.get('machine', '?')} · {header.device} · torch "
                   f"{header.environment.get('torch', '?')} · {header.threads} thr",
                   ["layer", "kind", "input → output", "share of time", "candidate: theory × → realized × [95 %]",
@@ -487,3 +513,23 @@ def stages_table(times: dict[str, list[Stage]], title: str) -> Table:
             view.add_row(label if i == 0 else "", s.name, s.kind, fmt_time(s.seconds), f"{s.seconds / total_s:.0%}",
                          f"{s.macs / total_macs:.0%}")
     return view
+
+
+def compile_lines(df: pd.DataFrame) -> list[str]:
+    """A compiled run's answer under its table: whether compiling changes the answer here, the cases that did
+    not compile and why, and any recompilation while blocks were timed (their figures then mix two codes)."""
+    if "compile" not in df or not (df["compile"].fillna("eager") != "eager").any():
+        return []
+    from sepbench.report import analysis
+
+    made = df[df["compile"].fillna("eager") != "eager"]
+    table = analysis.compiled(analysis.prepare(df))
+    lines = analysis.compile_finding(table) if len(table) else []
+    failed = made[made["status"] == "skipped"]
+    for reason, part in failed.groupby("reason"):
+        lines.append(f"not compiled ({len(part)} cases): {reason}")
+    recompiled = made[made.get("timing_recompiled", pd.Series(0, index=made.index)).fillna(0) > 0]
+    if len(recompiled):
+        lines.append(f"{len(recompiled)} compiled cases recompiled while timed: their blocks mix two compiled "
+                     "codes; measure them again")
+    return lines
