@@ -66,10 +66,10 @@ def describe(path: Path) -> dict:
     rho, rho_p = calls_effect(records, table)
     return {
         "file": path.name, "protocol": h.protocol, "kind": "A/A" if h.aa else "A/B",
-        "inject_pct": 100 * h.inject, "b_settings": settings, "cases": s["compared"], "flagged": s["flagged"],
-        "b_slower": s["b_slower"], "b_faster": s["b_faster"], "withheld": s["withheld"],
-        "median_ratio": s["median_ratio"], "median_flagged": s["median_flagged"], "ks_p": s["ks_p"],
-        "calls_rho": rho, "calls_rho_p": rho_p, "position_pct": 100 * (s["position"] - 1),
+        "inject_pct": 100 * h.inject, "b_settings": settings, "cases": s.compared, "flagged": s.flagged,
+        "b_slower": s.b_slower, "b_faster": s.b_faster, "withheld": s.withheld,
+        "median_ratio": s.median_ratio, "median_flagged": s.median_flagged, "ks_p": s.ks_p,
+        "calls_rho": rho, "calls_rho_p": rho_p, "position_pct": 100 * (s.position - 1),
         "pair_offset_p": pair_offsets(records, False),
         "half_width_plain_pct": 100 * plain["mdc"].median(), "half_width_by_order_pct": 100 * balanced["mdc"].median(),
         "control_cases": control.cases if control else 0, "control_flagged": control.flagged if control else np.nan,

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sepbench.errors import SepbenchError
+from sepbench.errors import SepbenchError, os_reason
 from sepbench.store import load
 
 KEY = ["device", "mode", "c_in", "variant"]
@@ -62,7 +62,7 @@ def harness_json(path: Path, harness: str) -> dict:
             raise SepbenchError(f"{path}: {path.stat().st_size:,} bytes, too large for a {harness} results file")
         data = json.loads(path.read_bytes().decode("utf-8"))
     except OSError as exc:
-        raise SepbenchError(f"cannot read {harness} results file {path}: {exc.strerror}") from None
+        raise SepbenchError(f"cannot read {harness} results file {path}: {os_reason(exc)}") from None
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise SepbenchError(f"{path} is not a readable {harness} results file (not JSON: {exc})") from None
     if not isinstance(data, dict):

@@ -13,11 +13,11 @@ import math
 import stat
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Literal, TypedDict
+from typing import Annotated, Any, Literal, TypedDict
 
 from pydantic import (
     BaseModel,
@@ -31,7 +31,7 @@ from pydantic import (
 )
 
 from sepbench.case import VARIANTS, Case, check
-from sepbench.errors import SepbenchError
+from sepbench.errors import SepbenchError, os_reason
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -248,7 +248,7 @@ def load_grid(path: str | Path) -> Grid:
                                 f"{MAX_GRID_BYTES:,}")
         text = path.read_bytes().decode("utf-8")
     except OSError as exc:
-        raise SepbenchError(f"cannot read grid file {path}: {exc.strerror}") from None
+        raise SepbenchError(f"cannot read grid file {path}: {os_reason(exc)}") from None
     except UnicodeDecodeError as exc:
         raise SepbenchError(f"grid file {path} is not UTF-8 text (byte {exc.start})") from None
     return parse_grid(text, path.stem, str(path))
@@ -402,3 +402,42 @@ def parse_shard(text: str) -> tuple[int, int]:
     if not 1 <= k <= n:
         raise SepbenchError(f"--shard K/N needs 1 ≤ K ≤ N, got {text!r}")
     return k, n
+
+
+
+def configured(grid: Grid, axes: dict[str, list] | None = None, device: str | None = None, threads: int | None = None,
+               memory: bool = True, *, target: float | None = None, budget: float | None = None) -> Grid:
+    """The grid with axes replaced and settings set (`target` in per cent, `budget` in minutes, as the CLI
+    takes them). Its digest depends on all of them: what `run` measures is what `merge` expects."""
+    if axes:
+        grid = grid.with_axes(dict(axes))
+    if device:
+        grid = grid.with_device(device)
+    updates = {k: v for k, v in (("threads", threads), ("memory", None if memory else False),
+                                 ("target", target / 100 if target else None),
+                                 ("budget_s", budget * 60 if budget else None)) if v is not None}
+    if updates:
+        grid = Grid(grid.name, grid.spec.model_copy(update={"measure": grid.measure.model_copy(update=updates)}))
+    return grid
+
+
+def grid_from(preset: str | None = None, grid_file: str | Path | None = None, default_preset: str = "default",
+              **settings: Any) -> Grid:
+    """The grid a preset or a grid file names, `configured` with `settings`, for every command and API call
+    that takes a grid, with the same refusals everywhere."""
+    if preset is not None and grid_file is not None:
+        raise SepbenchError("give --preset or --grid, not both")
+    grid = load_grid(grid_file) if grid_file is not None else \
+        load_preset(default_preset if preset is None else preset)
+    return configured(grid, **settings)
+
+
+def axes_from(given: Sequence[str] | Mapping[str, object] | None) -> dict[str, list]:
+    """Axes as `--axis KEY=V1,V2` texts or as a mapping (a value or a list of values per key)."""
+    if not given:
+        return {}
+    if isinstance(given, Mapping):
+        return {k: list(v) if isinstance(v, (list, tuple)) else [v] for k, v in given.items()}
+    if isinstance(given, str):
+        given = [given]
+    return dict(parse_axis(a) for a in given)

@@ -30,7 +30,7 @@ import pandas as pd
 from pydantic import BaseModel, ValidationError
 
 from sepbench import records, upgrade
-from sepbench.errors import SepbenchError
+from sepbench.errors import SepbenchError, os_reason
 from sepbench.records import (
     ABCaseRecord,
     ABGate,
@@ -49,13 +49,45 @@ from sepbench.records import (
 
 
 def ensure_writable(out_dir: Path) -> Path:
+    """The output folder, made if need be and checked writable: every command that writes a folder asks
+    here before it measures, so a path that cannot be one is refused in one line, not after the work."""
+    if not str(out_dir):
+        raise SepbenchError("an output directory cannot be the empty path; give one (e.g. --out .)")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise SepbenchError(f"output directory {out_dir} is a file, not a directory")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise SepbenchError(f"cannot create output directory {out_dir}: {exc.strerror}") from None
+        raise SepbenchError(f"cannot create output directory {out_dir}: {os_reason(exc)}") from None
     if not os.access(out_dir, os.W_OK | os.X_OK):
         raise SepbenchError(f"output directory {out_dir} is not writable")
     return out_dir
+
+
+def ensure_output_file(path: Path) -> Path:
+    """A file a command will write (a --csv): its folder there and writable, the path not a folder; asked
+    before the work, so that nothing measured is lost to a path that cannot be written."""
+    folder = path.parent
+    if not str(path.name):
+        raise SepbenchError(f"cannot write {path}: give a file name")
+    if path.is_dir():
+        raise SepbenchError(f"cannot write {path}: it is a directory")
+    if not folder.is_dir():
+        raise SepbenchError(f"cannot write {path}: no directory {folder}")
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise SepbenchError(f"cannot write {path}: permission denied")
+    return path
+
+
+def write_csv(table: pd.DataFrame, path: Path) -> None:
+    """A command's table as CSV, whole or absent: a full disk leaves the old file, or none."""
+    staged = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        table.to_csv(staged, index=False)
+        os.replace(staged, path)
+    except OSError as exc:
+        staged.unlink(missing_ok=True)
+        raise SepbenchError(f"cannot write {path}: {os_reason(exc)}") from None
 
 
 def _slug(text: str) -> str:
@@ -94,7 +126,7 @@ class ResultsFile:
             except FileExistsError:
                 continue
             except OSError as exc:
-                raise SepbenchError(f"cannot create results file {path}: {exc.strerror}") from None
+                raise SepbenchError(f"cannot create results file {path}: {os_reason(exc)}") from None
         else:
             raise SepbenchError(f"cannot create results file {path}: 999 runs in this second already")
         results = cls(path)
@@ -112,7 +144,7 @@ class ResultsFile:
         try:
             fd = os.open(self.path, os.O_RDONLY)
         except OSError as exc:
-            raise SepbenchError(f"cannot open results file {self.path}: {exc.strerror}") from None
+            raise SepbenchError(f"cannot open results file {self.path}: {os_reason(exc)}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -153,7 +185,7 @@ class ResultsFile:
                 f.flush()
                 os.fsync(f.fileno())
         except OSError as exc:
-            raise SepbenchError(f"cannot repair results file {self.path}: {exc.strerror}") from None
+            raise SepbenchError(f"cannot repair results file {self.path}: {os_reason(exc)}") from None
         return True
 
 
@@ -164,14 +196,14 @@ def _append_line(path: Path, record: BaseModel, what: str, create: bool = False)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | (os.O_CREAT if create else 0), 0o644)
     except OSError as exc:
-        raise SepbenchError(f"cannot write {what} {path}: {exc.strerror}") from None
+        raise SepbenchError(f"cannot write {what} {path}: {os_reason(exc)}") from None
     try:
         view = memoryview(line)
         while view:
             view = view[os.write(fd, view):]
         os.fsync(fd)
     except OSError as exc:
-        raise SepbenchError(f"cannot write {what} {path}: {exc.strerror}") from None
+        raise SepbenchError(f"cannot write {what} {path}: {os_reason(exc)}") from None
     finally:
         os.close(fd)
 
@@ -196,7 +228,7 @@ class SittingJournal:
         except FileNotFoundError:
             return []
         except OSError as exc:
-            raise SepbenchError(f"cannot read sitting journal {self.path}: {exc.strerror}") from None
+            raise SepbenchError(f"cannot read sitting journal {self.path}: {os_reason(exc)}") from None
         found = []
         for line in raw.split(b"\n"):
             try:
@@ -303,7 +335,7 @@ def results_files(paths: list[Path], kind: str = "run") -> tuple[list[Path], lis
     problems: list[Problem] = []
 
     def unreadable(exc: OSError) -> None:
-        problems.append(Problem(Path(exc.filename or "?"), 0, f"cannot read directory: {exc.strerror}"))
+        problems.append(Problem(Path(exc.filename or "?"), 0, f"cannot read directory: {os_reason(exc)}"))
 
     for p in map(Path, paths):
         if p.is_dir():
@@ -417,7 +449,7 @@ def read(path: Path, kind: str | None = None) -> RunFile | ABFile | ModelFile:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise SepbenchError(f"cannot read results file {path}: {exc.strerror}") from None
+        raise SepbenchError(f"cannot read results file {path}: {os_reason(exc)}") from None
     if kind is None:
         kind = _kind_of(raw[:256])
     found: RunFile | ABFile | ModelFile
@@ -612,20 +644,47 @@ def _part_columns() -> list[str]:
             + [f"memory_{f.name}" for f in dataclasses.fields(records.MemoryFigures)])
 
 
-def find_resumable(out_dir: Path, grid_digest: str, shard: str | None, environment: dict) -> RunFile | None:
-    """The newest run in `out_dir` of the same grid, shard, machine, device and torch."""
-    if not Path(out_dir).is_dir():
+def resumable(out_dir: Path, kind: str, same: Callable[[Any], bool]) -> Path | None:
+    """The one resume rule of `run`, `ab` and `model`: the newest file of `kind` directly in `out_dir`
+    (by its header's start, then its name) whose header `same` accepts. Only regular files are opened
+    (a FIFO named like results is passed over, not waited on); a candidate with damaged lines is refused,
+    a torn last line is not (`reopen` cuts it)."""
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
         return None
-    candidates = []
-    for path in sorted(Path(out_dir).glob("*.jsonl")):
-        run = read_run(path)
-        h = run.header
-        if h is None or h.grid_digest != grid_digest or h.shard != shard:
+    best: tuple[tuple[str, str], Path] | None = None
+    for path in sorted(out_dir.glob("*.jsonl")):
+        if not path.is_file() or file_kind(path) != kind:
             continue
-        if any(h.environment.get(k) != environment.get(k) for k in ("machine", "device", "torch")):
+        found = read(path, kind)
+        if found.header is None or not same(found.header):
             continue
-        damaged = [p for p in run.problems if not p.torn_tail]
+        damaged = [p for p in found.problems if not p.torn_tail]
         if damaged:
             raise SepbenchError(f"cannot resume from damaged results: {damaged[0]}")
-        candidates.append((h.started, path.name, run))
-    return max(candidates, key=lambda c: (c[0], c[1]))[2] if candidates else None
+        key = (found.header.started, path.name)
+        if best is None or key > best[0]:
+            best = (key, path)
+    return best[1] if best else None
+
+
+def reopen(path: Path, kind: type[ResultsFile] = ResultsFile) -> ResultsFile:
+    """A file found by `resumable`, opened to append: writable, locked (a second resume of the same run
+    stops here) and its torn last line cut."""
+    if not os.access(path, os.W_OK):
+        raise SepbenchError(f"cannot resume {path}: the file is not writable")
+    results = kind(path)
+    results.lock()
+    results.repair_tail()
+    return results
+
+
+def attributions(paths: list[Path], case_id: str) -> tuple[list[dict[str, Any]], list[Problem]]:
+    """The newest profiled record of one case per machine, torch and device in the results given (what
+    `explain` shows without measuring), as rows of `load`'s table."""
+    df, problems = load(paths)
+    if df.empty or "attribution_json" not in df:
+        return [], problems
+    rows = df[(df["case_id"] == case_id) & df["attribution_json"].notna()]
+    rows = rows.sort_values("run_started").groupby(["env_machine", "env_torch", "device"], dropna=False).tail(1)
+    return rows.to_dict("records"), problems

@@ -43,20 +43,8 @@ def sepbench(*args: str | os.PathLike, timeout: float = 300, columns: int = 200)
                           timeout=timeout, env={**os.environ, "COLUMNS": str(columns)})
 
 
-RESULTS = Path(__file__).resolve().parent.parent / "results"
-
-
-def committed(*patterns: str) -> list[Path]:
-    """Committed results files by exact name or glob, each of which must match: a renamed or deleted
-    file fails the collection of the tests that read it instead of quietly skipping them."""
-    found: list[Path] = []
-    for pattern in patterns:
-        matches = sorted(RESULTS.glob(pattern))
-        if not matches:
-            raise FileNotFoundError(f"committed results missing: results/{pattern}")
-        found += matches
-    return found
-
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "docs"))
+from figures import RESULTS, committed  # noqa: E402,F401  (one reader of the committed files, shared with the figures)
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

@@ -106,8 +106,9 @@ def test_a_busy_machine_is_said_and_never_blamed_on_fusion(monkeypatch: pytest.M
     line record the load, the sites that stayed wide say "contended", and the add-up line puts any gap
     down to the contention, not to fusion."""
     from sepbench.measure import machine
-    from sepbench.model.measure import Settings, contention
+    from sepbench.model.measure import Settings
     from sepbench.model.run import run
+    from sepbench.model.verdicts import contention
     from sepbench.report.tables import network_line
     from sepbench.store import read_model
 

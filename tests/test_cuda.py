@@ -11,7 +11,7 @@ from conftest import requires_cuda
 from sepbench.case import Case
 from sepbench.grid import MeasureSettings, parse_grid
 from sepbench.measure.runner import Runner
-from sepbench.measure.timercheck import check_case
+from sepbench.measure.timercheck import agreement
 from sepbench.measure.workload import Workload, backend_flags
 from sepbench.store import read_run
 
@@ -58,7 +58,7 @@ def test_backend_flags_are_set_per_case_and_restored() -> None:
 def test_timer_agrees_with_torch_timer_and_cuda_events() -> None:
     settings = MeasureSettings(min_run_time=0.1, min_rounds=10, block_time=0.01)
     case = Case("standard", c_in=128, c_out=128, size=56, batch=8, device="cuda", cudnn_benchmark=True, tf32=True)
-    a = check_case(case, threads=1, settings=settings)
+    a = agreement(case, threads=1, settings=settings)
     assert 0.9 <= a.ratio_timer <= 1.1
     assert a.ratio_events is not None and 0.9 <= a.ratio_events <= 1.1
 

@@ -56,7 +56,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPa
     (root / "garbage.bin").write_bytes(b"\x1f\x8b\x08\x00" + bytes(range(256)))
     monkeypatch.chdir(root)
     for target in ("sepbench.measure.runner.Runner.open", "sepbench.measure.explain.measure_case",
-                   "sepbench.measure.peaks.measure_peaks", "sepbench.measure.timercheck.check_case",
+                   "sepbench.measure.peaks.measure_peaks", "sepbench.measure.timercheck.agreement",
                    "sepbench.ab.driver.Comparison.open", "sepbench.report.page.build", "sepbench.model.run.run",
                    "sepbench.model.explain.stage_times"):
         monkeypatch.setattr(target, _accept)

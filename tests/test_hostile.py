@@ -187,6 +187,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "no-results" / "notes.txt").write_text("nothing here")
     os.mkfifo(root / "fifo.toml")
     (root / "grid-dir").mkdir()
+    # A folder whose only results-like name is a FIFO: a resume must pass over it, not wait on it.
+    (root / "fifo-out").mkdir()
+    os.mkfifo(root / "fifo-out" / "default-cpu-vm-torch2.13.0+cpu-20260101T000000Z.jsonl")
+    (root / "a-file").write_text("not a folder")
     return root
 
 
@@ -336,6 +340,19 @@ SCENARIOS: list[Scenario] = [
     ("crosscheck-tolerance-nan", lambda r: ["crosscheck", "--results", str(r / "good"), "--tolerance", "nan"]),
     ("crosscheck-tolerance-negative", lambda r: ["crosscheck", "--results", str(r / "good"), "--tolerance", "-1"]),
     ("crosscheck-missing", lambda r: ["crosscheck", "--results", str(r / "nope"), "--asv", str(r / "nope")]),
+    # output paths that cannot be written, and the empty path (which would quietly mean the working directory)
+    ("run-out-empty", lambda r: ["run", "--grid", _grid(r, "oe", GRID_HEAD + FAST), "--out", ""]),
+    ("model-out-empty", lambda r: ["model", "sepbench:xception_block", "--out", ""]),
+    ("ab-out-empty", lambda r: ["ab", "--aa", "--python", sys.executable, "--out", ""]),
+    ("report-out-a-file", lambda r: ["report", str(r / "good"), "--out", str(r / "a-file")]),
+    ("merge-out-a-file", lambda r: ["merge", str(r / "good"), "--out", str(r / "a-file")]),
+    ("crosscheck-csv-under-a-file", lambda r: ["crosscheck", "--results", str(r / "asv-truncated"), "--csv",
+                                               str(r / "a-file" / "x.csv")]),
+    ("timercheck-csv-missing-folder", lambda r: ["timercheck", "--limit", "1", "--csv", str(r / "nope" / "x.csv")]),
+    ("timercheck-csv-a-folder", lambda r: ["timercheck", "--limit", "1", "--csv", str(r / "grid-dir")]),
+    # a FIFO named like results in the folder a resume reads
+    ("run-resume-fifo", lambda r: ["run", "--resume", "--out", str(r / "fifo-out")]),
+    ("model-resume-fifo", lambda r: ["model", "sepbench:xception_block", "--resume", "--out", str(r / "fifo-out")]),
     ("crosscheck-no-harnesses", lambda r: ["crosscheck", "--results", str(r / "good"), "--asv", str(r / "grid-dir"),
                                            "--pytest-benchmark", str(r / "grid-dir")]),
 ]
@@ -432,7 +449,17 @@ def test_the_valid_scenarios_write_or_print_results(outcomes: dict[str, Outcome]
     ("grid-stride-overflow", "stride"),
     ("ab-budget-nan", "not a finite number"),
     ("ab-target-nan", "not a finite number"),
-    ("run-preset-empty", "unknown preset ''"),
+    ("run-preset-empty", "'--preset': an empty name"),
+    ("run-out-empty", "an empty path"),
+    ("model-out-empty", "an empty path"),
+    ("ab-out-empty", "an empty path"),
+    ("report-out-a-file", "is a file"),
+    ("merge-out-a-file", "is a file"),
+    ("crosscheck-csv-under-a-file", "no directory"),
+    ("timercheck-csv-missing-folder", "no directory"),
+    ("timercheck-csv-a-folder", "is a directory"),
+    ("run-resume-fifo", "nothing to resume"),
+    ("model-resume-fifo", "nothing to resume"),
     ("run-shard-empty", "--shard must look like K/N"),
     ("grid-bool-channels", "not a boolean"),
     ("grid-number-flag", "not a number"),
@@ -540,11 +567,47 @@ def test_an_interpreter_that_hangs_is_killed_with_its_children(tmp_path: Path, m
     assert not alive()
 
 
+def _gone(pid: int, seconds: float = 5) -> bool:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize("how", ["dies at once", "hangs"])
+def test_a_worker_that_lies_leaves_no_child_behind(tmp_path: Path, how: str) -> None:
+    """An "interpreter" that starts a child and then dies (or hangs) as a worker: closing the worker takes the
+    child with it, whether the worker itself is still there or not."""
+    from sepbench.ab import driver
+
+    pidfile = tmp_path / "child.pid"
+    fake = tmp_path / "python"
+    end = "exit 3" if how == "dies at once" else "wait"
+    fake.write_text(f"#!/bin/sh\nsleep 300 &\necho $! > {pidfile}\n{end}\n")
+    fake.chmod(0o755)
+    worker = driver.Worker("A1", driver.Interpreter(str(fake), fake, str(tmp_path)))
+    deadline = time.time() + 10
+    while not pidfile.is_file() or not pidfile.read_text().strip():
+        assert time.time() < deadline
+        time.sleep(0.05)
+    if how == "dies at once":
+        worker.proc.wait(timeout=10)
+    else:
+        worker.stdin.close()  # the "bye" cannot be sent: close kills it
+    worker.close()
+    assert _gone(int(pidfile.read_text()))
+
+
 def test_an_unexpected_fault_is_one_line_exit_3_and_a_traceback_file(tmp_path: Path) -> None:
     """The boundary for what no validation foresaw: never a traceback on the terminal, always the file."""
-    code = ("import sys; import sepbench.cli as c\n"
+    code = ("import sys; import sepbench.cli as c; import sepbench.grid as g\n"
             "def boom(*a, **k): raise ZeroDivisionError('planted')\n"
-            "c.load_preset = boom\n"
+            "g.load_preset = boom\n"
             "sys.argv = ['sepbench', 'run', '--dry-run']\n"
             "c.main()\n")
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60,

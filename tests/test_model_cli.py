@@ -16,7 +16,7 @@ import pytest
 from sepbench.errors import SepbenchError
 from sepbench.model.candidates import candidates, sites
 from sepbench.model.census import census
-from sepbench.model.measure import verdict
+from sepbench.model.verdicts import verdict
 from sepbench.store import file_kind, read, read_model
 
 TESTS = Path(__file__).resolve().parent

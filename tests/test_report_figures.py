@@ -185,11 +185,12 @@ def test_the_newest_upgrade_and_its_calibration() -> None:
     assert newest.spec is None  # the grid's comparison answers first; the networks are named beside it
     assert {k.path for k in newest.calibrations if not k.header.inject} == {k.path for k in aa}
     lead, detail = comparisons.verdict(newest)
-    flags = sum(k.summary["flagged"] for k in aa)
-    cases = sum(k.summary["compared"] for k in aa)
+    flags = sum(k.summary.flagged for k in aa)
+    cases = sum(k.summary.compared for k in aa)
     assert f"A/A {flags} false flag" in detail and f"in {cases} cases" in detail
-    assert comparisons.build(torch_b) in lead and f"{newest.summary['flagged']}" in lead
-    assert comparisons.build("2.13.0+cpu") == "CPU build" and comparisons.build("2.12.0+cu130") == "CUDA 13.0 build"
+    assert comparisons.build_kind(torch_b) in lead and f"{newest.summary.flagged}" in lead
+    assert comparisons.build_kind("2.13.0+cpu") == "CPU build"
+    assert comparisons.build_kind("2.12.0+cu130") == "CUDA 13.0 build"
     assert all(c.group == comparisons.EARLIER for c in found if "design" in c.path.parts)
     assert len({c.anchor for c in found}) == len(found)
 

@@ -326,7 +326,7 @@ def test_a_run_that_fails_before_any_case_leaves_no_file(tmp_path: Path, monkeyp
     grid = load_grid(tiny_grid(tmp_path / "tiny.toml"))
     runner = Runner(grid, tmp_path / "out")
     opened = runner.open()
-    header_only = opened[0].path
+    header_only = opened.results.path
     assert header_only.exists()
 
     def full(self: ResultsFile, record: object) -> None:

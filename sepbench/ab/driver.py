@@ -37,11 +37,11 @@ from sepbench.ab.network import NetworkRequest
 from sepbench.ab.stats import half_width
 from sepbench.budget import Budget, minutes_up
 from sepbench.case import Case
-from sepbench.errors import SepbenchError
+from sepbench.errors import InternalError, SepbenchError
 from sepbench.grid import Grid, group_cases
 from sepbench.measure.timer import MAX_RETAKES, cores_for
 from sepbench.records import ABCaseRecord, ABControl, ABGate, ABHeader, ABNetwork, ABSide, ABSite, now
-from sepbench.store import ResultsFile, read_ab, results_files
+from sepbench.store import ResultsFile, read_ab, reopen, resumable
 
 PREPARE_TIMEOUT_S = 600.0
 BLOCK_TIMEOUT_S = 120.0
@@ -117,8 +117,8 @@ def interpreter(text: str) -> Interpreter:
     return Interpreter(text, path, info["prefix"])
 
 
-class WorkerDied(SepbenchError):
-    pass
+class WorkerDied(InternalError):
+    """A worker that died or stopped answering: a fault at run time, not the user's input (exit 3)."""
 
 
 class Worker:
@@ -137,7 +137,7 @@ class Worker:
                                      env={**os.environ, **(env or {})}, preexec_fn=pin)
         self._buffer = b""
         if self.proc.stdin is None or self.proc.stdout is None:  # both asked for as pipes above
-            raise SepbenchError(f"worker {side}: no pipes to it")
+            raise InternalError(f"worker {side}: no pipes to it")
         self.stdin, self.stdout = self.proc.stdin, self.proc.stdout
 
     def _last_words(self) -> str:
@@ -190,9 +190,13 @@ class Worker:
                           f"{self._last_words()}")
 
     def kill(self) -> None:
+        """The worker and everything it started: it leads a session of its own, and a child it left behind
+        (an interpreter that lies, a wrapper script) goes with the group, even once the worker itself is gone."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
         if self.proc.poll() is None:
             self.proc.kill()
-            self.proc.wait()
+        self.proc.wait()
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -200,7 +204,8 @@ class Worker:
                 self.call("bye", 10)
                 self.proc.wait(timeout=10)
             except (WorkerDied, subprocess.TimeoutExpired, OSError, ValueError):
-                self.kill()
+                pass
+        self.kill()  # whatever it left running in its session, gone with it
 
 
 @dataclass
@@ -219,23 +224,6 @@ class Settings:
     max_pad: int = 4 << 20  # an instance's random pad: up to 4 MiB, in cache lines
     control_fraction: float = 0.25  # cases that also get the in-run control (one side against itself)
     recycle: bool = True  # replace one pair of workers per case
-
-
-def _find_resumable(out: Path, digest: str, a: Interpreter, b: Interpreter, aa: bool, inject: float,
-                    envs: tuple[dict[str, str], dict[str, str]]) -> Path | None:
-    files, _ = results_files([out], kind="ab") if out.is_dir() else ([], [])
-    best = None
-    for path in files:
-        header = read_ab(path).header
-        if header is None or header.grid_digest != digest or header.aa != aa or header.inject != inject:
-            continue
-        if header.protocol != PROTOCOL:  # an older protocol's cases would not pool with this one's
-            continue
-        if (header.a.prefix, header.b.prefix) != (a.prefix, b.prefix) or (header.a.env, header.b.env) != envs:
-            continue
-        if best is None or header.started > best[0]:
-            best = (header.started, path)
-    return best[1] if best else None
 
 
 def env_label(env: dict[str, str]) -> str:
@@ -304,6 +292,15 @@ class Comparison:
         self.path: Path | None = None
         self.done = 0
         self.started = time.monotonic()  # the budget counts from here: starting the workers is part of it
+        # What `open` fills: whole from here on, so that `close` and a refusal half-way never meet a gap.
+        self.cores = cores_for(self.settings.threads)  # every worker shares them
+        self.spare = set(os.sched_getaffinity(0)) - set(self.cores)  # where replacements import torch
+        self.workers: dict[str, list[Worker]] = {"A": [], "B": []}
+        self.pending: dict[str, Worker] | None = None  # a replacement pair, importing torch
+        self.results: ResultsFile | None = None
+        self.todo: list[Target] = []
+        self.generation = self.first_generation = 0  # which pair the next replacement takes
+        self.ab_id = ""
 
     def _python(self, side: str) -> Interpreter:
         return self.a if side == "A" else self.b
@@ -353,11 +350,8 @@ class Comparison:
         if self.resume and isinstance(self.subject, Grid):  # said before any worker imports torch
             self._resumable()
         s = self.settings
-        self.cores = cores_for(s.threads)  # every worker shares them
-        self.spare = set(os.sched_getaffinity(0)) - set(self.cores)  # where replacements import torch
         # The sides are started and greeted in turns (A1 B1 A2 B2 …): process age, where each landed in
         # memory and the order of the greetings are then no property of a side.
-        self.workers: dict[str, list[Worker]] = {"A": [], "B": []}
         for i in range(s.workers):
             for side in ("A", "B"):
                 self.workers[side].append(Worker(f"{side}{i + 1}", self._python(side), self.env[side]))
@@ -368,16 +362,18 @@ class Comparison:
                 hello.setdefault(side, self._greeted(w, w.call("hello", START_TIMEOUT_S, **self._hello(w, not i))))
         if isinstance(self.subject, NetworkRequest):
             self._network(self.subject)
-        self.results, done_ids = self._open(hello, self.cores)
-        self.path = self.results.path
+        results, done_ids = self._open(hello, self.cores)
+        self.results, self.path = results, results.path
         self.todo = [t for t in self.targets if t.id not in done_ids]
         self.done = len(self.targets) - len(self.todo)
-        self.generation = self.first_generation = self.done  # which pair the next replacement takes
-        self.pending: dict[str, Worker] | None = None  # a replacement pair, importing torch
+        self.generation = self.first_generation = self.done
         return self.path
 
     def run(self, on_case: Callable[[ABCaseRecord], None] | None = None) -> Path:
         """Measure the cases left, one finished case per line; `open` first."""
+        results = self.results
+        if results is None:
+            raise InternalError("a comparison is measured once it is open (`open()` first)")
         rng = random.Random(self.seed + self.done)
         # The cases left get their share of the budget, less the time spent starting, less 3 %: a case
         # always completes its first `min_pairs` visits, so the last ones may run a little over.
@@ -390,15 +386,15 @@ class Comparison:
             allowance = budget.share(case.weight, sum(t.weight for t in self.todo[i:]))
             record = self._case(self.workers, case, rng, allowance, control)
             record.replaced = self.generation - self.first_generation
-            self.results.append(record)
+            results.append(record)
             self.done += 1
             self._swap_in_if_ready()
             if on_case:
                 on_case(record)
         if self.fail_above is not None:
-            self.results.append(self._gate())
-        self.results.unlock()
-        return self.results.path
+            results.append(self._gate())
+        results.unlock()
+        return results.path
 
     def _gate(self) -> ABGate:
         """The gate's verdict over the whole file (cases resumed from it included)."""
@@ -436,10 +432,10 @@ class Comparison:
         self.generation += 1
 
     def close(self) -> None:
-        for pool in getattr(self, "workers", {}).values():
+        for pool in self.workers.values():
             for w in pool:
                 w.close()
-        for w in (getattr(self, "pending", None) or {}).values():
+        for w in (self.pending or {}).values():
             w.kill()
 
     def _open(self, hello: dict, cores: list[int]) -> tuple[ResultsFile, set[str]]:
@@ -447,9 +443,7 @@ class Comparison:
         digest = self._digest()
         if self.resume:
             path = self._resumable()
-            results = ABResultsFile(path)
-            results.lock()
-            results.repair_tail()
+            results = reopen(path, ABResultsFile)
             ab = read_ab(path)
             if ab.header is None:  # read_ab refuses a file without one
                 raise SepbenchError(f"cannot resume {path}: it has no header")
@@ -474,8 +468,10 @@ class Comparison:
 
     def _resumable(self) -> Path:
         """The comparison file to resume, or the one-line refusal."""
-        path = _find_resumable(self.out, self._digest(), self.a, self.b, self.aa, self.inject,
-                               (self.env["A"], self.env["B"]))
+        digest, envs = self._digest(), (self.env["A"], self.env["B"])
+        path = resumable(self.out, "ab", lambda h: h.grid_digest == digest and h.aa == self.aa
+                         and h.inject == self.inject and h.protocol == PROTOCOL  # an older protocol's cases differ
+                         and (h.a.prefix, h.b.prefix) == (self.a.prefix, self.b.prefix) and (h.a.env, h.b.env) == envs)
         if path is None:
             raise SepbenchError(f"nothing to resume in {self.out}: no comparison of this "
                                 f"{'grid' if isinstance(self.subject, Grid) else 'network'} between these "
@@ -498,13 +494,13 @@ class Comparison:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def _visit(self, pair: dict[str, Worker], case: Target, rng: random.Random, number: int | None,
-               retaken: dict[str, int]) -> Visit | dict[str, str]:
+               retaken: dict[str, int]) -> Visit | Refused:
         """Build the case in both workers of a pair (keys: the positions "A" and "B"), settle, then time
         `rounds_per_instance` rounds, half with A first and half with B first, in a drawn order: a
         position effect (the second block of a round reading slower) then cancels within the visit.
         Both positions run the same calls per block (the smaller calibration, on a first visit). Returns
-        the rounds, the calls per block, the backends and the compilations; or, when a build is refused, why,
-        by position."""
+        the rounds, the calls per block, the backends and the compilations; or, when a build is refused, why
+        (`Refused`)."""
         s = self.settings
         # Who builds (and warms up) last starts with its data in cache: the order is drawn, and a short
         # settling block on each side after the builds is timed but not kept.
@@ -519,7 +515,7 @@ class Comparison:
         if failed:
             for w in pair.values():
                 w.call("drop", BLOCK_TIMEOUT_S)
-            return failed
+            return Refused(failed)
         number = number or min(int(p["number"]) for p in prepared.values())
         firsts = ["A", "B"] * (s.rounds_per_instance // 2) + (["A"] if s.rounds_per_instance % 2 else [])
         rng.shuffle(firsts)
@@ -531,7 +527,7 @@ class Comparison:
                     answer = pair[pos].call("block", BLOCK_TIMEOUT_S,
                                             number=number if r else max(1, number // s.settle_fraction))
                     if not answer.get("ok"):
-                        raise SepbenchError(f"worker {pair[pos].side} failed a block of {case.name}: "
+                        raise InternalError(f"worker {pair[pos].side} failed a block of {case.name}: "
                                             f"{answer.get('error')}")
                     timed[pos] = answer["per_call_s"]
                     contended = contended or answer.get("contended")
@@ -572,12 +568,12 @@ class Comparison:
                 if (cycle or k >= s.min_pairs) and time.monotonic() - started >= allowance:
                     break
                 visit = self._visit({"A": workers["A"][k], "B": workers["B"][k]}, case, rng, number, retaken)
-                if isinstance(visit, dict):
+                if isinstance(visit, Refused):
                     if cycle or k:  # built before, refused now: a failure, not a case one side lacks
-                        raise SepbenchError(f"{case.name}: a rebuild failed: {visit}")
+                        raise InternalError(f"{case.name}: a rebuild failed: {visit.why}")
                     status: Literal["refused", "missing_a", "missing_b"] = (
-                        "refused" if len(visit) == 2 else ("missing_a" if "A" in visit else "missing_b"))
-                    reason = "; ".join(f"{side}: {why}" for side, why in visit.items())
+                        "refused" if len(visit.why) == 2 else ("missing_a" if "A" in visit.why else "missing_b"))
+                    reason = "; ".join(f"{side}: {why}" for side, why in visit.why.items())
                     return ABCaseRecord(ab_id=self.ab_id, case_id=case.id, case=case.case, site=case.site,
                                         status=status, reason=reason,
                                         seconds=time.monotonic() - started, finished=now())
@@ -592,9 +588,8 @@ class Comparison:
                     pool = workers[ctrl_side]
                     visit = self._visit({"A": pool[k], "B": pool[(k + shift) % s.workers]}, case, rng, number,
                                         retaken)
-                    if isinstance(visit, dict):
-                        raise SepbenchError(f"{case.name}: the control's build failed: "
-                                            f"{visit}")
+                    if isinstance(visit, Refused):
+                        raise InternalError(f"{case.name}: the control's build failed: {visit.why}")
                     ctrl += visit.rounds
                     ctrl_instance += [k] * len(visit.rounds)
             narrow = half_width([r[1] for r in real], [r[2] for r in real], instance) <= s.target
@@ -623,6 +618,12 @@ class Visit(NamedTuple):
     number: int
     backends: dict[str, str | None]
     compiled: dict[str, tuple[float, str]]
+
+
+class Refused(NamedTuple):
+    """A visit whose build one position (or both) refused: why, by position ("A", "B")."""
+
+    why: dict[str, str]
 
 
 class ABResultsFile(ResultsFile):

@@ -227,26 +227,59 @@ def verdicts(table: pd.DataFrame, fdr: float = FDR, control: Control | None = No
     return table
 
 
-def summarize(table: pd.DataFrame) -> dict:
+class RunningFlags:
+    """The flags so far while a comparison runs, for its progress bar: each finished case's p-value taken
+    once, as it arrives, and Benjamini–Hochberg over them all (the control's withholding waits for the file)."""
+
+    def __init__(self) -> None:
+        self.p: list[float] = []
+
+    def add(self, r: ABCaseRecord) -> int:
+        if r.status == "ok" and r.a_s:
+            self.p.append(paired(r.a_s, r.b_s, r.instance or None).p)
+        if not self.p:
+            return 0
+        return int((stats.false_discovery_control(np.asarray(self.p)) < FDR).sum())
+
+
+@dataclass(frozen=True)
+class Summary:
     """One comparison in a few numbers: cases, flags, median ratio and median half-width (`median_mdc`),
-    the flags the control withheld, and whether the p-values look uniform (KS; meaningful for an A/A)."""
+    the flags the control withheld, and whether the p-values look uniform (`ks_p`; meaningful for an A/A)."""
+
+    cases: int
+    compared: int
+    flagged: int
+    b_slower: int
+    b_faster: int
+    withheld: int
+    median_ratio: float
+    median_flagged: float
+    median_mdc: float
+    median_d80: float  # the change found with 80 % power by the median case
+    median_rounds: float
+    ks_p: float
+    position: float  # the second block of a round against the first, median over the cases
+
+
+def summarize(table: pd.DataFrame) -> Summary:
+    """`Summary` of a comparison's case table (`comparison`)."""
     compared = table[table["p"].notna()]
     flagged = compared[compared["verdict"].isin(FLAGS)]
-    return {
-        "cases": len(table), "compared": len(compared),
-        "flagged": len(flagged),
-        "b_slower": int((compared["verdict"] == "B slower").sum()),
-        "b_faster": int((compared["verdict"] == "B faster").sum()),
-        "withheld": int((compared["verdict"] == WITHIN_CONTROL).sum()),
-        "median_ratio": float(compared["ratio"].median()) if len(compared) else np.nan,
-        "median_flagged": float(flagged["ratio"].median()) if len(flagged) else np.nan,
-        "median_mdc": float(compared["mdc"].median()) if len(compared) else np.nan,
-        "median_d80": float(compared["d80"].median()) if len(compared) and "d80" in compared else np.nan,
-        "median_rounds": float(compared["rounds"].median()) if len(compared) else np.nan,
-        "ks_p": float(stats.kstest(compared["p"], "uniform").pvalue) if len(compared) >= 5 else np.nan,
-        "position": float(np.exp(compared["position"].median()))
-        if "position" in compared and compared["position"].notna().any() else np.nan,
-    }
+    some = len(compared) > 0
+    return Summary(
+        cases=len(table), compared=len(compared), flagged=len(flagged),
+        b_slower=int((compared["verdict"] == "B slower").sum()),
+        b_faster=int((compared["verdict"] == "B faster").sum()),
+        withheld=int((compared["verdict"] == WITHIN_CONTROL).sum()),
+        median_ratio=float(compared["ratio"].median()) if some else np.nan,
+        median_flagged=float(flagged["ratio"].median()) if len(flagged) else np.nan,
+        median_mdc=float(compared["mdc"].median()) if some else np.nan,
+        median_d80=float(compared["d80"].median()) if some and "d80" in compared else np.nan,
+        median_rounds=float(compared["rounds"].median()) if some else np.nan,
+        ks_p=float(stats.kstest(compared["p"], "uniform").pvalue) if len(compared) >= 5 else np.nan,
+        position=float(np.exp(compared["position"].median()))
+        if "position" in compared and compared["position"].notna().any() else np.nan)
 
 
 def _what(r: ABCaseRecord) -> dict:

@@ -61,7 +61,7 @@ from sepbench.records import (
     now,
 )
 from sepbench.speedup import ESTIMATOR, realized_speedup, spread
-from sepbench.store import ResultsFile, SittingJournal, ensure_writable, find_resumable, read_run
+from sepbench.store import ResultsFile, SittingJournal, ensure_writable, read_run, reopen, resumable
 
 
 class Progress(Protocol):
@@ -122,6 +122,20 @@ class _Group:
     def baselines(self) -> dict[str, str]:
         """Each member's baseline: a compiled variant is compared with the compiled baseline."""
         return {c.id: c.baseline().id for c in self.members}
+
+
+@dataclass
+class OpenRun:
+    """A run once opened (`Runner.open`): the file it appends to, the cases already in it, its id and the
+    machine's peaks; what it has measured so far (`outcome`) and the round logs and extras' cost as it goes."""
+
+    results: ResultsFile
+    done: set[str]
+    run_id: str
+    peaks: dict[str, Peaks]
+    outcome: RunOutcome
+    logs: list[RoundLog] = field(default_factory=list)
+    extras_s: list[float] = field(default_factory=lambda: [0.0, 0])  # seconds spent on extras, cases served
 
 
 @dataclass
@@ -238,18 +252,16 @@ class Runner:
         self.machine_start: dict[str, float] | None = None
         for device in self.plan.devices:
             require_device(device)
-        self.run_id = ""
-        self.peaks: dict[str, Peaks] = {}
-        self.outcome: RunOutcome | None = None  # filled as cases finish; complete when run() returns
 
     def check_machine(self) -> str | None:
         """How busy the machine is before anything is measured; the line to print first when it is busy."""
         self.machine_start = machine.load()
         return machine.busy_line(self.machine_start, self.threads, len(os.sched_getaffinity(0)))
 
-    def open(self, say: Callable[[str], None] | None = None) -> tuple[ResultsFile, set[str]]:
-        """The results file to append to and the case ids already in it. Everything that can refuse the
-        input speaks first; then `say` gets the busy-machine line (if any) and what is measured next."""
+    def open(self, say: Callable[[str], None] | None = None) -> OpenRun:
+        """The run opened: its results file to append to (new, or the one to resume), the case ids already in
+        it, its id and this machine's peaks. Everything that can refuse the input speaks first; then `say`
+        gets the busy-machine line (if any) and what is measured next."""
         ensure_writable(self.out_dir)
         if not self.plan.groups and self.shard_spec is None:
             raise SepbenchError("the grid holds no valid case to measure" + (
@@ -262,32 +274,37 @@ class Runner:
             env["inductor"] = compiled.settings()
         shard_text = "{}/{}".format(*self.shard_spec) if self.shard_spec else None
         if self.resume:
-            prior = find_resumable(self.out_dir, self.grid.digest(), shard_text, env)
-            if prior is None or prior.header is None:
+            found = resumable(self.out_dir, "run", lambda h: h.grid_digest == self.grid.digest()
+                              and h.shard == shard_text
+                              and all(h.environment.get(k) == env.get(k) for k in ("machine", "device", "torch")))
+            if found is None:
                 raise SepbenchError(f"nothing to resume in {self.out_dir}: no run of grid {self.grid.name!r} "
                                     "on this machine, device and torch; start one without --resume")
-            if not os.access(prior.path, os.W_OK):
-                raise SepbenchError(f"cannot resume {prior.path}: the file is not writable")
-            results = ResultsFile(prior.path)
-            results.lock()  # a second resume of the same run stops here
-            results.repair_tail()
+            results = reopen(found)
+            prior = read_run(found)
+            assert prior.header is not None  # `resumable` took it for its header
             self._announce(say, None)
-            self.run_id = prior.header.run_id
-            self.peaks = {d: Peaks(**p) for d, p in prior.header.peaks.items()}
-            return results, {r.case_id for r in read_run(prior.path).records}  # as of holding the lock
+            peaks = {d: Peaks(**p) for d, p in prior.header.peaks.items()}
+            done = {r.case_id for r in read_run(prior.path).records}  # as of holding the lock
+            return self._opened(results, done, prior.header.run_id, peaks)
         self._announce(say, "measuring this machine's peaks (the roofline's ceilings)…")
-        self.peaks = {d: measure_peaks(d, self.threads) for d in self.plan.devices}
-        self.run_id = uuid.uuid4().hex[:12]
+        peaks = {d: measure_peaks(d, self.threads) for d in self.plan.devices}
+        run_id = uuid.uuid4().hex[:12]
         header = RunHeader(
-            run_id=self.run_id, grid_name=self.grid.name, grid_digest=self.grid.digest(),
+            run_id=run_id, grid_name=self.grid.name, grid_digest=self.grid.digest(),
             grid=self.grid.spec.model_dump(mode="json"), shard=shard_text, started=now(), environment=env,
-            peaks={d: p.as_dict() for d, p in self.peaks.items()},
+            peaks={d: p.as_dict() for d, p in peaks.items()},
             machine_start=self.machine_start if self.machine_start is not None else machine.load(),
             thread_policy=self.thread_policy,
             compile_cache={"folder": str(self.compile_cache), "state": compiled.cache_state(self.compile_cache)}
             if self.compiles else None,
         )
-        return ResultsFile.create(self.out_dir, header), set()
+        return self._opened(ResultsFile.create(self.out_dir, header), set(), run_id, peaks)
+
+    def _opened(self, results: ResultsFile, done: set[str], run_id: str, peaks: dict[str, Peaks]) -> OpenRun:
+        outcome = RunOutcome(results.path, dropped=self.plan.dropped, already_done=len(done),
+                             total=len(self.plan.cases))
+        return OpenRun(results, done, run_id, peaks, outcome)
 
     def _announce(self, say: Callable[[str], None] | None, next_step: str | None) -> None:
         busy = self.check_machine()
@@ -301,11 +318,10 @@ class Runner:
                 if line:
                     say(line)
 
-    def run(self, opened: tuple[ResultsFile, set[str]] | None = None) -> RunOutcome:
+    def run(self, opened: OpenRun | None = None) -> RunOutcome:
         """Measure every case not yet in the results file; `opened` is what `open()` returned."""
-        results, done = opened or self.open()
-        outcome = self.outcome = RunOutcome(results.path, dropped=self.plan.dropped, already_done=len(done),
-                                            total=len(self.plan.cases))
+        o = opened or self.open()
+        results, done, outcome = o.results, o.done, o.outcome
         journal = SittingJournal(results.path)
         groups = []
         for group in self.plan.groups:
@@ -314,13 +330,11 @@ class Runner:
                 bases = list(dict.fromkeys(c.baseline() for c in group))  # eager first (`group_cases`)
                 members = list(dict.fromkeys([*bases, *todo]))
                 groups.append(_Group(bases[0], todo, members))
-        self._restore(groups, journal.read(self.run_id))
+        self._restore(groups, journal.read(o.run_id))
         left = sum(len(g.todo) for g in groups)
         # The cases left get their share of the run's budget, less 3 % (as in `ab`): every group completes
         # its first sittings; past them, groups still short of the target take turns while it lasts.
         budget = Budget(0.97 * self.settings.budget_for(len(self.plan.cases)) * left / max(len(self.plan.cases), 1))
-        self.logs: list[RoundLog] = []
-        self.extras_s = [0.0, 0]  # seconds spent on extras, cases they were measured for
         first = self.settings.min_sittings
         self.progress.start(sum(max(first - len(g.tally.sittings), 1) for g in groups))
         pending = groups
@@ -329,16 +343,16 @@ class Runner:
             with pinned(cores_for(self.threads)), intra_op_threads(self.threads), cache:
                 while pending:
                     for g in list(pending):
-                        stop = self._stop(g, budget, pending)
+                        stop = self._stop(o, g, budget, pending)
                         if stop is None:
                             if len(g.tally.sittings) >= first:
                                 self.progress.grow(1)
-                            stop = self._sitting(g, results, journal, outcome)
-                            stop = stop or self._stop(g, budget, pending)
+                            stop = self._sitting(o, g, journal)
+                            stop = stop or self._stop(o, g, budget, pending)
                         if stop is not None:
                             pending.remove(g)
-                            self._finish(g, stop, results, outcome)
-                results.append(self._end(budget))
+                            self._finish(o, g, stop)
+                results.append(self._end(o, budget))
             journal.remove()
         except Exception:
             if not done and results.discard_if_empty():  # a failed run leaves no header-only file behind
@@ -367,7 +381,7 @@ class Runner:
                          for c in g.members})
             g.last_s = s.seconds
 
-    def _stop(self, g: _Group, budget: Budget, pending: list[_Group]) -> str | None:
+    def _stop(self, o: OpenRun, g: _Group, budget: Budget, pending: list[_Group]) -> str | None:
         """Why the group takes no further sitting, or None. It always takes its first `min_sittings`, and
         one in this process to measure its extras on; then it stops at the target, at `max_rounds`, or
         when its next turn (after every other group under way) would end past the budget."""
@@ -383,12 +397,12 @@ class Runner:
         if tally.rounds + self.settings.sitting_rounds > self.settings.max_rounds:
             return "rounds"
         without_extras = sum(len(p.todo) for p in pending if p.extras is None)
-        reserve = self.extras_s[0] / max(self.extras_s[1], 1) * without_extras
+        reserve = o.extras_s[0] / max(o.extras_s[1], 1) * without_extras
         if budget.left() - reserve < sum(p.last_s for p in pending):
             return "budget"
         return None
 
-    def _sitting(self, g: _Group, results: ResultsFile, journal: SittingJournal, outcome: RunOutcome) -> str | None:
+    def _sitting(self, o: OpenRun, g: _Group, journal: SittingJournal) -> str | None:
         """Take one sitting of the group on fresh tensors, journal it, and measure the extras after the
         group's first sitting here. Returns a stop reason when the group cannot go on."""
         started = time.monotonic()
@@ -397,7 +411,7 @@ class Runner:
         works: dict[str, Workload] = {}
         with backend_flags(g.base):
             if not g.built:
-                self._first_build(g, works, results, outcome)
+                self._first_build(o, g, works)
                 if not g.members:
                     return "rounds"
             sit = sitting.in_process(g.members, self.threads, self.settings.block_time, self.settings.warmup_time,
@@ -411,26 +425,26 @@ class Runner:
                 if g.base.device == "cuda":
                     torch.cuda.empty_cache()
                 for case in g.todo:
-                    self._write(self._skipped(case, "out of memory while timing"), results, outcome)
+                    self._write(o, self._skipped(o, case, "out of memory while timing"))
                 g.todo, g.members = [], []
                 return "rounds"
             g.last_s = time.monotonic() - started
             g.tally.add(got)
             log = next(iter(got.values())).log or RoundLog()
             journal.append(SittingRecord(
-                run_id=self.run_id, group_id=g.id, times_s={k: t.times for k, t in got.items()},
+                run_id=o.run_id, group_id=g.id, times_s={k: t.times for k, t in got.items()},
                 numbers=g.tally.numbers or {}, warmup_calls=g.tally.warmup_calls, probe_s=log.probe_s,
                 retaken=dict(log.retaken), kept_contended=log.kept_contended, blocks=log.blocks, seconds=g.last_s,
                 recompiled=log.recompiled))
             self.progress.update(1, g.todo[0].geometry())
             if g.extras is None:
                 extras_started = time.monotonic()
-                g.extras = {c.id: self._extras(c, works[c.id]) for c in g.todo if c.id in works}
-                self.extras_s[0] += time.monotonic() - extras_started
-                self.extras_s[1] += len(g.todo)
+                g.extras = {c.id: self._extras(o, c, works[c.id]) for c in g.todo if c.id in works}
+                o.extras_s[0] += time.monotonic() - extras_started
+                o.extras_s[1] += len(g.todo)
         return None
 
-    def _first_build(self, g: _Group, works: dict[str, Workload], results: ResultsFile, outcome: RunOutcome) -> None:
+    def _first_build(self, o: OpenRun, g: _Group, works: dict[str, Workload]) -> None:
         """Build the group's members one by one, compiling the compiled ones (timed, outside every block); a
         case that does not fit, or does not compile, is recorded as skipped at once, with why."""
         failed: dict[str, str] = {}
@@ -454,11 +468,10 @@ class Runner:
         for case in g.todo:
             base = case.baseline()
             if case.id not in works:
-                self._write(self._skipped(case, failed.get(case.id, "out of memory while building")), results, outcome)
+                self._write(o, self._skipped(o, case, failed.get(case.id, "out of memory while building")))
             elif case.compiled and base.id not in works:
                 works.pop(case.id)
-                self._write(self._skipped(case, f"its baseline did not build: {failed.get(base.id)}"), results,
-                            outcome)
+                self._write(o, self._skipped(o, case, f"its baseline did not build: {failed.get(base.id)}"))
         g.todo = [c for c in g.todo if c.id in works]
         g.members = [c for c in g.members if c.id in works] if g.todo else []
         g.built = True
@@ -476,45 +489,44 @@ class Runner:
             if again is not None:
                 g.compiled[case.id] = g.compiled[case.id].model_copy(update={"cached_s": again.seconds})
 
-    def _extras(self, case: Case, work: Workload) -> _Extras:
+    def _extras(self, o: OpenRun, case: Case, work: Workload) -> _Extras:
         if case.compiled:  # inductor fuses the stages a profile would split, and a memory child would compile
             return _Extras(work.conv_backends(), None, None, None)
         mem = _measure_memory(case, work, self.threads) if self.settings.memory else None
-        found, error = self._attribute(case, work) if self.profile else (None, None)
+        found, error = self._attribute(o, case, work) if self.profile else (None, None)
         return _Extras(work.conv_backends(), mem, found, error)
 
-    def _finish(self, g: _Group, stop: str, results: ResultsFile, outcome: RunOutcome) -> None:
+    def _finish(self, o: OpenRun, g: _Group, stop: str) -> None:
         """Record the group's cases from all its sittings."""
         if not g.todo:
             return
         g.tally.log.stop = stop
-        self.logs.append(g.tally.log)
+        o.logs.append(g.tally.log)
         timings = g.tally.timings()
         for case in g.todo:
-            self._write(self._record(case, (g.extras or {})[case.id], timings, g.compiled.get(case.id)), results,
-                        outcome)
+            self._write(o, self._record(o, case, (g.extras or {})[case.id], timings, g.compiled.get(case.id)))
 
-    def _write(self, record: CaseRecord, results: ResultsFile, outcome: RunOutcome) -> None:
-        results.append(record)  # at once: a kill loses at most the record in flight
-        outcome.records.append(record)
+    def _write(self, o: OpenRun, record: CaseRecord) -> None:
+        o.results.append(record)  # at once: a kill loses at most the record in flight
+        o.outcome.records.append(record)
 
-    def _skipped(self, case: Case, reason: str) -> CaseRecord:
-        return CaseRecord(run_id=self.run_id, case_id=case.id, group_id=case.group_id, case=case, status="skipped",
-                          reason=reason, theory=theory_figures(case, self.peaks[case.device]), finished=now())
+    def _skipped(self, o: OpenRun, case: Case, reason: str) -> CaseRecord:
+        return CaseRecord(run_id=o.run_id, case_id=case.id, group_id=case.group_id, case=case, status="skipped",
+                          reason=reason, theory=theory_figures(case, o.peaks[case.device]), finished=now())
 
-    def _end(self, budget: Budget) -> RunEnd:
-        blocks = sum(g.blocks for g in self.logs)
-        probes = [p for g in self.logs for p in g.probe_s]
-        retaken = sum(g.retaken_total for g in self.logs)
-        return RunEnd(run_id=self.run_id, finished=now(), seconds=time.monotonic() - budget.started,
+    def _end(self, o: OpenRun, budget: Budget) -> RunEnd:
+        blocks = sum(g.blocks for g in o.logs)
+        probes = [p for g in o.logs for p in g.probe_s]
+        retaken = sum(g.retaken_total for g in o.logs)
+        return RunEnd(run_id=o.run_id, finished=now(), seconds=time.monotonic() - budget.started,
                       machine_end=machine.load(), retaken_share=retaken / max(blocks, 1),
                       probe_drift=machine.probe_drift(probes))
 
-    def _record(self, case: Case, extras: _Extras, timings: dict[str, Timing],
+    def _record(self, o: OpenRun, case: Case, extras: _Extras, timings: dict[str, Timing],
                 compilation: CompileFigures | None = None) -> CaseRecord:
         t = timings[case.id]
         base = case.baseline()
-        tf = theory_figures(case, self.peaks[case.device])
+        tf = theory_figures(case, o.peaks[case.device])
         realized = None
         if case.id != base.id and base.id in timings:
             base_times = timings[base.id].times
@@ -533,18 +545,18 @@ class Runner:
             e = realized_speedup(timings[twin.id].times, t.times, t.sittings)
             vs_eager = VersusEager(ratio=e.ratio, low=e.low, high=e.high)
         return CaseRecord(
-            run_id=self.run_id, case_id=case.id, group_id=case.group_id, case=case, status="ok",
+            run_id=o.run_id, case_id=case.id, group_id=case.group_id, case=case, status="ok",
             backend=extras.backend, theory=tf,
             timing=_timing_figures(t, self.threads, self.settings.unstable_threshold, self.compiles),
             realized=realized, memory=extras.memory, attribution=extras.attribution,
             attribution_error=extras.attribution_error, compilation=compilation, vs_eager=vs_eager, finished=now(),
         )
 
-    def _attribute(self, case: Case, work: Workload) -> tuple[attribution.Attribution | None, str | None]:
+    def _attribute(self, o: OpenRun, case: Case, work: Workload) -> tuple[attribution.Attribution | None, str | None]:
         """Profile a few steps of the case (its timing is done) and split them into stages."""
         if self.event_cost is None:
             self.event_cost = attribution.event_cost()
         try:
-            return attribution.attribute(case, work, self.peaks[case.device], self.event_cost), None
+            return attribution.attribute(case, work, o.peaks[case.device], self.event_cost), None
         except (RuntimeError, ValueError) as exc:
             return None, (str(exc).splitlines() or [type(exc).__name__])[0][:300]

@@ -65,7 +65,7 @@ def _events(step: Callable[[], None], s: MeasureSettings) -> float:
     return statistics.median(times)
 
 
-def check_case(case: Case, threads: int, settings: MeasureSettings) -> Agreement:
+def agreement(case: Case, threads: int, settings: MeasureSettings) -> Agreement:
     work = Workload(case)
     ours, ref, ev = [], [], []
     methods = [lambda: ours.append(_sepbench(work.step, case.device, threads, settings)),

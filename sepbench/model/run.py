@@ -35,10 +35,10 @@ from sepbench.model.measure import (
     now,
     per_call,
     step,
-    verdict,
 )
+from sepbench.model.verdicts import verdict
 from sepbench.records import ModelHeader, ModelNetworkRecord
-from sepbench.store import ModelFile, ResultsFile, file_kind, read_model
+from sepbench.store import ModelFile, ResultsFile, file_kind, read_model, reopen, resumable
 
 NETWORK_SHARE = 0.2  # of the budget, kept for the add-up check
 
@@ -59,17 +59,21 @@ def shapes(found: list[Site]) -> dict[str, list[Site]]:
     return groups
 
 
-def _resumable(out: Path, header: ModelHeader) -> ModelFile | None:
-    """The newest model file in `out`, if it measured this very network and settings; refused otherwise."""
-    files = sorted((p for p in out.glob("*.jsonl") if file_kind(p) == "model"), key=lambda p: p.stat().st_mtime)
+def _resumable(out: Path, header: ModelHeader) -> ModelFile:
+    """The newest model file in `out` that measured this very network and settings (the store's one rule);
+    when there is none but other model files are there, the refusal names what the newest one measured."""
+    path = resumable(out, "model", lambda h: h.grid_digest == header.grid_digest)
+    if path is not None:
+        return read_model(path)
+    files = sorted((p for p in out.glob("*.jsonl") if p.is_file() and file_kind(p) == "model"),
+                   key=lambda p: p.stat().st_mtime)
     if not files:
-        return None
+        raise SepbenchError(f"nothing to resume in {out}: no model file of {header.spec} at these settings; start "
+                            "one without --resume")
     last = read_model(files[-1])
-    if last.header is None or last.header.grid_digest != header.grid_digest:
-        what = f"{last.header.spec} at {'×'.join(map(str, last.header.input_shape))}" if last.header else "?"
-        raise SepbenchError(f"--resume: the newest model file in {out} ({files[-1].name}) measured {what} under "
-                            "other settings, not this run; give another --out or leave out --resume")
-    return last
+    what = f"{last.header.spec} at {'×'.join(map(str, last.header.input_shape))}" if last.header else "?"
+    raise SepbenchError(f"--resume: the newest model file in {out} ({files[-1].name}) measured {what} under "
+                        "other settings, not this run; give another --out or leave out --resume")
 
 
 DEFAULT = Settings()
@@ -192,10 +196,7 @@ def _estimate(spec: str, module: torch.nn.Module, shape: tuple[int, int, int, in
 def _results(out: Path, header: ModelHeader, previous: ModelFile | None) -> ResultsFile:
     """The results file: the one being resumed, locked and its tail repaired, or a new one."""
     if previous is not None:
-        results = ModelResultsFile(previous.path)
-        results.lock()
-        results.repair_tail()
-        return results
+        return reopen(previous.path, ModelResultsFile)
     how = f"-{header.compile}" if header.compile != "eager" else ""
     stem = f"model-{header.spec.replace(':', '-')}{how}-{header.device}-{header.environment['machine']}-torch" \
            f"{header.environment['torch']}"

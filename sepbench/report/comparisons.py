@@ -1,4 +1,4 @@
-"""The `sepbench ab` files behind the report, each read once into a `Comparison` and sorted as a reader
+"""The `sepbench ab` files behind the report, each read once into a `ComparisonReport` and sorted as a reader
 needs them: the current method's comparisons, the calibrations that vouch for them (A/A and injected,
 same method and machine), and earlier designs and protocols kept as measured. The newest upgrade's
 verdict is one sentence made here, for the first screen and for its card alike."""
@@ -27,7 +27,7 @@ GROUPS = {CURRENT: "Comparisons", CALIBRATION: "Calibrations of the current meth
 DESIGN_FOLDER = "design"  # comparisons of measuring designs that were tried and left
 
 
-def build(torch: str) -> str:
+def build_kind(torch: str) -> str:
     """'2.13.0+cpu' → 'CPU build', '2.12.0+cu130' → 'CUDA 13.0 build': what a local version tag means."""
     local = torch.partition("+")[2]
     if local == "cpu":
@@ -43,20 +43,20 @@ def side_words(side: ABSide) -> str:
     """'torch 2.13.0 (CPU build)', with the settings it ran under."""
     torch = str(side.environment.get("torch", "?"))
     settings = ", ".join(f"{k}={v}" for k, v in sorted(side.env.items()))
-    return f"torch {torch.partition('+')[0]} ({build(torch)})" + (f" with {settings}" if settings else "")
+    return f"torch {torch.partition('+')[0]} ({build_kind(torch)})" + (f" with {settings}" if settings else "")
 
 
 @dataclass
-class Comparison:
+class ComparisonReport:
     """One comparison file: its header, per-case table (`ab_stats.case_table`), summary and control."""
 
     path: Path
     header: ABHeader
     table: pd.DataFrame
-    summary: dict
+    summary: ab_stats.Summary
     control: ab_stats.Control | None
     group: str = CURRENT
-    calibrations: list[Comparison] = field(default_factory=list)
+    calibrations: list[ComparisonReport] = field(default_factory=list)
     plot: Figure | None = None
     network: ab_stats.NetworkVerdict | None = None  # `ab --model`: the whole network and its sites
     compile_times: ab_stats.CompileTimes | None = None  # compiled cases: what compiling cost each side
@@ -151,10 +151,10 @@ class Comparison:
 
     def found(self) -> tuple[int, int]:
         """Cases flagged, of those compared: false flags in an A/A, the power in an injected one."""
-        return int(self.summary["flagged"]), int(self.summary["compared"])
+        return int(self.summary.flagged), int(self.summary.compared)
 
 
-def _read(path: Path) -> tuple[Comparison | None, list[Problem]]:
+def _read(path: Path) -> tuple[ComparisonReport | None, list[Problem]]:
     try:
         ab = read_ab(path)
     except SepbenchError as exc:
@@ -163,11 +163,11 @@ def _read(path: Path) -> tuple[Comparison | None, list[Problem]]:
         return None, list(ab.problems)
     table, control = ab_stats.comparison(ab.records, ab.header.protocol)
     network = ab_stats.network_verdict(table) if ab.header.network is not None else None
-    return (Comparison(path, ab.header, table, ab_stats.summarize(table), control, network=network,
+    return (ComparisonReport(path, ab.header, table, ab_stats.summarize(table), control, network=network,
                        compile_times=ab_stats.compile_times(ab.records)), list(ab.problems))
 
 
-def load(paths: list[Path]) -> tuple[list[Comparison], list[Problem]]:
+def load(paths: list[Path]) -> tuple[list[ComparisonReport], list[Problem]]:
     """Every comparison file under `paths`, grouped (`group`) and sorted: the current protocol's
     comparisons newest upgrade first, then its calibrations, then earlier designs and protocols. A
     damaged line is named in the problems, never silently dropped."""
@@ -198,12 +198,12 @@ def load(paths: list[Path]) -> tuple[list[Comparison], list[Problem]]:
     return found, problems
 
 
-def _newest(c: Comparison) -> tuple:
+def _newest(c: ComparisonReport) -> tuple:
     """Newer B release, then the later comparison: the largest is the newest."""
     return version_key(str(c.header.b.environment.get("torch", "0")).partition("+")[0]), c.header.started
 
 
-def newest_upgrade(comparisons: list[Comparison]) -> Comparison | None:
+def newest_upgrade(comparisons: list[ComparisonReport]) -> ComparisonReport | None:
     """The comparison that answers "did the upgrade make it worse": of the current method, between two
     releases, the newest B release (then the latest run); else the newest comparison of any kind. A grid's
     comparison of eager layers answers first; the networks' have answers of their own (`network_upgrades`), a
@@ -218,10 +218,10 @@ def newest_upgrade(comparisons: list[Comparison]) -> Comparison | None:
     return max(upgrades, key=_newest)
 
 
-def network_upgrades(comparisons: list[Comparison]) -> list[Comparison]:
+def network_upgrades(comparisons: list[ComparisonReport]) -> list[ComparisonReport]:
     """Per network compared, its newest comparison between two releases of the current method (then of
     any kind): what the first screen names beside the grid's answer."""
-    newest: dict[str, Comparison] = {}
+    newest: dict[str, ComparisonReport] = {}
     for c in comparisons:
         if c.spec is None or c.calibration or c.network is None or c.group != CURRENT:
             continue
@@ -232,7 +232,7 @@ def network_upgrades(comparisons: list[Comparison]) -> list[Comparison]:
     return list(newest.values())
 
 
-def network_short(c: Comparison) -> str:
+def network_short(c: ComparisonReport) -> str:
     """The first screen's words for a network comparison: the network, its change with its interval, the
     verdict and the releases."""
     n = c.network
@@ -241,7 +241,7 @@ def network_short(c: Comparison) -> str:
             f"({n.verdict}), {c.sides}")
 
 
-def network_words(c: Comparison) -> str:
+def network_words(c: ComparisonReport) -> str:
     """A network comparison in one sentence: the whole network's change with its interval and verdict, the
     sides, and the sites that carry most of it."""
     n, h = c.network, c.header
@@ -260,7 +260,7 @@ def network_words(c: Comparison) -> str:
             f"{slower} of {len(sites)} conv site shapes slower, {faster} faster; most carried by {top}.")
 
 
-def calibration_words(c: Comparison) -> str:
+def calibration_words(c: ComparisonReport) -> str:
     """What vouches for a comparison: A/A false flags and the power to find an injected change, from the
     calibration files of its method on its machine, and its own in-run control."""
     aa = [k for k in c.calibrations if not k.header.inject]
@@ -280,7 +280,7 @@ def calibration_words(c: Comparison) -> str:
     return "; ".join(parts) if parts else "no calibration file of this method on this machine"
 
 
-def verdict(c: Comparison) -> tuple[str, str]:
+def verdict(c: ComparisonReport) -> tuple[str, str]:
     """The comparison in two sentences: first how many cases changed, by how much, between what, and the
     median over all cases with its interval; then the variants most affected and the calibration."""
     s, h = c.summary, c.header
@@ -288,10 +288,10 @@ def verdict(c: Comparison) -> tuple[str, str]:
     if c.network is not None:
         return network_words(c), (f"On {machine} ({device}, {threads} thread{'s' if threads != 1 else ''}), paired "
                                   f"block by block. Calibration: {calibration_words(c)}; the median site finds a "
-                                  f"{100 * s['median_d80']:.1f} % change with 80 % power.")
+                                  f"{100 * s.median_d80:.1f} % change with 80 % power.")
     ratio, low, high = c.median_interval()
     moved = c.flagged[c.flagged["verdict"].isin(ab_stats.FLAGS)]
-    lead = f"{s['b_slower']} of {s['compared']} cases slower, {s['b_faster']} faster"
+    lead = f"{s.b_slower} of {s.compared} cases slower, {s.b_faster} faster"
     if len(moved):
         change = np.abs(np.expm1(np.log(moved["ratio"].to_numpy())))
         lead += (f", by a median {100 * float(np.median(change)):.1f} % ({100 * change.min():.1f}–"
@@ -301,8 +301,8 @@ def verdict(c: Comparison) -> tuple[str, str]:
              f"{ratio:.3f} [{low:.3f}–{high:.3f}].")
     detail = ("Most affected: " + ", ".join(f"{v.replace('_', '-')} {n}" for v, n in c.affected()) + ". "
               if len(moved) else "")
-    if s["withheld"]:
-        detail += f"{s['withheld']} flags no larger than the control's bias withheld. "
-    detail += (f"Calibration: {calibration_words(c)}; the median case finds a {100 * s['median_d80']:.1f} % change "
+    if s.withheld:
+        detail += f"{s.withheld} flags no larger than the control's bias withheld. "
+    detail += (f"Calibration: {calibration_words(c)}; the median case finds a {100 * s.median_d80:.1f} % change "
                "with 80 % power.")
     return lead, detail

@@ -1,5 +1,5 @@
 """Networks measured layer by layer (`sepbench model`), for the page: each results file read once, its
-sites in network order with their verdicts (`model.measure.site_rows`), the add-up check in one line,
+sites in network order with their verdicts (`model.verdicts.site_rows`), the add-up check in one line,
 and the rows its figure draws."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from sepbench.errors import SepbenchError
-from sepbench.model.measure import site_rows
+from sepbench.model.verdicts import site_rows
 from sepbench.report.drawing import Figure, anchor
 from sepbench.report.tables import network_line
 from sepbench.store import ModelFile, Problem, read_model, results_files

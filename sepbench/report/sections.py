@@ -14,7 +14,7 @@ import pandas as pd
 from sepbench.ab import stats as ab_stats
 from sepbench.report import analysis, plots, summary, versions
 from sepbench.report import comparisons as ab_files
-from sepbench.report.comparisons import Comparison
+from sepbench.report.comparisons import ComparisonReport
 from sepbench.report.drawing import Figure, Plan
 from sepbench.report.modelruns import ModelRun
 from sepbench.report.tables import missing
@@ -119,7 +119,7 @@ def speedup_span(df: pd.DataFrame) -> float:
                                               v["realized_speedup"].to_numpy(float)]))
 
 
-def answer(df: pd.DataFrame, comparisons: list[Comparison], plan: Plan) -> Section:
+def answer(df: pd.DataFrame, comparisons: list[ComparisonReport], plan: Plan) -> Section:
     """The first screen: the two answers (the separable saving per device class; the newest upgrade's
     verdict), each variant's theoretical against realized speedup on the cases every device class
     measured, the other findings, and time against channels."""
@@ -240,7 +240,7 @@ def across_versions(df: pd.DataFrame, plan: Plan) -> Section:
             "fdr": versions.FDR, "prior_df": versions.PRIOR_DF, "confidence": versions.CONFIDENCE}
 
 
-def ab_comparisons(comparisons: list[Comparison], plan: Plan) -> Section:
+def ab_comparisons(comparisons: list[ComparisonReport], plan: Plan) -> Section:
     """One card per comparison; the current method's comparisons with their plots, its calibrations and the
     earlier designs and protocols as verdicts and tables (they vouch for the comparisons, or are kept as
     measured; a plot of each would outweigh the page)."""
@@ -285,7 +285,7 @@ def models(runs: list[ModelRun], plan: Plan) -> Section:
     return {"model_runs": runs}
 
 
-def plan_all(df: pd.DataFrame, comparisons: list[Comparison], plan: Plan) -> Section:
+def plan_all(df: pd.DataFrame, comparisons: list[ComparisonReport], plan: Plan) -> Section:
     """Every section's data, in page order, its figures planned in `plan`; one speedup scale for them all."""
     span = speedup_span(df)
     return {**answer(df, comparisons, plan), **environments(df), **overview(df, plan, span), **grids(df, plan, span),

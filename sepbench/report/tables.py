@@ -17,7 +17,14 @@ from sepbench.records import ABGate, ABHeader, ABSide, Attribution, CandidateFig
 from sepbench.theory import Cost
 
 if TYPE_CHECKING:
-    from sepbench.ab.stats import CompileTimes, Control, NetworkVerdict  # annotations only: the statistics import scipy
+    from pathlib import Path
+
+    from sepbench.ab.stats import (  # annotations only: the statistics import scipy
+        CompileTimes,
+        Control,
+        NetworkVerdict,
+        Summary,
+    )
     from sepbench.measure.peaks import Peaks  # annotations only: peaks import torch
     from sepbench.model.explain import Stage
     from sepbench.store import ModelFile
@@ -293,7 +300,15 @@ def side_label(side: ABSide) -> str:
     return f"torch {side.environment.get('torch', '?')}" + (f" with {settings}" if settings else "")
 
 
-def control_line(control: Control | None, summary: dict) -> str:
+def ab_summary_line(s: Summary, path: Path) -> str:
+    """A finished comparison in one line: counts, flags by direction, median ratio, resolution."""
+    return (f"{s.compared} of {s.cases} cases compared; {s.flagged} flagged at a 5 % false discovery rate "
+            f"({s.b_slower} B slower, {s.b_faster} B faster); median ratio B/A {s.median_ratio:.4f}, median "
+            f"half-width of the intervals {100 * s.median_mdc:.2f} % (a change that large is found about half the "
+            f"time; one of {100 * s.median_d80:.2f} % with 80 % power) → {path}")
+
+
+def control_line(control: Control | None, summary: Summary) -> str:
     """The in-run control beside the verdict: false flags, bias, position effect, what it withheld."""
     if control is None:
         return "no in-run control in this file (recorded before protocol 2, or --control 0)"
@@ -301,8 +316,8 @@ def control_line(control: Control | None, summary: dict) -> str:
             f"{control.below_05} with p < 0.05; bias {control.bias:.4f} [{control.bias_low:.4f}–"
             f"{control.bias_high:.4f}], second block of a round ×{control.position:.4f}; 95 % of its cases "
             f"within ±{control.fake_change:.2f} %")
-    if summary.get("withheld"):
-        text += (f"; {summary['withheld']} flags that do not stand out of the control's bias withheld "
+    if summary.withheld:
+        text += (f"; {summary.withheld} flags that do not stand out of the control's bias withheld "
                  "(verdict 'within control')")
     if control.flagged:
         text += "; this machine fakes flags now: read the verdict with care"
@@ -420,7 +435,7 @@ def _candidate_line(c: CandidateFigures) -> str:
 def network_line(found: ModelFile) -> str:
     """The add-up check in one line: theory ×, predicted ×, measured × with its interval, and the gap. A gap
     on a run that met a busy machine is put down to that, never to the network."""
-    from sepbench.model.measure import contention
+    from sepbench.model.verdicts import contention
 
     n = found.network
     if n is None:
@@ -462,7 +477,7 @@ def network_line(found: ModelFile) -> str:
 def model_table(found: ModelFile) -> Table:
     """One row per conv site in network order: its share of the network's time, each candidate's theory ×
     → realized × [95 % interval], and the verdict (swap / keep / slower)."""
-    from sepbench.model.measure import site_rows
+    from sepbench.model.verdicts import site_rows
 
     header = found.header
     assert header is not None
@@ -533,3 +548,14 @@ def compile_lines(df: pd.DataFrame) -> list[str]:
         lines.append(f"{len(recompiled)} compiled cases recompiled while timed: their blocks mix two compiled "
                      "codes; measure them again")
     return lines
+
+
+def shards_table(coverage: list) -> Table:
+    """Shards per (grid, torch, device) as `merge` found them (`merge.coverage`)."""
+    table = Table("grid", "torch", "device", "files", "shards", "cases", "measured", "missing", "duplicated",
+                  title="shards", title_justify="left")
+    for c in coverage:
+        shards = f"{len({r.header.shard for r in c.runs if r.header})} of {c.shards_of}" if c.shards_of else "unsharded"
+        table.add_row(c.grid_name, c.torch, c.device, str(len(c.runs)), shards, str(c.expected), str(c.measured),
+                      str(len(c.missing)), str(len(c.duplicated)))
+    return table
