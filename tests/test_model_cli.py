@@ -147,7 +147,9 @@ def test_killed_with_sigkill_then_resumed(tmp_path: Path) -> None:
     expected = len(shapes(sites(census(odd(), torch.randn(1, 3, 48, 48)))))
     before = read_model(path)
     assert before.network is None and 1 <= len(before.sites) < expected
-    done = model("model_factories:odd", "--input", "1,3,48,48", "--budget", "0.1", "--resume", "--out", tmp_path)
+    # The budget's floor grows with each shape's time per call, which a noisy VM stretches: 0.1 min was refused
+    # ("needs at least 0.2 min") on one; the test is about what a resume measures, not the floor.
+    done = model("model_factories:odd", "--input", "1,3,48,48", "--budget", "0.5", "--resume", "--out", tmp_path)
     assert done.returncode == 0, done.stderr
     assert list(tmp_path.glob("*.jsonl")) == [path]
     after = read_model(path)
