@@ -109,7 +109,6 @@ def run(grid: str | Path | Grid = "default", *, axes: Axes = None, device: str |
     results file in `out`. `axes` replaces grid axes ({"c_in": [32, 64]} or ["c_in=32,64"]); `target` is the
     half-width in per cent each speedup's interval is measured to, `budget` the run's wall time in minutes."""
     from sepbench.console import SittingsBar, bar
-    from sepbench.store import ensure_writable
 
     started = time.perf_counter()
     runner = _runner(grid, axes, device, out, resume, shard, threads, memory, profile, target, budget)
@@ -117,8 +116,7 @@ def run(grid: str | Path | Grid = "default", *, axes: Axes = None, device: str |
     if runner.plan.dropped:
         reasons = "; ".join(f"{n}× {why}" for why, n in runner.plan.dropped.most_common())
         speak(f"dropped {sum(runner.plan.dropped.values())} invalid combinations ({reasons})")
-    ensure_writable(_folder(out))
-    opened = runner.open(say=speak)  # the busy-machine line comes once the input is accepted
+    opened = runner.open(say=speak)  # checks the folder first; the busy-machine line once the input is accepted
     shown = bar() if progress else nullcontext()
     with shown as progress_bar, _terminable():
         if progress_bar is not None:

@@ -51,8 +51,6 @@ from sepbench.records import (
 def ensure_writable(out_dir: Path) -> Path:
     """The output folder, made if need be and checked writable: every command that writes a folder asks
     here before it measures, so a path that cannot be one is refused in one line, not after the work."""
-    if not str(out_dir):
-        raise SepbenchError("an output directory cannot be the empty path; give one (e.g. --out .)")
     if out_dir.exists() and not out_dir.is_dir():
         raise SepbenchError(f"output directory {out_dir} is a file, not a directory")
     try:

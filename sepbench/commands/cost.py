@@ -15,13 +15,11 @@ NOTE = ("MACs: multiply-accumulates of conv and linear layers. FLOPs [2mac] = 2Â
 
 def main(variant: str, layers: bool, **knobs: Any) -> int:
     from sepbench.report.tables import comparison_table, layers_table
-    from sepbench.theory import case_cost
 
     found = api.cost(variant, **knobs)
-    first = found.rows[0][0]
+    first, _, base_cost = found.rows[0]  # every row's baseline is the first's: one geometry
     base = first.baseline()
     title = f"{first.geometry().split(' [')[0]} Â· baseline {base.label()}"
-    base_cost = case_cost(base)
     out.print(comparison_table([(base, base_cost, base_cost), *[r for r in found.rows if r[0] != base]],
                                first.mode, title))
     if layers or variant != "all":
