@@ -3,7 +3,8 @@
     nox                                   tests + lint (the default sessions)
     nox -s bench                          pytest-benchmark suite, `sepbench run --preset default`, the report
     nox -s "bench_torch(torch='2.12.0')"  the same against another PyTorch (downloads it; explicit only)
-    nox -s "ab(torch='2.12.0')"           that PyTorch against the default one, paired block by block (sepbench ab)
+    nox -s "ab(torch='2.14.1')"           that PyTorch against 2.13.0, both the registry's builds (like for like),
+                                          paired block by block (sepbench ab; downloads them)
     nox -s asv -- HEAD~1..HEAD            asv run over a commit range, then asv publish
     nox -s crosscheck                     the same grid through sepbench, asv and pytest-benchmark
     nox -s "models(torch='2.13.0')"       real torchvision/timm networks layer by layer (sepbench model), in a venv
@@ -104,26 +105,22 @@ def bench_torch(session: nox.Session, torch: str) -> None:
     _bench(session)
 
 
-AB_DEFAULT_VENV = Path(".nox/ab-default")  # torch==TORCH, the B side of every `ab` session
 
 
-@nox.session(default=False)
+@nox.session(default=False, venv_backend="none")
 @nox.parametrize("torch", OTHER_TORCH)
 def ab(session: nox.Session, torch: str) -> None:
-    """`sepbench ab` of another PyTorch release (A, this session's venv; downloads it) against TORCH (B,
-    a venv of its own, built once): worker pairs of the two, blocks in both orders, with the in-run
-    control. A is always the older release and B the newer, so that B / A > 1 reads "the upgrade is
-    slower". Arguments after `--` go to `sepbench ab` (default: the default preset, 1 thread, 20 min)."""
-    _install(session, torch, extras=None)
-    other = AB_DEFAULT_VENV / "bin" / "python"
-    if not other.exists():
-        session.run_install("python", "-m", "venv", str(AB_DEFAULT_VENV))
-    session.run_install(str(other), "-m", "pip", "install", "-q", f"torch=={TORCH}", "-e", ".", external=True)
-    args = session.posargs or ["--preset", "default", "--threads", "1", "--budget", "20"]
-    sides = [session.virtualenv.location + "/bin/python", str(other)]
+    """`sepbench ab` of another PyTorch release against TORCH, both the registry's builds (`_registry`, like
+    for like: never the local CPU wheel on one side and a CUDA build on the other), worker pairs of the two,
+    blocks in both orders, with the in-run control. A is always the older release and B the newer, so that
+    B / A > 1 reads "the upgrade is slower". Arguments after `--` go to `sepbench ab` (default: the default
+    preset, 1 thread, 20 min)."""
+    sides = [_registry(session, torch, networks=False), _registry(session, TORCH, networks=False)]
     if _newer(torch, TORCH):
         sides.reverse()
-    session.run("sepbench", "ab", "--python", sides[0], "--python", sides[1], "--out", "results/ab", *args)
+    args = session.posargs or ["--preset", "default", "--threads", "1", "--budget", "20"]
+    session.run(sides[0], "-m", "sepbench", "ab", "--python", sides[0], "--python", sides[1], "--out", "results/ab",
+                *args, external=True)
 
 
 # The registry's torch releases and the torchvision each was built for: torchvision imports only beside
@@ -134,16 +131,18 @@ NETWORKS = ["torchvision:resnet18", "torchvision:mobilenet_v2", "torchvision:mob
 AB_NETWORKS = ["torchvision:resnet18", "timm:efficientnet_b0"]
 
 
-def _registry(session: nox.Session, torch: str) -> str:
-    """The python of `.nox/registry-torch<torch>`: torch, its torchvision and timm from the package registry
-    (pip kept away from any local wheel folder, so both sides of a comparison are the same kind of build:
-    on x86-64 Linux a CUDA build, which runs on a CPU too), and this sepbench. Made once, then reused."""
+def _registry(session: nox.Session, torch: str, networks: bool = True) -> str:
+    """The python of `.nox/registry-torch<torch>`: torch (with `networks`, its torchvision and timm) from the
+    package registry (pip kept away from any local wheel folder, so both sides of a comparison are the same
+    kind of build: on x86-64 Linux a CUDA build, which runs on a CPU too), and this sepbench. Made once,
+    then reused."""
     venv = Path(".nox") / f"registry-torch{torch}"
     python = venv / "bin" / "python"
     if not python.exists():
         session.run("python", "-m", "venv", str(venv), external=True)
-    session.run(str(python), "-m", "pip", "install", "-q", f"torch=={torch}", f"torchvision=={TORCHVISION[torch]}",
-                "timm", "-e", ".", env={"PIP_FIND_LINKS": " "}, external=True)
+    vision = [f"torchvision=={TORCHVISION[torch]}", "timm"] if networks else []
+    session.run(str(python), "-m", "pip", "install", "-q", f"torch=={torch}", *vision, "-e", ".",
+                env={"PIP_FIND_LINKS": " "}, external=True)
     return str(python)
 
 

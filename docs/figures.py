@@ -1198,6 +1198,64 @@ def trust_findings() -> str:
   case, {budget:.1f} minutes; its timing took {span([e['seconds'] / 60 for _, e in two], ".1f")} minutes."""
 
 
+RERUN = "trust/between-run/*.jsonl"  # `default` runs whose intervals hold the between-run component
+
+
+def _log_estimates(cases: list[dict], without_tau: bool = False) -> dict[str, tuple[float, float]]:
+    """Each variant's log speedup and standard error from its recorded 95 % interval (the mean of its two
+    log half-widths over 1.96); `without_tau` takes the recorded between-run τ back out of each half."""
+    out = {}
+    for r in cases:
+        real = r.get("realized") or {}
+        if r["status"] != "ok" or not real.get("low") or not real.get("high"):
+            continue
+        m = np.log(real["speedup"])
+        halves = np.array([m - np.log(real["low"]), np.log(real["high"]) - m])
+        if without_tau and real.get("between_run"):
+            halves = np.sqrt(np.maximum(halves ** 2 - (1.959964 * real["between_run"]) ** 2, 0))
+        out[r["case_id"]] = (float(m), float(halves.mean() / 1.959964))
+    return out
+
+
+def _pair_agreement(a: dict[str, tuple[float, float]], b: dict[str, tuple[float, float]]) -> tuple[float, float, int]:
+    """Two runs of one grid: the SD of z = (log s₁ − log s₂) / √(se₁² + se₂²) and the share with |z| ≤ 1.96."""
+    both = sorted(a.keys() & b.keys())
+    z = np.array([(a[k][0] - b[k][0]) / np.hypot(a[k][1], b[k][1]) for k in both])
+    return float(z.std()), float((np.abs(z) <= 1.959964).mean()), len(both)
+
+
+def _tau(runs: list[dict[str, tuple[float, float]]]) -> float:
+    """The between-run SD pooled over every pair of runs: mean of ((Δ log)² − se₁² − se₂²) / 2."""
+    excess = [((a[k][0] - b[k][0]) ** 2 - a[k][1] ** 2 - b[k][1] ** 2) / 2
+              for a, b in itertools.combinations(runs, 2) for k in a.keys() & b.keys()]
+    return float(np.sqrt(max(np.mean(excess), 0.0)))
+
+
+def rerun_agreement() -> Iterator[str]:
+    """How two runs of `default` agree, z by z: the committed runs before τ (intervals over sittings only)
+    and the runs with it, each pair with its condition and the τ each run held."""
+    lines = ["| runs | conditions | intervals | SD of z | \\|z\\| ≤ 1.96 | median ± of the intervals |",
+             "|---|---|---|---|---|---|"]
+    before = [(p, h, c) for p, h, c, e in trust_runs() if h["machine_start"]["other_cores"] < 1.5]
+    after = []
+    for path in committed(RERUN):
+        lines_ = json_lines(path)
+        after.append((path, lines_[0], [r for r in lines_ if r["kind"] == "case"]))
+    rows = []
+    for label, runs, without in (("over sittings", before, False), ("with τ", after, False)):
+        for (pa, ha, ca), (pb, hb, cb) in itertools.combinations(runs, 2):
+            sd, within, _ = _pair_agreement(_log_estimates(ca, without), _log_estimates(cb, without))
+            halves = [r["realized"]["half_width"] for r in ca + cb if (r.get("realized") or {}).get("half_width")]
+            rows.append((sd, within))
+            lines.append(f"| `{pa.name[-22:-6]}` · `{pb.name[-22:-6]}` | {_condition(ha)} · {_condition(hb)} | "
+                         f"{label} | {sd:.2f} | {within:.1%} | ±{100 * np.median(halves):.1f} % |")
+    yield "\n".join(lines)
+    reference = _tau([_log_estimates(c) for _, _, c in before])
+    yield f"τ = {100 * reference:.2f} %"
+    measured = _tau([_log_estimates(c, without_tau=True) for _, _, c in after])
+    yield f"τ = {100 * measured:.2f} %"
+
+
 def front_door_s_trust_figures() -> Iterator[str]:
     """The README's short version of the busy-machine findings: the same figures as the docs' long one."""
     re.sub(r"\s+", " ", FRONT)
@@ -1718,7 +1776,7 @@ FIGURES = [
     upgrade_behind_again, isa_comparison_and_its_two_runs, protocol_findings, protocol_2_table,
     slow_spell_figure, estimator_choice_figures, attribution_findings,
     asv_versions_run_lasted_what_the_readme_says, front_door_s_trust_figures, busy_and_quiet_runs,
-    contention_thresholds, main_command_time, test_suite_time, model_tables,
+    rerun_agreement, contention_thresholds, main_command_time, test_suite_time, model_tables,
     separable_savings_and_the_written_out_networks, real_networks_figures, networks_across_the_upgrade,
     busy_model_run, compiled_figures, compiled_comparisons, compiled_network, gpu_tf32,
 ]

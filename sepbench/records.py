@@ -16,6 +16,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    NonNegativeFloat,
     NonNegativeInt,
     PositiveFloat,
     PositiveInt,
@@ -56,6 +57,9 @@ class RunHeader(_Header):
     # Where compiled cases kept inductor's cache, and whether it held anything as the run began ("empty":
     # their first compilations were cold). None: the run compiled nothing.
     compile_cache: dict[str, str] | None = None
+    # The between-run component every interval holds, and where it came from (`measure.between.Between`);
+    # None: intervals over sittings only (older runs).
+    between_run: dict[str, Any] | None = None
 
     @staticmethod
     def _positive(v: object) -> bool:
@@ -153,8 +157,10 @@ class RealizedFigures(_Strict):
     spread: float | None = None  # IQR / median of the per-round speedups (None in older records)
     unstable: bool = False  # the interval did not reach the run's target (older records: spread above a threshold)
     half_width: float | None = None  # the 95 % interval's half-width relative to the speedup
-    reason: str | None = None  # why it is unstable: contended, drifting, bimodal, noisy, or recompiled (compiled cases)
+    reason: str | None = None  # why it is unstable: contended, drifting, bimodal, sittings, noisy, or recompiled
     estimator: Literal["median"] | None = None  # how the sittings were summed up (`speedup.ESTIMATOR`)
+    # τ, the between-run component in low/high (`measure.between`); None: the interval is over sittings only
+    between_run: NonNegativeFloat | None = None
 
 
 @dataclass(frozen=True)

@@ -57,12 +57,14 @@ class RunResult:
 
     def lines(self) -> list[str]:
         """The run's summary: the machine's condition over it and, for compiled cases, the finding."""
-        from sepbench.report.tables import compile_lines, machine_line
+        from sepbench.report.tables import compile_lines, machine_line, resolution_line
 
         header, end = self.file.header, self.file.end
         found = []
         if header is not None and end is not None:
             found.append(machine_line(header.thread_policy or "", header.machine_start, end))
+            resolution = resolution_line(self.table, header.grid_name, header.between_run) if len(self.table) else None
+            found += [resolution] if resolution else []
         return found + (compile_lines(self.table) if len(self.table) else [])
 
     def _repr_html_(self) -> str:

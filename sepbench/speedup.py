@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sepbench.measure.between import widen
+
 CONFIDENCE = 0.95
 RESAMPLES = 2000
 
@@ -29,13 +31,14 @@ def sitting_ratios(base_times: list[float], variant_times: list[float], sittings
     return np.array([np.median(base[i:j]) / np.median(var[i:j]) for i, j in itertools.pairwise(edges) if j > i])
 
 
-def _median_over_sittings(ratios: np.ndarray) -> Speedup:
+def _median_over_sittings(ratios: np.ndarray, between: float = 0.0) -> Speedup:
     """The median of the sittings' speedups, with a distribution-free 95 % interval: the order statistics
     a binomial test on the median allows (scipy's `quantile_test`). A run spreads a group's sittings over
     its length, and a spell of the machine moves the ratios of every group measured in it by several %
     at once; a median and its order-statistic interval let a few such sittings go without one moving the
     answer, where a mean and a Student-t interval would take each at full weight. Fewer than 6 sittings
-    give no interval at 95 %."""
+    give no interval at 95 %. `between` (τ, `measure.between`) is added to each side in quadrature: what
+    moves a speedup from one run to the next that the run's own sittings do not sample."""
     logs = np.log(ratios)
     centre = float(np.median(logs))
     if len(logs) < 2:
@@ -45,7 +48,8 @@ def _median_over_sittings(ratios: np.ndarray) -> Speedup:
     ci = stats.quantile_test(logs, q=centre, p=0.5).confidence_interval(CONFIDENCE)
     if not (np.isfinite(ci.low) and np.isfinite(ci.high)):
         return Speedup(float(np.exp(centre)), None, None)
-    return Speedup(float(np.exp(centre)), float(np.exp(ci.low)), float(np.exp(ci.high)))
+    low, high = widen(centre, float(ci.low), float(ci.high), between) if between else (ci.low, ci.high)
+    return Speedup(float(np.exp(centre)), float(np.exp(low)), float(np.exp(high)))
 
 
 def _geomean_over_sittings(ratios: np.ndarray) -> Speedup:
@@ -67,18 +71,21 @@ ESTIMATOR = "median"
 
 
 def realized_speedup(base_times: list[float], variant_times: list[float], sittings: list[int] | None = None,
-                     seed: int = 0, estimator: str | None = ESTIMATOR) -> Speedup:
+                     seed: int = 0, estimator: str | None = ESTIMATOR, between: float = 0.0) -> Speedup:
     """The speedup of a variant over its baseline, with a 95 % interval.
 
     Measured in sittings (`sittings`: rounds in each), the interval is over sittings: their median
-    (`_median_over_sittings`), or for `estimator=None` (older records) their geometric mean.
+    (`_median_over_sittings`, widened by the between-run component `between`), or for `estimator=None`
+    (older records) their geometric mean.
     Otherwise it is the median ratio with a percentile bootstrap over paired rounds: round r of the
     baseline and round r of the variant were timed next to each other, so they are resampled together
     and drift that hit both cancels instead of widening the interval.
     """
     if sittings is not None and len(sittings) >= 2:
-        over = _median_over_sittings if estimator == ESTIMATOR else _geomean_over_sittings
-        return over(sitting_ratios(base_times, variant_times, sittings))
+        ratios = sitting_ratios(base_times, variant_times, sittings)
+        if estimator == ESTIMATOR:
+            return _median_over_sittings(ratios, between)
+        return _geomean_over_sittings(ratios)
     base, var = np.asarray(base_times), np.asarray(variant_times)
     ratio = float(_median_ratio(base, var))
     if len(base) != len(var) or len(base) < 3 or np.array_equal(base, var):

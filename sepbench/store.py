@@ -521,8 +521,10 @@ def _flatten(run: RunFile, record: CaseRecord) -> dict[str, Any]:
         "finished": record.finished,
         **record.case.as_dict(),
     }
-    for key in ("machine", "torch", "cpu", "gpu", "threads", "sepbench_commit", "onednn", "cudnn", "heap"):
+    for key in ("machine", "host", "torch", "cpu", "gpu", "threads", "sepbench_commit", "onednn", "cudnn", "heap"):
         row[f"env_{key}"] = env.get(key)
+    if row["env_host"]:  # two VMs of one kind share a name: the host tells them apart (older runs have none)
+        row["env_machine"] = f"{row['env_machine']}@{row['env_host'][:6]}"
     row["env_settings"] = ", ".join(f"{k}={v}" for k, v in sorted((env.get("settings") or {}).items()))
     row["run_started"] = run.header.started if run.header else None
     row["run_grid"] = run.header.grid_name if run.header else None

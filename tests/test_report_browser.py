@@ -206,7 +206,7 @@ def test_both_answers_with_their_numbers_on_the_first_screen(browser, server: st
         for number in (f"{s.b_slower} of {s.compared} cases slower", f"{s.b_faster} faster",
                        f"{ratio:.3f} [{low:.3f}–{high:.3f}]",
                        comparisons.build_kind(newest.header.a.environment["torch"]),
-                       f"{100 * s.median_d80:.1f} % change with 80 % power"):
+                       f"alone slowed by {100 * s.median_d80_alone:.1f} %"):
             assert number in upgrade, (number, upgrade)
         assert "Calibration:" in upgrade and ("false flag" in upgrade or "no calibration" in upgrade)
     for c in comparisons.network_upgrades(found):  # each network compared is named, with its own verdict,

@@ -13,9 +13,13 @@ one-sample t-test on them: each pair's median is one draw of its pair, whatever 
 Cases are flagged at a 5 % false discovery rate over all cases (Benjamini–Hochberg). `mdc` is the
 interval's half-width as a ratio: a true change that large would put the interval's edge at 1, so it is
 found about half the time (not at the 80 % power the words "minimum detectable change" suggest).
-`detectable` is the change found with 80 % power at the same level: the half-width stretched by
-(t_0.975 + t_0.80) / t_0.975 over the case's pairs; on the committed injected files, 96–100 % of the
-cases whose figure is at or below the injected 5 % were found.
+`detectable` is the change found with 80 % power by one test at 5 %: the half-width stretched by
+(t_0.975 + t_0.80) / t_0.975 over the case's pairs. That is the power where most cases changed, when
+Benjamini–Hochberg's threshold nears 5 %; a case that changed alone must reach about 5 % / (cases) instead,
+and `lone_detectable` gives the change found with 80 % power then (the noncentral t over the case's
+pairs, against the thresholds BH sets with every other case unchanged, `lone_thresholds`). `flag_share`
+predicts the share of cases an injected change of a given size is flagged in, by simulating the whole
+BH procedure from each case's own standard error.
 
 Protocol 2 (`ABHeader.protocol`) times each visit's rounds half with A first and half with B first: the
 second block of a round reads slower (about 1 % on the project's VMs), and a pair's median then sits
@@ -37,7 +41,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import optimize, special, stats
 
 from sepbench.ab.network import NETWORK
 
@@ -125,6 +129,82 @@ def detectable(mdc: pd.Series | np.ndarray, units: pd.Series | np.ndarray, power
     df = np.maximum(np.asarray(units, dtype=float) - 1, 1)
     critical = stats.t.ppf(0.5 + confidence / 2, df)
     return np.expm1(np.log1p(np.asarray(mdc, dtype=float)) * (1 + stats.t.ppf(power, df) / critical))
+
+
+def lone_thresholds(m: int, fdr: float = FDR, sims: int = 4000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The p-values at which Benjamini–Hochberg flags one changed case among `m − 1` unchanged ones, with
+    their probabilities (over draws of the unchanged cases' uniform p-values). The case is flagged at step
+    k when its p ≤ fdr·k/m and at least k − 1 of the others are ≤ fdr·k/m too: so it must reach
+    fdr·K/m for the largest such K, fdr/m most of the time."""
+    if m <= 1:
+        return np.array([fdr]), np.array([1.0])
+    nulls = np.sort(np.random.default_rng(seed).uniform(size=(sims, m - 1)), axis=1)
+    k = np.arange(2, m + 1)
+    ok = nulls[:, k - 2] <= fdr * k / m
+    steps = np.where(ok.any(axis=1), k[np.where(ok, k, 0).argmax(axis=1)], 1)
+    values, counts = np.unique(steps, return_counts=True)
+    return fdr * values / m, counts / sims
+
+
+def _lone_power(change: float, se: float, df: float, thresholds: np.ndarray, weights: np.ndarray) -> float:
+    """The chance that a slowdown of `change` (log ratio) in one case, of standard error `se` over `df`
+    degrees of freedom, is flagged (as slower) by BH among unchanged cases (`lone_thresholds`)."""
+    critical = stats.t.isf(thresholds / 2, df)
+    return float(np.sum(weights * stats.nct.sf(critical, df, change / se)))
+
+
+def lone_detectable(table: pd.DataFrame, power: float = 0.8, fdr: float = FDR) -> np.ndarray:
+    """Per case, the change (a fraction of A) found with `power` when it is the only case that changed: the
+    test the comparison makes, Benjamini–Hochberg over all its compared cases, not one test at 5 %.
+    From each case's own interval and pairs (the noncentral t); NaN where a case has no interval."""
+    df = np.maximum(table["instances"].where(table["instances"] > 0, table["rounds"]).to_numpy(float) - 1, 1)
+    half = np.log(table["high"].to_numpy(float) / table["low"].to_numpy(float)) / 2
+    se = half / stats.t.ppf(0.5 + CONFIDENCE / 2, df)
+    thresholds, weights = lone_thresholds(int(table["p"].notna().sum()), fdr)
+    out = np.full(len(table), np.nan)
+    for i, (s, d) in enumerate(zip(se, df, strict=True)):
+        if not (np.isfinite(s) and s > 0):
+            continue
+        top = 100 * s
+        while _lone_power(top, s, d, thresholds, weights) < power and top < 1e4 * s:
+            top *= 2
+        out[i] = np.expm1(optimize.brentq(lambda c, s=s, d=d: _lone_power(c, s, d, thresholds, weights) - power,
+                                          0.0, top, xtol=1e-6 * s))
+    return out
+
+
+def _shrunk_log_se(se: np.ndarray, df: np.ndarray, sims: int, rng: np.random.Generator) -> np.ndarray:
+    """Draws of each case's true log standard error, given its estimate over `df` degrees of freedom. An
+    estimate over a few pairs is noisy (log se² scatters by trigamma(df/2) around log σ² plus a known
+    bias), so the cases whose se came out small by chance would each promise a flag: each is drawn from
+    its posterior under a normal spread of log σ² over the cases, estimated from them (empirical Bayes,
+    as limma shrinks variances)."""
+    noise = special.polygamma(1, df / 2)  # variance of log(se² / σ²)
+    bias = special.digamma(df / 2) - np.log(df / 2)  # its mean
+    observed = np.log(se ** 2) - bias
+    spread = max(float(np.var(observed) - np.mean(noise)), 1e-12)
+    weight = spread / (spread + noise)
+    mean = weight * observed + (1 - weight) * float(np.mean(observed))
+    draws = rng.normal(mean, np.sqrt(weight * noise), size=(sims, len(se)))
+    return draws / 2
+
+
+def flag_share(table: pd.DataFrame, change: float, fdr: float = FDR, sims: int = 2000, seed: int = 0) -> float:
+    """The share of compared cases that Benjamini–Hochberg would flag as slower if every one of them were
+    slower by `change` (a fraction of A): simulated from each case's own standard error and pairs (and what
+    that error could be, given the pairs it came from). What an injected change should find."""
+    compared = table[table["p"].notna() & (table["high"] > table["low"])]
+    if compared.empty:
+        return float("nan")
+    df = np.maximum(compared["instances"].where(compared["instances"] > 0, compared["rounds"]).to_numpy(float) - 1, 1)
+    se = np.log(compared["high"].to_numpy(float) / compared["low"].to_numpy(float)) / 2 / stats.t.ppf(
+        0.5 + CONFIDENCE / 2, df)
+    rng = np.random.default_rng(seed)
+    sigma = np.exp(_shrunk_log_se(se, df, sims, rng))
+    t = stats.nct.rvs(df, np.log1p(change) / sigma, random_state=rng)
+    p = 2 * stats.t.sf(np.abs(t), df)
+    q = stats.false_discovery_control(p, axis=1)
+    return float(((q < fdr) & (t > 0)).mean())
 
 
 def half_width(a_s: list[float], b_s: list[float], instances: list[int] | None = None,
@@ -256,7 +336,8 @@ class Summary:
     median_ratio: float
     median_flagged: float
     median_mdc: float
-    median_d80: float  # the change found with 80 % power by the median case
+    median_d80: float  # the change found with 80 % power by the median case where most cases changed
+    median_d80_alone: float  # ... where it is the only case that changed (BH over all the compared cases)
     median_rounds: float
     ks_p: float
     position: float  # the second block of a round against the first, median over the cases
@@ -276,6 +357,7 @@ def summarize(table: pd.DataFrame) -> Summary:
         median_flagged=float(flagged["ratio"].median()) if len(flagged) else np.nan,
         median_mdc=float(compared["mdc"].median()) if some else np.nan,
         median_d80=float(compared["d80"].median()) if some and "d80" in compared else np.nan,
+        median_d80_alone=float(compared["d80_alone"].median()) if some and "d80_alone" in compared else np.nan,
         median_rounds=float(compared["rounds"].median()) if some else np.nan,
         ks_p=float(stats.kstest(compared["p"], "uniform").pvalue) if len(compared) >= 5 else np.nan,
         position=float(np.exp(compared["position"].median()))
@@ -319,6 +401,7 @@ def case_table(records: list[ABCaseRecord], by_order: bool = False, control: Con
                "position"]
     table = pd.DataFrame(rows, columns=columns)
     table["d80"] = detectable(table["mdc"], table["instances"].where(table["instances"] > 0, table["rounds"]))
+    table["d80_alone"] = lone_detectable(table) if len(table) else np.nan
     return verdicts(table, control=control)
 
 

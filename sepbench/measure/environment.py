@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import platform
 import re
@@ -72,10 +74,22 @@ def settings() -> dict[str, str]:
     return {k: v for k, v in sorted(os.environ.items()) if k.startswith(SETTINGS_PREFIXES)}
 
 
+def host_id() -> str | None:
+    """This host, hashed: the machine id with this boot's id, so that two VMs of one kind (one image, one
+    `machine` name) are two environments, and so is one VM after a reboot, which may land on other
+    hardware. None where Linux's ids are not there."""
+    parts = []
+    for path in ("/etc/machine-id", "/proc/sys/kernel/random/boot_id"):
+        with contextlib.suppress(OSError):
+            parts.append(Path(path).read_text().strip())
+    return hashlib.sha256(":".join(parts).encode()).hexdigest()[:12] if parts else None
+
+
 def fingerprint(device: str, threads: int) -> dict:
     """Touches CUDA only when `device` is cuda."""
     env: dict = {
         "machine": machine_name(),
+        "host": host_id(),
         "sepbench": sepbench.__version__,
         "sepbench_commit": _git_commit(),
         "python": platform.python_version(),

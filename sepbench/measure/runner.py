@@ -33,7 +33,7 @@ from sepbench.budget import Budget
 from sepbench.case import Case, tensor_elements
 from sepbench.errors import SepbenchError
 from sepbench.grid import Grid, group_cases
-from sepbench.measure import attribution, compiled, machine, memory, sitting
+from sepbench.measure import attribution, between, compiled, machine, memory, sitting
 from sepbench.measure.environment import fingerprint
 from sepbench.measure.peaks import Peaks, measure_peaks
 from sepbench.measure.timer import (
@@ -134,6 +134,7 @@ class OpenRun:
     run_id: str
     peaks: dict[str, Peaks]
     outcome: RunOutcome
+    between_run: between.Between  # the between-run component every interval holds
     logs: list[RoundLog] = field(default_factory=list)
     extras_s: list[float] = field(default_factory=lambda: [0.0, 0])  # seconds spent on extras, cases served
 
@@ -286,9 +287,13 @@ class Runner:
             self._announce(say, None)
             peaks = {d: Peaks(**p) for d, p in prior.header.peaks.items()}
             done = {r.case_id for r in read_run(prior.path).records}  # as of holding the lock
-            return self._opened(results, done, prior.header.run_id, peaks)
+            b = prior.header.between_run
+            tau = between.Between(b["tau"], b["source"], b.get("pairs", 0)) if b else between.Between(0.0, "none")
+            return self._opened(results, done, prior.header.run_id, peaks, tau)
         self._announce(say, "measuring this machine's peaks (the roofline's ceilings)…")
         peaks = {d: measure_peaks(d, self.threads) for d in self.plan.devices}
+        tau = between.for_run(self.out_dir, self.grid.digest(),
+                              {k: env.get(k) for k in ("host", "torch", "device", "threads")})
         run_id = uuid.uuid4().hex[:12]
         header = RunHeader(
             run_id=run_id, grid_name=self.grid.name, grid_digest=self.grid.digest(),
@@ -298,13 +303,15 @@ class Runner:
             thread_policy=self.thread_policy,
             compile_cache={"folder": str(self.compile_cache), "state": compiled.cache_state(self.compile_cache)}
             if self.compiles else None,
+            between_run=tau.as_dict(),
         )
-        return self._opened(ResultsFile.create(self.out_dir, header), set(), run_id, peaks)
+        return self._opened(ResultsFile.create(self.out_dir, header), set(), run_id, peaks, tau)
 
-    def _opened(self, results: ResultsFile, done: set[str], run_id: str, peaks: dict[str, Peaks]) -> OpenRun:
+    def _opened(self, results: ResultsFile, done: set[str], run_id: str, peaks: dict[str, Peaks],
+                tau: between.Between) -> OpenRun:
         outcome = RunOutcome(results.path, dropped=self.plan.dropped, already_done=len(done),
                              total=len(self.plan.cases))
-        return OpenRun(results, done, run_id, peaks, outcome)
+        return OpenRun(results, done, run_id, peaks, outcome, tau)
 
     def _announce(self, say: Callable[[str], None] | None, next_step: str | None) -> None:
         busy = self.check_machine()
@@ -392,7 +399,7 @@ class Runner:
             return None
         if self.settings.target is None or not set(g.baselines.values()) & set(tally.times):
             return "rounds"  # no interval to wait for
-        if tally.narrow(g.baselines, self.settings.target):
+        if tally.narrow(g.baselines, self.settings.target, o.between_run.tau):
             return "target"
         if tally.rounds + self.settings.sitting_rounds > self.settings.max_rounds:
             return "rounds"
@@ -530,19 +537,22 @@ class Runner:
         realized = None
         if case.id != base.id and base.id in timings:
             base_times = timings[base.id].times
-            s = realized_speedup(base_times, t.times, t.sittings)
+            tau = o.between_run.tau if t.sittings else 0.0
+            s = realized_speedup(base_times, t.times, t.sittings, between=tau)
             half = (s.high - s.low) / 2 / s.ratio if s.low is not None and s.high is not None else None
             # A group that compiled a graph while its blocks were timed mixed two codes: it says so.
             recompiled = bool(t.log and t.log.recompiled)
             unstable = half is None or half > self.settings.target or recompiled
-            why = "recompiled" if recompiled else diagnose(base_times, t.times, t.log) if unstable else None
+            why = "recompiled" if recompiled else diagnose(base_times, t.times, t.log, t.sittings) if unstable else None
             realized = RealizedFigures(speedup=s.ratio, low=s.low, high=s.high, efficiency=s.ratio / tf.speedup,
                                        spread=spread(base_times, t.times), unstable=unstable, half_width=half,
-                                       reason=why, estimator=ESTIMATOR if t.sittings else None)
+                                       reason=why, estimator=ESTIMATOR if t.sittings else None,
+                                       between_run=tau if t.sittings else None)
         twin = replace(case, compile="eager")
         vs_eager = None
         if case.compiled and twin.id in timings:
-            e = realized_speedup(timings[twin.id].times, t.times, t.sittings)
+            e = realized_speedup(timings[twin.id].times, t.times, t.sittings,
+                                 between=o.between_run.tau if t.sittings else 0.0)
             vs_eager = VersusEager(ratio=e.ratio, low=e.low, high=e.high)
         return CaseRecord(
             run_id=o.run_id, case_id=case.id, group_id=case.group_id, case=case, status="ok",

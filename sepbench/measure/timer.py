@@ -189,13 +189,14 @@ def _baseline_of(baseline: Baselines, name: str) -> str:
 
 
 def narrow_enough(times: Mapping[str, list[float]], baseline: Baselines, target: float,
-                  sittings: list[int] | None = None) -> bool:
-    """Whether every variant's realized-speedup interval lies within ±target of its ratio."""
+                  sittings: list[int] | None = None, between: float = 0.0) -> bool:
+    """Whether every variant's realized-speedup interval (the between-run component `between` in it)
+    lies within ±target of its ratio."""
     for name, t in times.items():
         base_name = _baseline_of(baseline, name)
         if name == base_name or base_name not in times:
             continue
-        s = realized_speedup(times[base_name], t, sittings)
+        s = realized_speedup(times[base_name], t, sittings, between=between)
         if s.low is None or s.high is None or (s.high - s.low) / 2 / s.ratio > target:
             return False
     return True
@@ -299,9 +300,9 @@ class SittingTally:
         self.log.recompiled += part.recompiled
         self.sittings.append(len(first.times))
 
-    def narrow(self, baseline: Baselines, target: float) -> bool:
+    def narrow(self, baseline: Baselines, target: float, between: float = 0.0) -> bool:
         known = baseline in self.times if isinstance(baseline, str) else bool(set(baseline.values()) & set(self.times))
-        return known and narrow_enough(self.times, baseline, target, self.sittings)
+        return known and narrow_enough(self.times, baseline, target, self.sittings, between)
 
     def timings(self) -> dict[str, Timing]:
         numbers = self.numbers or {}
@@ -336,34 +337,50 @@ def measure_sittings(sit: Sitting, *, baseline: str, target: float | None, allow
     return tally.timings()
 
 
-# The probe's 90th over 10th percentile above this: the machine changed speed during the group.
-PROBE_DRIFT_MAX = 1.2
+# A reason is named where the data show it beyond their own noise: at this significance level (each test
+# compares the signal with its own scatter, so no threshold depends on how noisy the machine is).
+REASON_P = 0.01
+# Blocks re-taken past this share of the blocks kept: the machine took the CPU from the group.
+CONTENDED_SHARE = 0.25
 
 
-def diagnose(base_times: list[float], times: list[float], log: RoundLog | None) -> str:
-    """Why a speedup's interval stayed wide: 'contended' (the machine was taken from the blocks),
-    'drifting' (the machine's speed, or the ratio, moved over the rounds), 'bimodal' (the per-round
-    ratios fall in two clusters), or 'noisy' (none of these: the layer's own jitter)."""
-    if log is not None and (log.kept_contended or log.retaken_total > 0.25 * max(log.blocks, 1)):
+def diagnose(base_times: list[float], times: list[float], log: RoundLog | None,
+             sittings: list[int] | None = None) -> str:
+    """Why a speedup's interval stayed wide, from the rounds' ratios (each test against their own noise):
+    'contended' (the machine took the CPU from the blocks), 'drifting' (the ratio follows the machine's
+    speed, as the probe read it before each round, or trends over the run), 'bimodal' (the per-round ratios
+    fall in two clusters), 'sittings' (each sitting on fresh tensors keeps a ratio of its own, further apart
+    than its rounds), or 'noisy' (none of these: the layer's own jitter)."""
+    if log is not None and (log.kept_contended or log.retaken_total > CONTENDED_SHARE * max(log.blocks, 1)):
         return "contended"
-    drift = machine.probe_drift(log.probe_s) if log is not None else None
-    if drift is not None and drift > PROBE_DRIFT_MAX:
-        return "drifting"
     ratios = np.log(np.asarray(base_times) / np.asarray(times))
-    if len(ratios) >= 8:
-        from scipy import stats
+    if len(ratios) < 8:
+        return "noisy"
+    from scipy import stats
 
-        rho, p = stats.spearmanr(np.arange(len(ratios)), ratios)
-        if p < 0.01 and abs(rho) > 0.5:
+    order = np.arange(len(ratios))
+    probe = np.asarray(log.probe_s) if log is not None else np.empty(0)
+    for against in ([probe] if len(probe) == len(ratios) else []) + [order]:
+        if np.ptp(against) > 0 and np.ptp(ratios) > 0 and stats.spearmanr(against, ratios).pvalue < REASON_P:
             return "drifting"
-        ordered = np.sort(ratios)
-        k = len(ordered) // 5
-        gaps = np.diff(ordered[k:len(ordered) - k])
-        if len(gaps):
-            cut = k + int(np.argmax(gaps))
-            low, high = ordered[: cut + 1], ordered[cut + 1:]
-            within = max(float(np.median(np.abs(low - np.median(low)))),
-                         float(np.median(np.abs(high - np.median(high)))), 1e-12)
-            if float(np.max(gaps)) > 4 * within:
-                return "bimodal"
+    if _bimodal(ratios):
+        return "bimodal"
+    if sittings and len(sittings) >= 3 and min(sittings) >= 2 and sum(sittings) == len(ratios):
+        parts = np.split(ratios, np.cumsum(sittings)[:-1])
+        if np.ptp(ratios) > 0 and stats.kruskal(*parts).pvalue < REASON_P:
+            return "sittings"
     return "noisy"
+
+
+def _bimodal(ratios: np.ndarray) -> bool:
+    """Whether the ratios' middle 60 % has one gap far wider than the scatter on either side of it."""
+    ordered = np.sort(ratios)
+    k = len(ordered) // 5
+    gaps = np.diff(ordered[k:len(ordered) - k])
+    if not len(gaps):
+        return False
+    cut = k + int(np.argmax(gaps))
+    low, high = ordered[: cut + 1], ordered[cut + 1:]
+    within = max(float(np.median(np.abs(low - np.median(low)))),
+                 float(np.median(np.abs(high - np.median(high)))), 1e-12)
+    return float(np.max(gaps)) > 4 * within

@@ -146,7 +146,7 @@ def _unstable(timings: Mapping[str, Timing], target: float) -> str | None:
         half = (speed.high - speed.low) / 2 / speed.ratio if speed.low and speed.high else float("inf")
         if half > target and half >= widest:
             widest, worst = half, t
-    return None if worst is None else diagnose(ref.times, worst.times, ref.log)
+    return None if worst is None else diagnose(ref.times, worst.times, ref.log, ref.sittings)
 
 
 def _count(into: RoundLog | None, timings: Mapping[str, Timing]) -> RoundLog:

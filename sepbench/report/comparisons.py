@@ -83,6 +83,11 @@ class ComparisonReport:
         return self.header.aa
 
     @property
+    def predicted_share(self) -> float | None:
+        """For an injected change: the share of cases the power figure says it should be found in."""
+        return ab_stats.flag_share(self.table, self.header.inject) if self.header.inject else None
+
+    @property
     def compiled(self) -> bool:
         """Its cases ran through `torch.compile`: a question of its own beside the eager layers'."""
         return any(how != "eager" for how in (self.header.grid.get("grid") or {}).get("compile") or ["eager"])
@@ -113,12 +118,27 @@ class ComparisonReport:
         return f"{self.kind}: {self.sides} · {machine} · {device} · {threads} thr · {self.stamp}"
 
     @property
-    def upgrade(self) -> bool:
-        """Two PyTorch releases under the same settings: what "did the upgrade make it worse" asks about."""
+    def releases_differ(self) -> bool:
+        """Two PyTorch releases under the same settings, whatever their builds."""
         h = self.header
         return (not h.aa and h.a.env == h.b.env
                 and str(h.a.environment.get("torch", "")).partition("+")[0]
                 != str(h.b.environment.get("torch", "")).partition("+")[0])
+
+    @property
+    def builds(self) -> str | None:
+        """'2.13.0 CPU build vs 2.14.1 CUDA 13.0 build' where the two sides' builds differ, else None: then the
+        release is not the only difference, and the comparison is not the upgrade's answer."""
+        a, b = (str(side.environment.get("torch", "?")) for side in (self.header.a, self.header.b))
+        if build_kind(a) == build_kind(b):
+            return None
+        return f"{a.partition('+')[0]} {build_kind(a)} vs {b.partition('+')[0]} {build_kind(b)}"
+
+    @property
+    def upgrade(self) -> bool:
+        """Two PyTorch releases of one kind of build under the same settings: what "did the upgrade make it
+        worse" asks about (a CPU build against a CUDA build differs in more than the release)."""
+        return self.releases_differ and self.builds is None
 
     @property
     def flagged(self) -> pd.DataFrame:
@@ -260,6 +280,13 @@ def network_words(c: ComparisonReport) -> str:
             f"{slower} of {len(sites)} conv site shapes slower, {faster} faster; most carried by {top}.")
 
 
+def power_words(s: ab_stats.Summary, unit: str) -> str:
+    """The power of the test the comparison makes (Benjamini–Hochberg over all its cases), lone change first."""
+    return (f"with 80 % power, the median {unit} is flagged when it alone slowed by {100 * s.median_d80_alone:.1f} %, "
+            f"or by {100 * s.median_d80:.1f} % where most {unit}s changed (Benjamini–Hochberg over "
+            f"{s.compared} {unit}s)")
+
+
 def calibration_words(c: ComparisonReport) -> str:
     """What vouches for a comparison: A/A false flags and the power to find an injected change, from the
     calibration files of its method on its machine, and its own in-run control."""
@@ -287,8 +314,7 @@ def verdict(c: ComparisonReport) -> tuple[str, str]:
     machine, device, threads = c.machine
     if c.network is not None:
         return network_words(c), (f"On {machine} ({device}, {threads} thread{'s' if threads != 1 else ''}), paired "
-                                  f"block by block. Calibration: {calibration_words(c)}; the median site finds a "
-                                  f"{100 * s.median_d80:.1f} % change with 80 % power.")
+                                  f"block by block. Calibration: {calibration_words(c)}; {power_words(s, 'site')}.")
     ratio, low, high = c.median_interval()
     moved = c.flagged[c.flagged["verdict"].isin(ab_stats.FLAGS)]
     lead = f"{s.b_slower} of {s.compared} cases slower, {s.b_faster} faster"
@@ -296,6 +322,8 @@ def verdict(c: ComparisonReport) -> tuple[str, str]:
         change = np.abs(np.expm1(np.log(moved["ratio"].to_numpy())))
         lead += (f", by a median {100 * float(np.median(change)):.1f} % ({100 * change.min():.1f}–"
                  f"{100 * change.max():.1f} %)")
+    if c.builds is not None:
+        lead = f"Not the upgrade alone, since the builds differ ({c.builds}): {lead}"
     lead += (f": {side_words(h.b)} against {side_words(h.a)} on {machine} ({device}, {threads} "
              f"thread{'s' if threads != 1 else ''}), paired block by block; median B / A over all cases "
              f"{ratio:.3f} [{low:.3f}–{high:.3f}].")
@@ -303,6 +331,5 @@ def verdict(c: ComparisonReport) -> tuple[str, str]:
               if len(moved) else "")
     if s.withheld:
         detail += f"{s.withheld} flags no larger than the control's bias withheld. "
-    detail += (f"Calibration: {calibration_words(c)}; the median case finds a {100 * s.median_d80:.1f} % change "
-               "with 80 % power.")
+    detail += f"Calibration: {calibration_words(c)}; {power_words(s, 'case')}."
     return lead, detail

@@ -47,7 +47,9 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "memory_format": ("", "contiguous (NCHW) or channels_last (NHWC)"),
     "cudnn_benchmark": ("", "CUDA: cudnn.benchmark autotuning on (empty on the CPU)"),
     "threads": ("", "intra-op threads the case was timed with"),
-    "env_machine": ("", "machine name (SEPBENCH_MACHINE or the host's)"),
+    "env_machine": ("", "machine name (SEPBENCH_MACHINE or the host's), then @ and the host's first 6 characters "
+                        "where the run recorded one"),
+    "env_host": ("", "this host, hashed (machine id and boot id; empty in older runs)"),
     "env_torch": ("", "PyTorch version"),
     "env_cpu": ("", "CPU model"),
     "env_gpu": ("", "GPU model"),
@@ -90,16 +92,19 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "run_contended": ("", "the run was taken on a contended machine (busy at an end, or > 5 % re-taken)"),
     "realized_speedup": ("×", "realized speedup: median over sittings of baseline median / variant median "
                               "(realized_estimator empty: the geometric mean; older runs: one sitting)"),
-    "realized_low": ("×", "lower end of its 95 % interval (order statistics over sittings; realized_estimator "
-                          "empty: Student t; older runs: bootstrap over rounds)"),
+    "realized_low": ("×", "lower end of its 95 % interval (order statistics over sittings, widened by "
+                          "realized_between_run; realized_estimator empty: Student t; older runs: bootstrap over "
+                          "rounds)"),
     "realized_high": ("×", "upper end of its 95 % interval"),
     "realized_efficiency": ("", "realized / theoretical speedup"),
     "realized_spread": ("", "IQR / median of the per-round speedups"),
     "realized_unstable": ("", "the interval did not reach the run's target within its budget (older runs: "
                                "realized_spread above the run's threshold after one re-measure)"),
     "realized_half_width": ("", "the 95 % interval's half-width relative to the speedup"),
-    "realized_reason": ("", "why unstable: contended, drifting, bimodal or noisy"),
+    "realized_reason": ("", "why unstable: contended, drifting, bimodal, sittings or noisy (timer.diagnose)"),
     "realized_estimator": ("", "how the sittings were summed up: median (empty: geometric mean, older runs)"),
+    "realized_between_run": ("log", "τ, the between-run standard deviation added to the interval in quadrature "
+                                    "(empty: the interval is over sittings only, older runs)"),
     "achieved_flops": ("FLOP/s", "theory_flops_step / timing_median_s"),
     "roofline_share": ("", "share of the roofline bound reached: theory_roofline_s / timing_median_s"),
     "measured_memory_bytes": ("bytes", "measured peak memory rise of one step (method in measured_memory_method)"),

@@ -4,7 +4,7 @@ figure comes from the store or the cost model."""
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -179,6 +179,25 @@ def machine_line(thread_policy: str, start: dict[str, float] | None, end: RunEnd
     return f"machine: {thread_policy}; {load}; {end.retaken_share:.1%} of blocks re-taken (contended){drift}"
 
 
+def resolution_line(df: pd.DataFrame, grid: str, between_run: dict[str, Any] | None) -> str | None:
+    """What resolution this run reached on this machine (its variants' median half-width), beside the
+    between-run part every interval holds and what the docs measured for the grid elsewhere."""
+    from sepbench.measure.between import DOCUMENTED, Z95
+
+    v = df[df["realized_speedup"].notna()] if "realized_speedup" in df else df.iloc[:0]
+    if v.empty or v["realized_half_width"].isna().all():
+        return None
+    text = (f"resolution: median half-width ±{v['realized_half_width'].median():.1%} over {len(v)} variants, "
+            f"{int(v['realized_unstable'].sum())} above the target")
+    if between_run:
+        text += f"; each interval holds ±{Z95 * between_run['tau']:.1%} between runs ({between_run['source']})"
+    documented = DOCUMENTED.get(grid)
+    if documented:
+        low, high, where = documented
+        text += f"; measured for {grid} on the reference VMs: ±{low:.1%} to ±{high:.1%} ({where})"
+    return text
+
+
 def layers_table(cost: Cost, title: str, stages_only: bool = False) -> Table:
     table = Table(title=title, title_justify="left", header_style="bold", pad_edge=False)
     columns: tuple[tuple[str, Literal["left", "right"]], ...] = (
@@ -304,8 +323,9 @@ def ab_summary_line(s: Summary, path: Path) -> str:
     """A finished comparison in one line: counts, flags by direction, median ratio, resolution."""
     return (f"{s.compared} of {s.cases} cases compared; {s.flagged} flagged at a 5 % false discovery rate "
             f"({s.b_slower} B slower, {s.b_faster} B faster); median ratio B/A {s.median_ratio:.4f}, median "
-            f"half-width of the intervals {100 * s.median_mdc:.2f} % (a change that large is found about half the "
-            f"time; one of {100 * s.median_d80:.2f} % with 80 % power) → {path}")
+            f"half-width of the intervals {100 * s.median_mdc:.2f} %; with 80 % power the median case is flagged when "
+            f"it alone changed by {100 * s.median_d80_alone:.2f} %, or by {100 * s.median_d80:.2f} % where most cases "
+            f"changed → {path}")
 
 
 def control_line(control: Control | None, summary: Summary) -> str:

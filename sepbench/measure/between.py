@@ -1,0 +1,135 @@
+"""What moves a speedup between runs that one run's sittings do not sample: a variance component.
+
+A run spreads each group's sittings over its length, so the machine's spells within the run, fresh
+tensors and the order of the rounds are in its interval. What a run holds fixed is not: the spell the
+whole run fell in, the process (its heap's layout, oneDNN's primitive choices) and the host. Two runs
+of one grid then differ by more than their intervals allow (`docs/measuring.md`, "Intervals that
+cover a re-run"). The between-run component τ is the standard deviation, on the log scale, of that
+extra move, estimated from pairs of complete runs of one grid by the method of moments:
+
+    E[(log s₁ − log s₂)²] = se₁² + se₂² + 2 τ²
+
+pooled over every variant both runs hold (se from each run's own interval over sittings). A run adds τ
+to each interval in quadrature, so its interval is about a re-run, not only about its own sittings.
+
+Which τ: from earlier complete runs of the grid on this host, torch and thread count in the output
+folder (two are enough), else from the committed runs of `default` on the VM kind sepbench is measured
+on (`REFERENCE`), which the run names as its source.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+Z95 = 1.959963984540054
+
+# The committed repeat runs τ falls back to: `default` on the 2-core VM, quiet and beside one busy
+# process (the runs beside two busy processes saturate their intervals and say nothing of τ).
+REFERENCE = [f"results/trust/default-cpu-vm-torch2.13.0+cpu-20261130T{t}Z.jsonl"
+             for t in ("114724", "115343", "120051", "120756")]
+# τ pooled over every pair of `REFERENCE`, as `estimate` computes it (re-derived by tests/test_between.py).
+REFERENCE_TAU = 0.0080
+
+# A grid's median half-width as measured with τ in its intervals, lowest and highest over the committed
+# runs on the reference VMs, and where the docs show them (re-derived by tests/test_between.py).
+DOCUMENTED: dict[str, tuple[float, float, str]] = {}
+
+
+@dataclass(frozen=True)
+class Between:
+    tau: float  # the between-run standard deviation of a log speedup
+    source: str  # where it comes from, as the run says it
+    pairs: int = 0  # pairs of runs it was estimated from (0: the reference)
+
+    def as_dict(self) -> dict[str, float | str | int]:
+        return {"tau": self.tau, "source": self.source, "pairs": self.pairs}
+
+
+@dataclass(frozen=True)
+class Estimate:
+    log_ratio: float
+    se_low: float  # the within-run interval's lower and upper half-widths on the log scale, over 1.96
+    se_high: float
+
+    @property
+    def se(self) -> float:
+        return (self.se_low + self.se_high) / 2
+
+
+def within(speedup: float, low: float, high: float, tau: float | None) -> Estimate:
+    """A recorded interval with the between-run part taken out again: what the run's sittings alone gave."""
+    centre = math.log(speedup)
+    extra = (Z95 * (tau or 0.0)) ** 2
+
+    def part(half: float) -> float:
+        return math.sqrt(max(half * half - extra, 0.0)) / Z95
+
+    return Estimate(centre, part(centre - math.log(low)), part(math.log(high) - centre))
+
+
+def widen(centre: float, low: float, high: float, tau: float) -> tuple[float, float]:
+    """An interval over sittings (log scale) with the between-run component added in quadrature on each side."""
+    extra = Z95 * tau
+    return centre - math.hypot(centre - low, extra), centre + math.hypot(high - centre, extra)
+
+
+def estimate(runs: Sequence[dict[str, Estimate]]) -> tuple[float, int]:
+    """τ pooled over every pair of runs (each: case id → its within-run estimate), and the pairs used."""
+    excess: list[float] = []
+    pairs = 0
+    for a, b in itertools.combinations(runs, 2):
+        shared = a.keys() & b.keys()
+        if not shared:
+            continue
+        pairs += 1
+        excess += [((a[k].log_ratio - b[k].log_ratio) ** 2 - a[k].se ** 2 - b[k].se ** 2) / 2 for k in shared]
+    if not excess:
+        return REFERENCE_TAU, 0
+    return math.sqrt(max(sum(excess) / len(excess), 0.0)), pairs
+
+
+def estimates(records: Iterable[dict]) -> dict[str, Estimate]:
+    """Each variant's within-run estimate from a run's records (as `store.read_run` gives them, dumped)."""
+    out = {}
+    for r in records:
+        real = r.get("realized") or {}
+        if r.get("status") == "ok" and real.get("low") and real.get("high"):
+            out[r["case_id"]] = within(real["speedup"], real["low"], real["high"], real.get("between_run"))
+    return out
+
+
+def reference(root: Path) -> float:
+    """τ from the committed reference runs under `root` (the repository): how `REFERENCE_TAU` is derived."""
+    from sepbench.store import read_run
+
+    runs = [estimates(r.model_dump(mode="json") for r in read_run(root / p).records) for p in REFERENCE]
+    return estimate(runs)[0]
+
+
+def for_run(folder: Path, grid_digest: str, same: dict[str, object]) -> Between:
+    """τ for a new run: from the folder's complete runs of the grid on this host, torch and thread count
+    when there are two or more, else the reference."""
+    from sepbench.store import read_run
+
+    runs = []
+    for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
+        try:
+            run = read_run(path)
+        except Exception:  # a damaged or foreign file says nothing of τ
+            continue
+        h = run.header
+        if h is None or run.end is None or getattr(h, "grid_digest", None) != grid_digest:
+            continue
+        env = getattr(h, "environment", {})
+        if env.get("host") is None or any(env.get(k) != v for k, v in same.items()):
+            continue
+        runs.append(estimates(r.model_dump(mode="json") for r in run.records))
+    if len(runs) >= 2:
+        tau, pairs = estimate(runs[-4:])  # the newest few: the host's present, not its history
+        return Between(tau, f"measured on this host from {len(runs[-4:])} earlier runs of this grid", pairs)
+    return Between(REFERENCE_TAU, "the reference VM's (results/trust); run this grid twice here to measure "
+                   "this host's")
