@@ -561,6 +561,7 @@ def heaviest_cpu_geometry() -> Iterator[str]:
 
 
 # Protocol 2 of `sepbench ab` (docs/ab.md): the calibration files of 30 November, re-derived by hand.
+AHEAD = "2.14.1 CUDA 13.0 build (A) → 2.15.0 CUDA 13.2 build (B)"
 P2_FILES: dict[str, str] = {
     "A/A": f"{AA}-20261130T144555Z.jsonl",
     "A/A, again": f"{AA}-20261130T152817Z.jsonl",
@@ -570,8 +571,15 @@ P2_FILES: dict[str, str] = {
     "A/A, slice 1, B slowed 5 % (`--inject 5`)": f"slices/{AA}-inject5pct-20261130T152320Z.jsonl",
     "`DNNL_MAX_CPU_ISA=AVX2` (B) against the default ISA (A)":
         "ab-default-cpu-vm-torch2.13.0+cpu-vs-torch2.13.0+cpu-DNNL_MAX_CPU_ISA_AVX2-20261130T154813Z.jsonl",
-    "2.13.0 (A) → 2.14.1 (B)": "ab-default-cpu-vm-torch2.13.0+cpu-vs-torch2.14.1+cu130-20261130T161839Z.jsonl",
-    "2.12.0 (A) → 2.13.0 (B)": "ab-default-cpu-vm-torch2.12.0+cu130-vs-torch2.13.0+cpu-20261130T163507Z.jsonl",
+    "2.13.0 CPU build (A) → 2.14.1 CUDA build (B)":
+        "ab-default-cpu-vm-torch2.13.0+cpu-vs-torch2.14.1+cu130-20261130T161839Z.jsonl",
+    "2.12.0 CUDA build (A) → 2.13.0 CPU build (B)":
+        "ab-default-cpu-vm-torch2.12.0+cu130-vs-torch2.13.0+cpu-20261130T163507Z.jsonl",
+    "2.13.0 (A) → 2.14.1 (B), both registry builds":
+        "ab-default-cpu-vm-torch2.13.0+cu130-vs-torch2.14.1+cu130-20261206T*.jsonl",
+    "A/A, B slowed 3 % (`--inject 3`)": f"{AA}-inject3pct-20261206T*.jsonl",
+    "A/A beside one busy process": f"{AA}-20261206T*.jsonl",
+    AHEAD: "ab-default-cpu-vm-torch2.14.1+cu130-vs-torch2.15.0+cu132-20261206T*.jsonl",
 }
 
 
@@ -615,16 +623,18 @@ def p2_comparison(pattern: str) -> dict:
 
 
 def p2_table() -> str:
-    lines = ["| comparison | file (`results/ab/`) | flagged of cases (B slower / faster) | within control "
+    lines = ["| comparison | VM, day | file (`results/ab/`) | flagged of cases (B slower / faster) | within control "
              "| median B / A | KS p | second block | median ± half-width "
              "| control: false flags of cases, bias [95 %] | wall time |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, pattern in P2_FILES.items():
         c = p2_comparison(pattern)
         ok, kept = c["table"], c["kept"]
         path = committed(f"ab/{pattern}")[0].relative_to(RESULTS / "ab")
         b = c["bias"]
-        lines.append(f"| {name} | `{path}` | {len(kept)} of {len(ok)} ({int((kept['ratio'] > 1).sum())} / "
+        cpu = c["header"]["a"]["environment"]["cpu"].replace("(R)", "").replace(" Processor", "").split(" @")[0]
+        lines.append(f"| {name} | {cpu}, {c['header']['started'][:10]} | `{path}` | {len(kept)} of {len(ok)} "
+                     f"({int((kept['ratio'] > 1).sum())} / "
                      f"{int((kept['ratio'] < 1).sum())}) | {c['withheld']} | {ok['ratio'].median():.4f} | "
                      f"{c['ks_p']:.2f} | ×{c['position']:.4f} | {100 * ok['mdc'].median():.2f} % | "
                      f"{c['control_flags']} of {len(c['control'])}, {b[0]:.4f} [{b[1]:.4f}–{b[2]:.4f}] | "
@@ -690,8 +700,8 @@ def isa_agreement() -> str:
             f"median {100 * noise:.1f} % from the paired one (correlation {corr:.2f} in log)")
 
 
-UPGRADE = "2.13.0 (A) → 2.14.1 (B)"  # the upgrade ahead
-AGAIN = "2.12.0 (A) → 2.13.0 (B)"  # the upgrade behind, again under protocol 2
+UPGRADE = "2.13.0 (A) → 2.14.1 (B), both registry builds"  # the upgrade ahead, like for like
+AGAIN = "2.12.0 CUDA build (A) → 2.13.0 CPU build (B)"  # the upgrade behind, again under protocol 2
 
 
 def verdict_table(pattern: str, a: str, b: str) -> str:
@@ -720,17 +730,86 @@ def upgrade_line() -> str:
     slower, faster = kept[kept["ratio"] > 1], kept[kept["ratio"] < 1]
     b = c["bias"]
     path = committed(f"ab/{P2_FILES[UPGRADE]}")[0].name
-    return (f"**Did the upgrade make it slower?** Paired case by case, torch 2.14.1 reads {len(slower)} of the "
-            f"{len(ok)} `default` cases slower than 2.13.0, by {100 * (slower['ratio'].min() - 1):.1f}–"
-            f"{100 * (slower['ratio'].max() - 1):.1f} % (median {100 * (slower['ratio'].median() - 1):.1f} %), "
-            f"and {len(faster)} faster; the comparison's in-run control, one side's workers against each other "
+    return (f"**Did the upgrade make it slower?** Paired case by case between the registry's builds of both "
+            f"releases (like for like), torch 2.14.1 reads {len(slower)} of the "
+            f"{len(ok)} `default` cases slower than 2.13.0"
+            + (f", by {100 * (slower['ratio'].min() - 1):.1f}–{100 * (slower['ratio'].max() - 1):.1f} % (median "
+               f"{100 * (slower['ratio'].median() - 1):.1f} %)," if len(slower) else "")
+            + f" and {len(faster)} faster; the comparison's in-run control, one side's workers against each other "
             f"on {len(c['control'])} of the cases, flagged {c['control_flags']} and read a bias of {b[0]:.4f} "
-            f"[{b[1]:.4f}–{b[2]:.4f}] (`results/ab/{path}`; [more](docs/ab.md#the-upgrade-ahead-and-the-one-behind)).")
+            f"[{b[1]:.4f}–{b[2]:.4f}]; {lone_power(P2_FILES[UPGRADE])} (`results/ab/{path}`; "
+            f"[more](docs/ab.md#the-upgrade-ahead-and-the-one-behind)).")
+
+
+def lone_power(pattern: str) -> str:
+    """What the comparison's test finds with 80 % power, as sepbench states it (`ab.stats`): the figure the
+    suite's simulated comparisons check (tests/test_ab_power.py), not re-derived here."""
+    from sepbench.ab import stats as ab_stats
+    from sepbench.store import read
+
+    (path,) = committed(f"ab/{pattern}")
+    found = read(path)
+    s = ab_stats.summarize(ab_stats.comparison(found.records, found.header.protocol)[0])
+    return (f"with 80 % power a case is flagged when it alone slowed by {100 * s.median_d80_alone:.1f} % "
+            f"(the median case; {100 * s.median_d80:.1f} % where most cases changed)")
 
 
 def upgrade_answer_on_the_front_door() -> Iterator[str]:
     yield upgrade_line()
-    yield verdict_table(P2_FILES[UPGRADE], "2.13.0", "2.14.1")
+
+
+ACROSS_BUILDS = "2.13.0 CPU build (A) → 2.14.1 CUDA build (B)"
+
+
+def power_check() -> Iterator[str]:
+    """The injected 3 %: the share found (counted here) against the share the power figure predicts
+    (sepbench's `flag_share`, from the file's own per-case intervals); and the A/A beside a busy process."""
+    from sepbench.ab import stats as ab_stats
+    from sepbench.store import read
+
+    name = "A/A, B slowed 3 % (`--inject 3`)"
+    c = p2_comparison(P2_FILES[name])
+    found = int((c["kept"]["ratio"] > 1).sum())
+    (path,) = committed(f"ab/{P2_FILES[name]}")
+    got = read(path)
+    predicted = ab_stats.flag_share(ab_stats.comparison(got.records, got.header.protocol)[0], 0.03)
+    yield (f"B slowed by 3 % in every case (`{path.name}`) was flagged in {found} of {len(c['table'])} cases "
+           f"({found / len(c['table']):.1%}), where the power figure, simulated from the file's own per-case "
+           f"intervals, predicted {predicted:.1%}")
+    busy = p2_comparison(P2_FILES["A/A beside one busy process"])
+    (busy_path,) = committed(f"ab/{P2_FILES['A/A beside one busy process']}")
+    yield (f"{len(busy['kept'])} of {len(busy['table'])} cases flagged beside one busy process "
+           f"(`{busy_path.name}`, median half-width ±{100 * busy['table']['mdc'].median():.2f} %)")
+
+
+def upgrade_across_builds() -> Iterator[str]:
+    yield verdict_table(P2_FILES[ACROSS_BUILDS], "2.13.0", "2.14.1")
+
+
+def _comparison_words(name: str) -> str:
+    """A comparison in a sentence: flags, the median change with its half-width, what the test could find,
+    the control."""
+    c = p2_comparison(P2_FILES[name])
+    ok, kept, b = c["table"], c["kept"], c["bias"]
+    slower, faster = int((kept["ratio"] > 1).sum()), int((kept["ratio"] < 1).sum())
+    return (f"{len(kept)} of {len(ok)} cases flagged ({slower} slower, {faster} faster), median B / A "
+            f"{ok['ratio'].median():.4f}, median half-width ±{100 * ok['mdc'].median():.2f} %: "
+            f"{lone_power(P2_FILES[name])}. Its control flagged {c['control_flags']} of {len(c['control'])} and "
+            f"read a bias of {b[0]:.4f} [{b[1]:.4f}–{b[2]:.4f}].")
+
+
+def upgrade_like_for_like() -> Iterator[str]:
+    """The like-for-like upgrade, and whether it could see what the comparison across builds flagged."""
+    kept = p2_comparison(P2_FILES[UPGRADE])["kept"]
+    across = p2_comparison(P2_FILES[ACROSS_BUILDS])["kept"]
+    yield _comparison_words(UPGRADE) + (
+        f" On this VM and day the comparison resolves changes of that size, not the "
+        f"{_pct_span(list(across['ratio'] - 1), 0)} % the comparison across builds below flagged."
+        if len(kept) == 0 and len(across) else "")
+
+
+def upgrade_ahead() -> Iterator[str]:
+    yield _comparison_words(AHEAD)
 
 
 def upgrade_behind_again() -> Iterator[str]:
@@ -1182,10 +1261,10 @@ def trust_findings() -> str:
   a slower state, and a busy neighbour keeps it awake. The probe moved with the conv, and the paired
   speedups did not (above). So the run discards no round for a spell: pairing within a round cancels a
   change of speed that hits every variant alike, the median over sittings lets the few sittings of a
-  spell go, every round's probe is stored, a group whose probe moved by
-  more than 1.2× and whose interval stayed wide is flagged *drifting* ({drifting} variants over these
-  runs), and the run's probe drift ({span(drifts, ".2f")}× per run, 90th over 10th percentile) is printed at
-  its end and shown in the report.
+  spell go, every round's probe is stored, a group whose ratio follows the probe and whose interval
+  stayed wide is flagged *drifting* (these runs, under the earlier rule of a probe that moved by
+  more than 1.2×, flagged {drifting} variants), and the run's probe drift ({span(drifts, ".2f")}× per run,
+  90th over 10th percentile) is printed at its end and shown in the report.
 - **Timer agreement.** `sepbench timercheck --preset smoke --threads 1` reads a median sepbench / Timer
   ratio of {timer.median():.3f} over {len(timer)} cases ({timer.min():.2f}–{timer.max():.2f}), in
   `results/{timer_file}`.
@@ -1231,6 +1310,28 @@ def _tau(runs: list[dict[str, tuple[float, float]]]) -> float:
     return float(np.sqrt(max(np.mean(excess), 0.0)))
 
 
+def stopping_coverage() -> Iterator[str]:
+    """The stopping rule's coverage on resampled sittings, and τ read inside each run, from the CSV of
+    `benchmarks/stopping_coverage.py`."""
+    (path,) = committed("trust/stopping-coverage.csv")
+    df = pd.read_csv(path)
+    rules = df[df["coverage"].notna()].set_index("rule")
+    median = rules.loc["peek-median"]
+    yield (f"over {int(median['variants'])} variants with 12 or more sittings, {int(median['draws'])} draws each, "
+           f"`run`'s rule kept the population's median inside {median['coverage']:.1%} of its intervals at nominal "
+           f"95 % (median {median['median_sittings']:.0f} sittings); a Student t interval under the same rule kept "
+           f"{rules.loc['peek-t', 'coverage']:.1%}, and a sample size fixed from a pilot of 6 (Stein's two-stage) "
+           f"{rules.loc['two-stage-t', 'coverage']:.1%}")
+    halves = df[df["tau"].notna()]["tau"]
+    yield (f"split in halves, the committed runs read τ = {_pct_span(list(halves), 2)} % from their own sittings "
+           f"(`{path.relative_to(ROOT)}`), while pairs of runs read {_pct_span(_pair_taus(), 2)} %.")
+
+
+def _pair_taus(pattern: str = TRUST) -> list[float]:
+    runs = [_log_estimates(c) for _, _, c, _ in _rerun_runs(pattern)]
+    return [_tau([a, b]) for a, b in itertools.combinations(runs, 2)]
+
+
 def rerun_agreement() -> Iterator[str]:
     """How two runs of `default` agree, z by z: the committed runs before τ (intervals over sittings only)
     and the runs with it, each pair with its condition and the τ each run held."""
@@ -1254,17 +1355,68 @@ def rerun_agreement() -> Iterator[str]:
     yield f"τ = {100 * reference:.2f} %"
     measured = _tau([_log_estimates(c, without_tau=True) for _, _, c in after])
     yield f"τ = {100 * measured:.2f} %"
+    drifts = [json_lines(p)[-1]["probe_drift"] for p, _, _ in after]
+    yield f"{min(drifts):.2f}–{max(drifts):.2f}×"
+    yield f"{_pct_span(_pair_taus(TRUST_FRESH), 2)} %"
 
 
-def front_door_s_trust_figures() -> Iterator[str]:
-    """The README's short version of the busy-machine findings: the same figures as the docs' long one."""
-    re.sub(r"\s+", " ", FRONT)
-    long = re.sub(r"\s+", " ", trust_findings())
-    overlap = re.search(r"two quiet runs' 95 % intervals overlap in [\d.]+% of the \d+ variants", long)
-    busy = re.search(r"lies within (\S+ % to \S+ %) of the quiet runs'", long)
-    assert overlap and busy
-    yield overlap.group(0)
-    yield f"median speedup stays within {busy.group(1)} of the quiet runs'"
+def _rerun_runs(pattern: str) -> list[tuple[Path, dict, list[dict], dict]]:
+    """Each committed run of a folder: path, header, case records, end line (runs beside two busy
+    processes left out: their intervals saturate)."""
+    runs = []
+    for path in committed(pattern):
+        lines = json_lines(path)
+        end = [r for r in lines if r["kind"] == "end"]
+        if lines[0]["machine_start"]["other_cores"] < 1.5:
+            runs.append((path, lines[0], [r for r in lines if r["kind"] == "case"], end[0] if end else {}))
+    return runs
+
+
+def _agreement_span(pattern: str) -> tuple[list[float], list[float]]:
+    runs = _rerun_runs(pattern)
+    got = [_pair_agreement(_log_estimates(a[2]), _log_estimates(b[2])) for a, b in itertools.combinations(runs, 2)]
+    return [g[0] for g in got], [g[1] for g in got]
+
+
+def _half_widths(pattern: str) -> tuple[list[float], list[int], list[str], str]:
+    """Each run's median half-width, its variants above the target, the day it ran, and the runs' CPU."""
+    halves, unstable, days, cpus = [], [], [], set()
+    for _, header, cases, _ in _rerun_runs(pattern):
+        real = [r["realized"] for r in cases if r.get("realized")]
+        halves.append(float(np.median([r["half_width"] for r in real])))
+        unstable.append(sum(r["unstable"] for r in real))
+        days.append(header["started"][:10])
+        cpus.add(header["environment"]["cpu"].replace("(R)", "").replace(" Processor", ""))
+    return halves, unstable, days, " / ".join(sorted(cpus))
+
+
+def _pct_span(values: list[float], digits: int = 1) -> str:
+    low, high = f"{100 * min(values):.{digits}f}", f"{100 * max(values):.{digits}f}"
+    return low if low == high else f"{low}–{high}"
+
+
+def front_door_rerun() -> Iterator[str]:
+    """The README's re-run agreement and resolution, per VM and day, from the committed `default` runs."""
+    sd_now, within_now = _agreement_span(RERUN)
+    sd_then, within_then = _agreement_span(TRUST)
+    yield (f"two runs with τ in their intervals, quiet against quiet and against one beside a busy process, "
+           f"agreed with an SD of z of {min(sd_now):.2f}–{max(sd_now):.2f} and |z| ≤ 1.96 in "
+           f"{_pct_span(within_now)} % of the 192 variants (`results/trust/between-run/`; 1 and 95 % are "
+           f"right), where the intervals over sittings alone gave {min(sd_then):.2f}–{max(sd_then):.2f} and "
+           f"{_pct_span(within_then)} % (`results/trust/`).")
+    then, then_unstable, then_days, then_cpu = _half_widths(TRUST)
+    now, now_unstable, now_days, now_cpu = _half_widths(RERUN)
+    yield (f"the committed runs reached a median half-width of ±{_pct_span(then)} % with "
+           f"{min(then_unstable)}–{max(then_unstable)} of 192 variants above the ±3 % target on "
+           f"{then_days[0]} (`results/trust/`, a 2-core {then_cpu} VM, intervals over sittings alone) and "
+           f"±{_pct_span(now)} % with {min(now_unstable)}–{max(now_unstable)} above it on {now_days[0]} "
+           f"(`results/trust/between-run/`, a 2-core {now_cpu} VM, τ included).")
+
+
+def main_command_resolution() -> Iterator[str]:
+    """The README's resolution range of the main command: what `sepbench.measure.between.DOCUMENTED` holds."""
+    now, _, days, _ = _half_widths(RERUN)
+    yield f"±{_pct_span(now)} % on {days[0]}"
 
 
 def busy_and_quiet_runs() -> Iterator[str]:
@@ -1773,10 +1925,11 @@ FIGURES = [
     cudnn_benchmark_figures, two_consecutive_crosschecks_pass_as_the_readme_says,
     gpu_batch_one_and_network_figures, cpu_timer_agreement, cross_version_paragraph, ab_tables,
     stability_shares, shard_cost_table, heaviest_cpu_geometry, upgrade_answer_on_the_front_door,
+    upgrade_across_builds, upgrade_like_for_like, upgrade_ahead, power_check,
     upgrade_behind_again, isa_comparison_and_its_two_runs, protocol_findings, protocol_2_table,
     slow_spell_figure, estimator_choice_figures, attribution_findings,
-    asv_versions_run_lasted_what_the_readme_says, front_door_s_trust_figures, busy_and_quiet_runs,
-    rerun_agreement, contention_thresholds, main_command_time, test_suite_time, model_tables,
+    asv_versions_run_lasted_what_the_readme_says, front_door_rerun, main_command_resolution, busy_and_quiet_runs,
+    rerun_agreement, stopping_coverage, contention_thresholds, main_command_time, test_suite_time, model_tables,
     separable_savings_and_the_written_out_networks, real_networks_figures, networks_across_the_upgrade,
     busy_model_run, compiled_figures, compiled_comparisons, compiled_network, gpu_tf32,
 ]

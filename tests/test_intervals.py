@@ -144,3 +144,16 @@ def test_the_machine_s_own_noise_is_not_called_drift() -> None:
     rng = np.random.default_rng(4)
     probe = list(2e-5 * np.exp(rng.normal(0, 0.15, 40)))  # 90th/10th ≈ 1.5
     assert _diagnosed(_ratios_log(40, rng), probe=probe) == "noisy"
+
+
+def test_the_resolution_a_run_prints_beside_its_own_is_the_committed_runs() -> None:
+    """`sepbench run` prints what `default` reached on the reference VMs beside what it reached here:
+    those figures are the committed runs' median half-widths, lowest and highest."""
+    halves = []
+    for path in sorted((ROOT / "results" / "trust" / "between-run").glob("*.jsonl")):
+        real = [r["realized"] for line in path.read_text().splitlines()
+                if (r := json.loads(line)).get("kind") == "case" and r.get("realized")]
+        halves.append(float(np.median([r["half_width"] for r in real])))
+    low, high, where = between.DOCUMENTED["default"]
+    assert (round(low, 4), round(high, 4)) == (round(min(halves), 4), round(max(halves), 4))
+    assert (ROOT / where.split(",")[0]).exists()

@@ -181,7 +181,8 @@ def test_the_newest_upgrade_and_its_calibration() -> None:
     assert all(comparisons._newest(c) <= comparisons._newest(newest) for c in found
                if c.upgrade and c.group == comparisons.CURRENT and c.spec is None and not c.compiled)
     aa = [k for k in found if k.calibration and not k.header.inject and k.header.protocol == newest.header.protocol
-          and k.spec == newest.spec and not k.compiled]  # a network's A/A calibrates its own
+          and k.spec == newest.spec and not k.compiled  # a network's A/A calibrates its own
+          and k.machine == newest.machine]  # and one host's A/A its own host's comparisons
     assert newest.spec is None  # the grid's comparison answers first; the networks are named beside it
     assert {k.path for k in newest.calibrations if not k.header.inject} == {k.path for k in aa}
     lead, detail = comparisons.verdict(newest)

@@ -27,6 +27,16 @@ def test_one_environment_per_device_class_the_newest_torch_cpu_first() -> None:
     assert envs == ["vm · cpu · torch 2.13.0+cpu · 1 thr", "h100 · cuda · torch 2.11.0+cu130 · 16 thr"]
 
 
+def test_the_newest_run_s_host_answers_first_as_an_environment_of_its_own() -> None:
+    """A run that records its host is its own environment (`vm@<host>`), never pooled with the committed runs
+    of machines named alike; the class with the newest run comes first, as a user's own run would."""
+    newest = committed("trust/between-run/*T162056Z.jsonl")
+    envs = summary.representative_envs(_df([*CPU, *H100_DEFAULT, *newest]))
+    host = json.loads(newest[0].read_text().splitlines()[0])["environment"]["host"]
+    assert envs[0] == f"vm@{host[:6]} · cpu · torch 2.13.0+cpu · 1 thr"
+    assert envs[1:] == ["vm · cpu · torch 2.13.0+cpu · 1 thr", "h100 · cuda · torch 2.11.0+cu130 · 16 thr"]
+
+
 def test_columns_hold_the_same_cases_under_one_setting_each() -> None:
     columns, rows = summary.common_cases(_df([*CPU, *H100_DEFAULT]))
     assert [c.setting for c in columns] == ["n1 float32", "n1 float32 TF32 cudnn.benchmark"]

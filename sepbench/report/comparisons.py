@@ -94,8 +94,11 @@ class ComparisonReport:
 
     @property
     def machine(self) -> tuple[str, str, int]:
+        """Where it ran: the machine's name (with its host where the file records one, so that two VMs of
+        one kind calibrate apart), the device and the threads."""
         a = self.header.a.environment
-        return str(a.get("machine", "?")), str(a.get("device", "?")), self.header.threads
+        name = str(a.get("machine", "?")) + (f"@{str(a['host'])[:6]}" if a.get("host") else "")
+        return name, str(a.get("device", "?")), self.header.threads
 
     @property
     def stamp(self) -> str:

@@ -47,15 +47,17 @@ def _setting_without_mode(setting: str, mode: str) -> str:
 
 
 def representative_envs(df: pd.DataFrame) -> list[str]:
-    """One environment per device class (machine × device): the newest PyTorch, then the thread count
-    with the most variant records. CPU classes first."""
+    """One environment per device class (machine × device, a machine being one host where runs record it):
+    the newest PyTorch, then the thread count with the most variant records. The class with the newest run
+    first, so that a user's own run answers for their machine first; CPU before CUDA on a tie."""
     v = _layer_variants(df)
     chosen = []
     for (_, device), part in v.groupby(["env_machine", "device"], sort=True):
+        latest = str(part["run_started"].max())
         newest = max(part["env_torch"].unique(), key=version_key)
         part = part[part["env_torch"] == newest]
-        chosen.append((device != "cpu", part["env"].value_counts().index[0]))
-    return [env for _, env in sorted(chosen)]
+        chosen.append((latest, device == "cpu", part["env"].value_counts().index[0]))
+    return [env for *_, env in sorted(chosen, reverse=True)]
 
 
 def common_cases(df: pd.DataFrame) -> tuple[list[Column], pd.DataFrame]:
