@@ -156,20 +156,23 @@ def _lone_power(change: float, se: float, df: float, thresholds: np.ndarray, wei
 def lone_detectable(table: pd.DataFrame, power: float = 0.8, fdr: float = FDR) -> np.ndarray:
     """Per case, the change (a fraction of A) found with `power` when it is the only case that changed: the
     test the comparison makes, Benjamini–Hochberg over all its compared cases, not one test at 5 %.
-    From each case's own interval and pairs (the noncentral t); NaN where a case has no interval."""
+    From each case's own interval and pairs (the noncentral t); NaN where a case has no interval. The
+    change is a multiple of the case's standard error that depends on its degrees of freedom alone, so it
+    is solved once per distinct count of pairs."""
     df = np.maximum(table["instances"].where(table["instances"] > 0, table["rounds"]).to_numpy(float) - 1, 1)
     half = np.log(table["high"].to_numpy(float) / table["low"].to_numpy(float)) / 2
     se = half / stats.t.ppf(0.5 + CONFIDENCE / 2, df)
     thresholds, weights = lone_thresholds(int(table["p"].notna().sum()), fdr)
-    out = np.full(len(table), np.nan)
-    for i, (s, d) in enumerate(zip(se, df, strict=True)):
-        if not (np.isfinite(s) and s > 0):
-            continue
-        top = 100 * s
-        while _lone_power(top, s, d, thresholds, weights) < power and top < 1e4 * s:
+    usable = np.isfinite(se) & (se > 0)
+    multiple = {}
+    for d in np.unique(df[usable]):
+        top = 100.0
+        while _lone_power(top, 1.0, d, thresholds, weights) < power and top < 1e4:
             top *= 2
-        out[i] = np.expm1(optimize.brentq(lambda c, s=s, d=d: _lone_power(c, s, d, thresholds, weights) - power,
-                                          0.0, top, xtol=1e-6 * s))
+        multiple[d] = optimize.brentq(lambda c, d=d: _lone_power(c, 1.0, d, thresholds, weights) - power, 0.0, top,
+                                      xtol=1e-6)
+    out = np.full(len(table), np.nan)
+    out[usable] = np.expm1(se[usable] * np.array([multiple[d] for d in df[usable]]))
     return out
 
 
