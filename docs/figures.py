@@ -1348,7 +1348,8 @@ def rerun_agreement() -> Iterator[str]:
             sd, within, _ = _pair_agreement(_log_estimates(ca, without), _log_estimates(cb, without))
             halves = [r["realized"]["half_width"] for r in ca + cb if (r.get("realized") or {}).get("half_width")]
             rows.append((sd, within))
-            lines.append(f"| `{pa.name[-22:-6]}` · `{pb.name[-22:-6]}` | {_condition(ha)} · {_condition(hb)} | "
+            lines.append(f"| {ha['started'][:10]}: `…{pa.name[-14:-6]}` · `…{pb.name[-14:-6]}` | "
+                         f"{_condition(ha)} · {_condition(hb)} | "
                          f"{label} | {sd:.2f} | {within:.1%} | ±{100 * np.median(halves):.1f} % |")
     yield "\n".join(lines)
     reference = _tau([_log_estimates(c) for _, _, c in before])
