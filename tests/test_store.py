@@ -18,6 +18,7 @@ from scipy import stats
 from conftest import committed, requires_cuda, sepbench, tiny_grid
 from sepbench.errors import SepbenchError
 from sepbench.grid import load_grid
+from sepbench.measure import between
 from sepbench.measure.runner import Runner, plan
 from sepbench.store import load, read_run
 
@@ -48,7 +49,7 @@ def test_a_run_writes_a_header_and_one_valid_record_per_case(finished_run: Path)
 def test_each_speedup_is_re_derived_from_its_sittings(finished_run: Path) -> None:
     """The record holds what its speedup is made of: every block time and the rounds of each sitting.
     The speedup is the median of the sittings' median ratios, its interval the order statistics that a
-    binomial test on the median allows (scipy's quantile_test)."""
+    binomial test on the median allows (scipy's quantile_test), widened by the between-run τ it records."""
     run = read_run(finished_run)
     times = {r.case_id: r.timing.times_s for r in run.records if r.timing is not None}
     for r in run.records:
@@ -62,10 +63,14 @@ def test_each_speedup_is_re_derived_from_its_sittings(finished_run: Path) -> Non
         assert r.realized.estimator == "median"
         assert r.realized.speedup == pytest.approx(np.exp(np.median(logs)), rel=1e-12)
         ci = stats.quantile_test(logs, q=np.median(logs), p=0.5).confidence_interval(0.95)
-        assert r.realized.low == pytest.approx(np.exp(ci.low), rel=1e-12)
-        assert r.realized.high == pytest.approx(np.exp(ci.high), rel=1e-12)
-        # its ends are two of the sittings' own ratios
-        assert np.isclose(np.log(r.realized.low), logs).any() and np.isclose(np.log(r.realized.high), logs).any()
+        tau, m = r.realized.between_run, np.median(logs)
+        assert tau is not None and tau > 0  # every interval holds the between-run part, in quadrature
+        assert np.log(r.realized.low) == pytest.approx(m - np.hypot(m - ci.low, between.Z95 * tau), rel=1e-12)
+        assert np.log(r.realized.high) == pytest.approx(m + np.hypot(ci.high - m, between.Z95 * tau), rel=1e-12)
+        # taken back out, its ends are two of the sittings' own ratios
+        w = between.within(r.realized.speedup, r.realized.low, r.realized.high, tau)
+        ends = m - between.Z95 * w.se_low, m + between.Z95 * w.se_high
+        assert all(np.isclose(end, logs).any() for end in ends)
 
 
 def _as_run(path: Path, run_id: str) -> str:
