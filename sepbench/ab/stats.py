@@ -153,15 +153,21 @@ def _lone_power(change: float, se: float, df: float, thresholds: np.ndarray, wei
     return float(np.sum(weights * stats.nct.sf(critical, df, change / se)))
 
 
+def _df_and_se(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Each case's degrees of freedom (its pairs, or rounds without pairs, less one) and the standard error
+    of its log ratio, read back from its t interval."""
+    df = np.maximum(table["instances"].where(table["instances"] > 0, table["rounds"]).to_numpy(float) - 1, 1)
+    half = np.log(table["high"].to_numpy(float) / table["low"].to_numpy(float)) / 2
+    return df, half / stats.t.ppf(0.5 + CONFIDENCE / 2, df)
+
+
 def lone_detectable(table: pd.DataFrame, power: float = 0.8, fdr: float = FDR) -> np.ndarray:
     """Per case, the change (a fraction of A) found with `power` when it is the only case that changed: the
     test the comparison makes, Benjamini–Hochberg over all its compared cases, not one test at 5 %.
     From each case's own interval and pairs (the noncentral t); NaN where a case has no interval. The
     change is a multiple of the case's standard error that depends on its degrees of freedom alone, so it
     is solved once per distinct count of pairs."""
-    df = np.maximum(table["instances"].where(table["instances"] > 0, table["rounds"]).to_numpy(float) - 1, 1)
-    half = np.log(table["high"].to_numpy(float) / table["low"].to_numpy(float)) / 2
-    se = half / stats.t.ppf(0.5 + CONFIDENCE / 2, df)
+    df, se = _df_and_se(table)
     thresholds, weights = lone_thresholds(int(table["p"].notna().sum()), fdr)
     usable = np.isfinite(se) & (se > 0)
     multiple = {}
@@ -199,9 +205,7 @@ def flag_share(table: pd.DataFrame, change: float, fdr: float = FDR, sims: int =
     compared = table[table["p"].notna() & (table["high"] > table["low"])]
     if compared.empty:
         return float("nan")
-    df = np.maximum(compared["instances"].where(compared["instances"] > 0, compared["rounds"]).to_numpy(float) - 1, 1)
-    se = np.log(compared["high"].to_numpy(float) / compared["low"].to_numpy(float)) / 2 / stats.t.ppf(
-        0.5 + CONFIDENCE / 2, df)
+    df, se = _df_and_se(compared)
     rng = np.random.default_rng(seed)
     sigma = np.exp(_shrunk_log_se(se, df, sims, rng))
     t = stats.nct.rvs(df, np.log1p(change) / sigma, random_state=rng)

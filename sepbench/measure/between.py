@@ -24,6 +24,10 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sepbench.store import RunFile
 
 Z95 = 1.959963984540054
 
@@ -104,12 +108,15 @@ def estimates(records: Iterable[dict]) -> dict[str, Estimate]:
     return out
 
 
+def _of_run(run: RunFile) -> dict[str, Estimate]:
+    return estimates(r.model_dump(mode="json") for r in run.records)
+
+
 def reference(root: Path) -> float:
     """τ from the committed reference runs under `root` (the repository): how `REFERENCE_TAU` is derived."""
     from sepbench.store import read_run
 
-    runs = [estimates(r.model_dump(mode="json") for r in read_run(root / p).records) for p in REFERENCE]
-    return estimate(runs)[0]
+    return estimate([_of_run(read_run(root / p)) for p in REFERENCE])[0]
 
 
 def for_run(folder: Path, grid_digest: str, same: dict[str, object]) -> Between:
@@ -129,7 +136,7 @@ def for_run(folder: Path, grid_digest: str, same: dict[str, object]) -> Between:
         env = getattr(h, "environment", {})
         if env.get("host") is None or any(env.get(k) != v for k, v in same.items()):
             continue
-        runs.append(estimates(r.model_dump(mode="json") for r in run.records))
+        runs.append(_of_run(run))
     if len(runs) >= 2:
         tau, pairs = estimate(runs[-4:])  # the newest few: the host's present, not its history
         return Between(tau, f"measured on this host from {len(runs[-4:])} earlier runs of this grid", pairs)
