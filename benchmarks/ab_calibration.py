@@ -58,7 +58,7 @@ def describe(path: Path) -> dict:
     h = ab_file.header
     assert h is not None  # read_ab refuses a file without one
     records = ab_file.records
-    table, control = ab.comparison(records, h.protocol)
+    table, control = ab.of_file(ab_file)
     s = ab.summarize(table)
     plain = ab.case_table(records, by_order=False)
     balanced = ab.case_table(records, by_order=True)

@@ -341,9 +341,9 @@ def ab_file(pattern: str) -> tuple[dict, list[dict]]:
     return lines[0], lines[1:]
 
 
-def ab_cases(records: list[dict], unit: str = "median") -> pd.DataFrame:
+def ab_cases(records: list[dict], unit: str = "median", tau: float = 0.0) -> pd.DataFrame:
     """Per case: mean over worker pairs of the pair's median (or `unit`: "mean") log ratio B/A; t interval
-    over the pairs; q."""
+    over the pairs, with the between-run component `tau` (the header's) added to its standard error; q."""
     from scipy import stats
 
     rows = []
@@ -352,12 +352,14 @@ def ab_cases(records: list[dict], unit: str = "median") -> pd.DataFrame:
             rows.append({"case_id": r["case_id"], "status": r["status"]})
             continue
         d = pd.Series(np.log(np.array(r["b_s"]) / np.array(r["a_s"]))).groupby(r["instance"]).agg(unit)
-        test = stats.ttest_1samp(d, 0.0)
-        ci = test.confidence_interval(0.95)
+        se = np.sqrt(d.var(ddof=1) / len(d) + tau ** 2)
+        crit = stats.t.ppf(0.975, len(d) - 1)
+        p = 2 * stats.t.sf(abs(d.mean()) / se, len(d) - 1)
         rows.append({"case_id": r["case_id"], "status": "ok", "variant": r["case"]["variant"],
                      "c_in": r["case"]["c_in"], "size": r["case"]["size"], "mode": r["case"]["mode"],
-                     "ratio": np.exp(d.mean()), "low": np.exp(ci.low), "high": np.exp(ci.high), "p": test.pvalue,
-                     "mdc": np.expm1((ci.high - ci.low) / 2), "a_s": np.median(r["a_s"]), "instances": len(d),
+                     "ratio": np.exp(d.mean()), "low": np.exp(d.mean() - crit * se),
+                     "high": np.exp(d.mean() + crit * se), "p": p,
+                     "mdc": np.expm1(crit * se), "a_s": np.median(r["a_s"]), "instances": len(d),
                      "b_s": np.median(r["b_s"])})
     table = pd.DataFrame(rows)
     ok = table["status"] == "ok"
@@ -580,6 +582,9 @@ P2_FILES: dict[str, str] = {
     "A/A, B slowed 3 % (`--inject 3`)": f"{AA}-inject3pct-20261206T*.jsonl",
     "A/A beside one busy process": f"{AA}-20261206T*.jsonl",
     AHEAD: "ab-default-cpu-vm-torch2.14.1+cu130-vs-torch2.15.0+cu132-20261206T*.jsonl",
+    **{f"`DNNL_MAX_CPU_ISA=AVX2` again, run {i} of 3 in one folder":
+       f"ab-default-cpu-vm-torch2.13.0+cpu-vs-torch2.13.0+cpu-DNNL_MAX_CPU_ISA_AVX2-20261206T{t}Z.jsonl"
+       for i, t in enumerate(("192828", "194936", "201053"), start=1)},
 }
 
 
@@ -589,15 +594,18 @@ def _control_records(records: list[dict]) -> list[dict]:
              "instance": r["control"]["instance"]} for r in records if r["status"] == "ok" and r.get("control")]
 
 
-def p2_comparison(pattern: str) -> dict:
+def p2_comparison(pattern: str, tau: float | None = None) -> dict:
     """One protocol-2 file by hand: flags, flags the control withholds, median B / A, the p-values' KS
-    test, the second-block effect, median half-width, and the control's flags and bias."""
+    test, the second-block effect, median half-width, and the control's flags and bias. Its intervals
+    hold the between-run component `tau` (None: the one its header records)."""
     from scipy import stats
 
     header, records = ab_file(pattern)
-    table = ab_cases(records)
+    if tau is None:
+        tau = (header.get("between_run") or {}).get("tau", 0.0)
+    table = ab_cases(records, tau=tau)
     ok = table[table["status"] == "ok"].copy()
-    ctrl = ab_cases(_control_records(records))
+    ctrl = ab_cases(_control_records(records), tau=tau)
     logs = np.log(ctrl["ratio"].to_numpy())
     lo, hi = stats.quantile_test(logs, q=float(np.median(logs))).confidence_interval(0.95)
     flagged = ok["q"] < FDR
@@ -823,6 +831,106 @@ def isa_comparison_and_its_two_runs() -> Iterator[str]:
     yield table
     yield isa_variants()
     yield isa_agreement()
+
+
+ISA_AGAIN = "ab-default-cpu-vm-torch2.13.0+cpu-vs-torch2.13.0+cpu-DNNL_MAX_CPU_ISA_AVX2-20261206T*.jsonl"
+
+
+def _ab_z(a: dict, b: dict, sims: int = 400) -> dict:
+    """Two comparisons of one grid, case by case: z = Δ log ratio / √(se₁² + se₂²), what z would read were
+    every interval exact (the same standard errors, each estimated over its pairs: simulated), the flags
+    each run kept, the flags in both and those of opposite signs, and τ by the method of moments."""
+    from scipy import stats
+
+    ta, tb = (c["table"].set_index("case_id") for c in (a, b))
+    both = ta.index.intersection(tb.index)
+    ta, tb = ta.loc[both], tb.loc[both]
+
+    def se_df(t: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        df = (t["instances"] - 1).to_numpy(float)
+        return np.log(t["high"] / t["low"]).to_numpy() / (2 * stats.t.ppf(0.975, df)), df
+
+    (sa, da), (sb, db) = se_df(ta), se_df(tb)
+    d = np.log(ta["ratio"].to_numpy()) - np.log(tb["ratio"].to_numpy())
+    z = d / np.hypot(sa, sb)
+    rng = np.random.default_rng(0)
+    exact = np.concatenate([(rng.normal(0, sa) - rng.normal(0, sb)) / np.hypot(
+        sa * np.sqrt(rng.chisquare(da) / da), sb * np.sqrt(rng.chisquare(db) / db)) for _ in range(sims)])
+    fa, fb = (ta.index.isin(c["kept"]["case_id"]) for c in (a, b))
+    sign = np.sign(np.log(ta["ratio"].to_numpy())) != np.sign(np.log(tb["ratio"].to_numpy()))
+    return {"cases": len(both), "sd": float(z.std()), "within": float((np.abs(z) <= 1.959964).mean()),
+            "exact_sd": float(exact.std()), "exact_within": float((np.abs(exact) <= 1.959964).mean()),
+            "r": float(np.corrcoef(np.log(ta["ratio"]), np.log(tb["ratio"]))[0, 1]),
+            "flags": (int(fa.sum()), int(fb.sum())), "both": int((fa & fb).sum()),
+            "opposite": int((fa & fb & sign).sum()),
+            "jaccard": float((fa & fb).sum() / max((fa | fb).sum(), 1)),
+            "tau": float(np.sqrt(max(np.mean((d ** 2 - sa ** 2 - sb ** 2) / 2), 0.0)))}
+
+
+def _cpu(header: dict) -> str:
+    return header["a"]["environment"]["cpu"].replace("(R)", "").replace(" Processor", "").split(" @")[0]
+
+
+def ab_rerun_agreement() -> Iterator[str]:
+    """The AVX2 comparison measured again on one VM, and against the first one, measured on another CPU:
+    case by case, z against what exact intervals give, the flags of both, and τ. The newest run held the
+    τ its predecessors measured: every run is read again with it, and the pairs with the newest are its
+    test. Then the A/A excess that sets the reference τ of `ab` (the squared log ratio less the squared
+    standard error, pooled)."""
+    from scipy import stats
+
+    names = [str(p.relative_to(RESULTS / "ab")) for p in committed(f"ab/{ISA_AGAIN}")]
+    held = (ab_file(names[-1])[0].get("between_run") or {}).get("tau", 0.0)
+    plain = [{**p2_comparison(n, 0.0), "name": n} for n in names]
+    first = {**p2_comparison(ISA_AB, 0.0), "name": ISA_AB}
+    lines = ["| comparisons (`results/ab/`) | where | intervals | cases | SD of z (exact intervals) "
+             "| \\|z\\| ≤ 1.96 (exact) | correlation | flagged (each) | in both | opposite signs in both "
+             "| Jaccard | τ |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+
+    def stamp(c: dict) -> str:
+        return f"`…{c['name'][-22:-6]}`"
+
+    rows: list[tuple[str, dict]] = []
+    pairs = [(a, b, "over pairs") for a, b in itertools.combinations(plain, 2)]
+    if held:
+        wide = [{**p2_comparison(n, held), "name": n} for n in names]
+        pairs += [(a, wide[-1], f"with τ = {100 * held:.2f} %") for a in wide[:-1]]
+    pairs += [(first, b, "over pairs") for b in plain]
+    for a, b, intervals in pairs:
+        g = _ab_z(a, b)
+        ca, cb = _cpu(a["header"]), _cpu(b["header"])
+        where = f"one VM ({ca}), one day" if ca == cb else f"two CPUs ({ca}; {cb})"
+        rows.append((intervals, g))
+        lines.append(f"| {stamp(a)} · {stamp(b)} | {where} | {intervals} | {g['cases']} | "
+                     f"{g['sd']:.2f} ({g['exact_sd']:.2f}) | {g['within']:.1%} ({g['exact_within']:.1%}) | "
+                     f"{g['r']:.2f} | {g['flags'][0]} · {g['flags'][1]} | {g['both']} | {g['opposite']} | "
+                     f"{g['jaccard']:.2f} | {100 * g['tau']:.2f} % |")
+    yield "\n".join(lines)
+    same = rows[0][1]
+    yield (f"SD of z {same['sd']:.2f} where exact intervals give {same['exact_sd']:.2f}, |z| ≤ 1.96 in "
+           f"{same['within']:.1%} of {same['cases']} cases ({same['exact_within']:.1%} exact), τ = "
+           f"{100 * same['tau']:.2f} % between the two; {same['both']} cases flagged in both, {same['opposite']} of "
+           f"them with opposite signs, Jaccard {same['jaccard']:.2f}")
+    excess = []
+    for pattern in AB_REFERENCE:
+        t = p2_comparison(pattern)["table"]
+        se = np.log(t["high"] / t["low"]).to_numpy() / (2 * stats.t.ppf(0.975, t["instances"].to_numpy() - 1))
+        excess += list(np.log(t["ratio"].to_numpy()) ** 2 - se ** 2)
+    yield (f"over the {len(AB_REFERENCE)} committed protocol-2 A/A comparisons ({len(excess)} cases) the squared log "
+           f"ratio exceeds its squared standard error by {np.mean(excess) * 1e4:+.2f} × 10⁻⁴ on average: τ = "
+           f"{100 * np.sqrt(max(np.mean(excess), 0.0)):.2f} %")
+    tested = [g for intervals, g in rows if intervals.startswith("with")]
+    if tested:
+        def both(key: str, form: str) -> str:
+            return " and ".join(format(g[key], form) for g in tested)
+
+        yield (f"the third run held τ = {100 * held:.2f} %, measured by the first two; read with it, it agrees with "
+               f"each of them with an SD of z of {both('sd', '.2f')} (exact intervals: {both('exact_sd', '.2f')}) "
+               f"and |z| ≤ 1.96 in {both('within', '.1%')} of the cases")
+
+
+AB_REFERENCE = [f"{AA}-{t}.jsonl" for t in ("20261130T144555Z", "20261130T152817Z", "20261206T172630Z")]
 
 
 def _modelled_half_width(records: list[dict]) -> float:
@@ -1927,7 +2035,7 @@ FIGURES = [
     gpu_batch_one_and_network_figures, cpu_timer_agreement, cross_version_paragraph, ab_tables,
     stability_shares, shard_cost_table, heaviest_cpu_geometry, upgrade_answer_on_the_front_door,
     upgrade_across_builds, upgrade_like_for_like, upgrade_ahead, power_check,
-    upgrade_behind_again, isa_comparison_and_its_two_runs, protocol_findings, protocol_2_table,
+    upgrade_behind_again, isa_comparison_and_its_two_runs, ab_rerun_agreement, protocol_findings, protocol_2_table,
     slow_spell_figure, estimator_choice_figures, attribution_findings,
     asv_versions_run_lasted_what_the_readme_says, front_door_rerun, main_command_resolution, busy_and_quiet_runs,
     rerun_agreement, stopping_coverage, contention_thresholds, main_command_time, test_suite_time, model_tables,

@@ -374,6 +374,9 @@ class ABHeader(_Header):
     control_fraction: float = Field(default=0.0, ge=0, le=1)
     network: ABNetwork | None = None  # `ab --model`: the network whose sites are the cases
     fail_above: float | None = Field(default=None, ge=0)  # `--fail-above`, a fraction: the gate's threshold
+    # The between-run component in every case's interval (`measure.between.for_ab`): tau, its source,
+    # the pairs of repeats it came from. None in files from before it (read with 0).
+    between_run: dict[str, Any] | None = None
 
 
 class ABControl(_Strict):
@@ -459,6 +462,7 @@ class ModelHeader(_Header):
     census: list[dict[str, Any]]  # one `ConvLayer` per conv and input shape, in the order the network ran them
     machine_start: dict[str, float] | None = None  # how busy the machine was as the run began (`machine.load`)
     compile: str = "eager"  # how every site, candidate and network ran (`torch.compile` with inductor, or not)
+    between_run: dict[str, Any] | None = None  # the between-run component in every interval (`measure.between`)
 
 
 class CandidateFigures(_Strict):

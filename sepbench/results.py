@@ -89,11 +89,11 @@ class ComparisonResult:
 
     @classmethod
     def of(cls, file: ABFile) -> ComparisonResult:
-        from sepbench.ab.stats import comparison, compile_times, network_verdict, summarize
+        from sepbench.ab.stats import compile_times, network_verdict, of_file, summarize
 
         if file.header is None:  # `store.read` refuses a comparison file without one
             raise SepbenchError(f"{file.path} has no header")
-        table, control = comparison(file.records, file.header.protocol)
+        table, control = of_file(file)
         whole = network_verdict(table) if file.header.network is not None else None
         return cls(file, table, control, summarize(table), whole, compile_times(file.records))
 
@@ -111,10 +111,18 @@ class ComparisonResult:
         return self.table.copy()
 
     def lines(self) -> list[str]:
-        from sepbench.report.tables import ab_summary_line, compile_line, control_line, gate_line, network_ab_line
+        from sepbench.report.tables import (
+            ab_between_line,
+            ab_summary_line,
+            compile_line,
+            control_line,
+            gate_line,
+            network_ab_line,
+        )
 
         assert self.file.header is not None
-        found = [ab_summary_line(self.summary, self.path), control_line(self.control, self.summary)]
+        found = [ab_summary_line(self.summary, self.path), ab_between_line(self.file.header),
+                 control_line(self.control, self.summary)]
         if self.compile is not None:
             found.append(compile_line(self.compile))
         if self.network is not None:

@@ -19,6 +19,7 @@ from scipy import stats
 from conftest import committed, sepbench, tiny_grid
 from sepbench.ab.stats import case_table, comparison, paired, summarize, verdicts
 from sepbench.case import Case
+from sepbench.measure import between
 from sepbench.records import ABCaseRecord, ABControl
 from sepbench.report.tables import control_line
 from sepbench.store import read_ab
@@ -365,6 +366,9 @@ def test_the_file_records_both_fingerprints_the_calibration_and_every_round(tmp_
     ab = read_ab(path)
     h = ab.header
     assert h.aa and h.inject == 0.05
+    # No repeat of this comparison in --out: its intervals hold the committed A/A comparisons' τ, said so.
+    assert h.between_run is not None and h.between_run["tau"] == between.AB_REFERENCE_TAU
+    assert "A/A" in h.between_run["source"] and h.between_run["pairs"] == 0
     for side in (h.a, h.b):
         assert side.environment["torch"] and side.environment["onednn"] and side.environment["threads"] == 1
     for r in ab.records:
@@ -372,6 +376,7 @@ def test_the_file_records_both_fingerprints_the_calibration_and_every_round(tmp_
         assert set(r.order) <= {"A", "B"} and set(r.instance) == {0, 1}  # every round names its worker pair
         assert r.retaken is not None and set(r.retaken) <= {"wait", "steal", "cpu"}  # the workers' detector ran
     assert "flagged at a 5 % false discovery rate" in done.stdout
+    assert "intervals hold a between-run component τ = 0.00 %, the committed A/A comparisons'" in done.stdout
     # The report shows it first under "Across PyTorch versions", named as a calibration, with its file.
     (smoke,) = committed("smoke-cpu-vm-torch2.13.0+cpu-20261123T120618Z.jsonl")
     shutil.copy(smoke, out)

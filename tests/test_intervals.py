@@ -157,3 +157,60 @@ def test_the_resolution_a_run_prints_beside_its_own_is_the_committed_runs() -> N
     low, high, where = between.DOCUMENTED["default"]
     assert (round(low, 4), round(high, 4)) == (round(min(halves), 4), round(max(halves), 4))
     assert (ROOT / where.split(",")[0]).exists()
+
+
+# `sepbench ab`: the same component for a comparison's per-case ratio.
+
+def test_the_ab_reference_tau_is_what_the_committed_aa_comparisons_give() -> None:
+    assert round(between.ab_reference(ROOT), 4) == between.AB_REFERENCE_TAU
+
+
+def test_an_ab_interval_holds_tau_in_quadrature_and_is_the_t_test_without_it() -> None:
+    from scipy import stats
+
+    from sepbench.ab.stats import paired
+
+    rng = np.random.default_rng(3)
+    a = rng.uniform(1.0, 2.0, 24)
+    b = a * np.exp(rng.normal(0.01, 0.02, 24))
+    pairs = [i // 4 for i in range(24)]
+    medians = np.array([np.median(np.log(b / a)[4 * k:4 * k + 4]) for k in range(6)])
+    plain, wide = paired(a, b, pairs), paired(a, b, pairs, tau=0.01)
+    t = stats.ttest_1samp(medians, 0.0)
+    assert (math.log(plain.low), math.log(plain.high), plain.p) == pytest.approx(
+        (t.confidence_interval(0.95).low, t.confidence_interval(0.95).high, t.pvalue))
+    se = medians.std(ddof=1) / math.sqrt(6)
+    assert wide.half_width == pytest.approx(stats.t.ppf(0.975, 5) * math.hypot(se, 0.01))
+    assert wide.ratio == plain.ratio and wide.p > plain.p
+
+
+def _repeat(src: Path, dest: Path, host: str, tau: float, seed: int, env_b: dict | None = None) -> None:
+    """A committed A/A comparison as a repeat on `host` whose every case moved by a draw of N(0, tau)."""
+    rng = np.random.default_rng(seed)
+    lines = [json.loads(line) for line in src.read_text().splitlines()]
+    lines[0]["a"]["environment"]["host"] = host
+    if env_b is not None:
+        lines[0]["b"]["env"] = env_b
+    for r in lines[1:]:
+        if r.get("kind") == "ab_case" and r.get("b_s"):
+            r["b_s"] = list(np.asarray(r["b_s"]) * math.exp(rng.normal(0, tau)))
+    dest.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+
+
+def test_a_comparison_takes_tau_from_this_hosts_repeats_of_it(tmp_path: Path) -> None:
+    from sepbench.ab.stats import comparison
+    from sepbench.store import read_ab
+
+    files = [ROOT / p for p in between.AB_REFERENCE[:2]]
+    _repeat(files[0], tmp_path / "a.jsonl", "h1", 0.02, seed=1)
+    header = read_ab(tmp_path / "a.jsonl").header
+    identity = between.ab_identity(header)
+    assert between.for_ab(tmp_path, identity, 2).pairs == 0  # one is not a pair: the reference
+    _repeat(files[1], tmp_path / "b.jsonl", "h1", 0.02, seed=2)
+    _repeat(files[1], tmp_path / "c.jsonl", "h2", 0.05, seed=3)  # another host's says nothing of this one
+    _repeat(files[1], tmp_path / "d.jsonl", "h1", 0.05, seed=4, env_b={"X": "1"})  # another comparison
+    (tmp_path / "broken.jsonl").write_text("{not json\n")
+    found = between.for_ab(tmp_path, identity, 2)
+    runs = [between.ab_estimates(comparison(read_ab(tmp_path / f).records, 2)[0], 0.0) for f in ("a.jsonl", "b.jsonl")]
+    assert (found.pairs, found.tau) == (1, pytest.approx(between.estimate(runs)[0]))
+    assert 0.012 <= found.tau <= 0.028 and "this host" in found.source  # the 2 % each case was moved by

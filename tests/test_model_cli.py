@@ -4,6 +4,7 @@ reader reads, every bad input one line with exit 2 and nothing written, and a ru
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from sepbench.errors import SepbenchError
+from sepbench.measure import between
 from sepbench.model.candidates import candidates, sites
 from sepbench.model.census import census
 from sepbench.model.verdicts import verdict
@@ -42,6 +44,9 @@ def test_a_network_measured_site_by_site(tmp_path: Path) -> None:
     assert file_kind(path) == "model" and isinstance(read(path), type(read_model(path)))
     found = read_model(path)
     assert found.problems == [] and found.header is not None and found.network is not None
+    assert found.header.between_run == {"tau": between.REFERENCE_TAU, "source": "the reference VM's (results/trust)",
+                                        "pairs": 0}
+    tau = between.REFERENCE_TAU
     import torch
     from model_factories import odd
 
@@ -54,6 +59,8 @@ def test_a_network_measured_site_by_site(tmp_path: Path) -> None:
         assert [c.name for c in r.candidates] == list(candidates(site)) or r.status != "ok"
         for c in r.candidates:
             assert c.theory == pytest.approx(r.macs / c.macs) and c.low is not None and c.low <= c.realized <= c.high
+            # Each interval holds the reference between-run component: no side is nearer than 1.96 τ.
+            assert min(math.log(c.realized / c.low), math.log(c.high / c.realized)) >= between.Z95 * tau - 1e-9
     swaps = {r.layers[0]: verdict(r)[1].name for r in found.sites if verdict(r)[0] == "swap"
              and r.site_kind != "depthwise + pointwise"}
     assert set(found.network.swaps) <= {name for r in found.sites for name in r.layers}

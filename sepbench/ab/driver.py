@@ -34,11 +34,12 @@ from typing import Any, Literal, NamedTuple
 
 from sepbench.ab import network as networks
 from sepbench.ab.network import NetworkRequest
-from sepbench.ab.stats import half_width
+from sepbench.ab.stats import half_width, header_tau
 from sepbench.budget import Budget, minutes_up
 from sepbench.case import Case
 from sepbench.errors import InternalError, SepbenchError
 from sepbench.grid import Grid, group_cases
+from sepbench.measure import between
 from sepbench.measure.timer import MAX_RETAKES, cores_for
 from sepbench.records import ABCaseRecord, ABControl, ABGate, ABHeader, ABNetwork, ABSide, ABSite, now
 from sepbench.store import ResultsFile, read_ab, reopen, resumable
@@ -292,6 +293,7 @@ class Comparison:
         self.path: Path | None = None
         self.done = 0
         self.started = time.monotonic()  # the budget counts from here: starting the workers is part of it
+        self.tau = 0.0  # the between-run component in every interval, known once the file is open
         # What `open` fills: whole from here on, so that `close` and a refusal half-way never meet a gap.
         self.cores = cores_for(self.settings.threads)  # every worker shares them
         self.spare = set(os.sched_getaffinity(0)) - set(self.cores)  # where replacements import torch
@@ -401,7 +403,7 @@ class Comparison:
         from sepbench.ab.stats import FDR, comparison, gate
 
         assert self.fail_above is not None and self.path is not None
-        table, _ = comparison(read_ab(self.path).records, PROTOCOL)
+        table, _ = comparison(read_ab(self.path).records, PROTOCOL, self.tau)
         over = gate(table, self.fail_above)
         names = [str(n) for n in (over["label"] if self.network is not None else over["case_id"])]
         return ABGate(ab_id=self.ab_id, fail_above=self.fail_above, fdr=FDR, failed=names,
@@ -448,6 +450,7 @@ class Comparison:
             if ab.header is None:  # read_ab refuses a file without one
                 raise SepbenchError(f"cannot resume {path}: it has no header")
             self.ab_id = ab.header.ab_id
+            self.tau = header_tau(ab.header)
             return results, {r.case_id for r in ab.records}
         self.ab_id = uuid.uuid4().hex[:12]
         sides = {k: ABSide(python=str(self._python(k).given), prefix=self._python(k).prefix,
@@ -459,6 +462,8 @@ class Comparison:
                           block_time=s.block_time, threads=s.threads, cores=cores, workers=s.workers,
                           warmup_time=s.warmup_time, rounds_per_visit=s.rounds_per_instance, protocol=PROTOCOL,
                           control_fraction=s.control_fraction, network=self.network, fail_above=self.fail_above)
+        tau = between.for_ab(self.out, between.ab_identity(header), PROTOCOL)
+        header.between_run, self.tau = tau.as_dict(), tau.tau
         env_a, env_b = sides["A"].environment, sides["B"].environment
         kind = "aa" if self.aa else "ab"
         tags = [f"-{env_label(e)}" if e else "" for e in (self.env["A"], self.env["B"])]
@@ -592,7 +597,7 @@ class Comparison:
                         raise InternalError(f"{case.name}: the control's build failed: {visit.why}")
                     ctrl += visit.rounds
                     ctrl_instance += [k] * len(visit.rounds)
-            narrow = half_width([r[1] for r in real], [r[2] for r in real], instance) <= s.target
+            narrow = half_width([r[1] for r in real], [r[2] for r in real], instance, tau=self.tau) <= s.target
             if narrow or time.monotonic() - started >= allowance:
                 break
         return ABCaseRecord(

@@ -46,7 +46,8 @@ from scipy import optimize, special, stats
 from sepbench.ab.network import NETWORK
 
 if TYPE_CHECKING:
-    from sepbench.records import ABCaseRecord
+    from sepbench.records import ABCaseRecord, ABHeader
+    from sepbench.store import ABFile
 
 CONFIDENCE = 0.95
 FDR = 0.05
@@ -102,21 +103,23 @@ def position_effect(a_s: Floats, b_s: Floats, order: str) -> float:
 
 
 def paired(a_s: Floats, b_s: Floats, instances: list[int] | None = None,
-           confidence: float = CONFIDENCE, order: str | None = None) -> Paired:
+           confidence: float = CONFIDENCE, order: str | None = None, tau: float = 0.0) -> Paired:
     """B / A from the per-round log ratios log(b/a), the median within each instance pair (of each order,
-    given `order`), then a one-sample t-test against 0 over the instance pairs."""
+    given `order`), then a one-sample t-test against 0 over the instance pairs, its standard error with
+    the between-run component `tau` added in quadrature (`between.for_ab`; 0: the t-test as it is)."""
     m = _unit_figures(a_s, b_s, instances, order)
     mean = float(m.mean())
     if len(m) < 2:
         return Paired(len(a_s), float(np.exp(mean)), np.nan, np.nan, np.nan, np.nan, np.nan)
     sd = float(m.std(ddof=1))
-    if sd == 0:
+    if sd == 0 and tau == 0:
         return Paired(len(a_s), float(np.exp(mean)), float(np.exp(mean)), float(np.exp(mean)),
                       0.0 if mean else 1.0, 0.0, 0.0)
-    test = stats.ttest_1samp(m, 0.0)
-    ci = test.confidence_interval(confidence)
-    half = (ci.high - ci.low) / 2
-    return Paired(len(a_s), float(np.exp(mean)), float(np.exp(ci.low)), float(np.exp(ci.high)), float(test.pvalue),
+    df = len(m) - 1
+    se = float(np.hypot(sd / np.sqrt(len(m)), tau))
+    half = float(stats.t.ppf(0.5 + confidence / 2, df) * se)
+    p = float(2 * stats.t.sf(abs(mean) / se, df))
+    return Paired(len(a_s), float(np.exp(mean)), float(np.exp(mean - half)), float(np.exp(mean + half)), p,
                   float(np.expm1(half)), sd)
 
 
@@ -215,12 +218,13 @@ def flag_share(table: pd.DataFrame, change: float, fdr: float = FDR, sims: int =
 
 
 def half_width(a_s: list[float], b_s: list[float], instances: list[int] | None = None,
-               confidence: float = CONFIDENCE, order: str | None = None) -> float:
-    """The log interval's half-width so far (inf below 3 units): the stopping rule's yardstick."""
+               confidence: float = CONFIDENCE, order: str | None = None, tau: float = 0.0) -> float:
+    """The log interval's half-width so far (inf below 3 units), the between-run component `tau` in it:
+    the stopping rule's yardstick."""
     m = _unit_figures(a_s, b_s, instances, order)
     if len(m) < 3:
         return float("inf")
-    return float(stats.t.ppf(0.5 + confidence / 2, len(m) - 1) * m.std(ddof=1) / np.sqrt(len(m)))
+    return float(stats.t.ppf(0.5 + confidence / 2, len(m) - 1) * np.hypot(m.std(ddof=1) / np.sqrt(len(m)), tau))
 
 
 FLAGS = ("B slower", "B faster")
@@ -255,11 +259,12 @@ def median_interval(x: np.ndarray, confidence: float = CONFIDENCE) -> tuple[floa
     return float(ci.low), float(ci.high)
 
 
-def control_summary(records: list[ABCaseRecord], fdr: float = FDR) -> Control | None:
-    """The control's cases as a comparison of their own: flags at the same FDR, bias, position effect,
-    and the bound on what it faked. None when the file has no control."""
+def control_summary(records: list[ABCaseRecord], fdr: float = FDR, tau: float = 0.0) -> Control | None:
+    """The control's cases as a comparison of their own (with the comparison's between-run component
+    `tau`): flags at the same FDR, bias, position effect, and the bound on what it faked. None when the
+    file has no control."""
     units = [c for r in records if r.status == "ok" and (c := r.control) is not None and len(c.a_s)]
-    ests = [paired(c.a_s, c.b_s, c.instance) for c in units]
+    ests = [paired(c.a_s, c.b_s, c.instance, tau=tau) for c in units]
     ests = [e for e in ests if np.isfinite(e.p)]
     if not ests:
         return None
@@ -385,14 +390,16 @@ def _what(r: ABCaseRecord) -> dict:
             "mode": None, "c_in": site.in_shape[1], "size": site.in_shape[-1], "calls": site.calls}
 
 
-def case_table(records: list[ABCaseRecord], by_order: bool = False, control: Control | None = None) -> pd.DataFrame:
-    """One row per case of a comparison file: what was compared, the paired estimate, the status.
-    `by_order`: each pair's figure the mean of its two orders' medians (a model of the position effect,
-    kept to show what it costs; no protocol reads it)."""
+def case_table(records: list[ABCaseRecord], by_order: bool = False, control: Control | None = None,
+               tau: float = 0.0) -> pd.DataFrame:
+    """One row per case of a comparison file: what was compared, the paired estimate (the between-run
+    component `tau` in its interval), the status. `by_order`: each pair's figure the mean of its two
+    orders' medians (a model of the position effect, kept to show what it costs; no protocol reads it)."""
     rows = []
     for r in records:
         order = r.order if by_order and r.order else None
-        est = paired(r.a_s, r.b_s, r.instance or None, order=order) if r.status == "ok" and len(r.a_s) else None
+        est = (paired(r.a_s, r.b_s, r.instance or None, order=order, tau=tau)
+               if r.status == "ok" and len(r.a_s) else None)
         rows.append({
             "case_id": r.case_id, **_what(r), "status": r.status, "reason": r.reason,
             "rounds": est.rounds if est else 0, "instances": len(set(r.instance)) if r.instance else 0,
@@ -454,10 +461,22 @@ def network_verdict(table: pd.DataFrame) -> NetworkVerdict | None:
                           float(sites["share"].sum()))
 
 
-def comparison(records: list[ABCaseRecord], protocol: int) -> tuple[pd.DataFrame, Control | None]:
-    """A comparison file's case table and its control (protocol 2 on)."""
-    control = control_summary(records) if protocol >= 2 else None
-    return case_table(records, control=control), control
+def comparison(records: list[ABCaseRecord], protocol: int, tau: float = 0.0) -> tuple[pd.DataFrame, Control | None]:
+    """A comparison file's case table and its control (protocol 2 on), with the between-run component
+    `tau` in every interval."""
+    control = control_summary(records, tau=tau) if protocol >= 2 else None
+    return case_table(records, control=control, tau=tau), control
+
+
+def header_tau(header: ABHeader | None) -> float:
+    """The between-run component a comparison file was measured with (0 in files from before it)."""
+    return float((header.between_run or {}).get("tau", 0.0)) if header is not None else 0.0
+
+
+def of_file(ab: ABFile) -> tuple[pd.DataFrame, Control | None]:
+    """`comparison` of a file as its header says: its protocol and its between-run component."""
+    assert ab.header is not None  # `store.read_ab` refuses a file without one
+    return comparison(ab.records, ab.header.protocol, header_tau(ab.header))
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import pandas as pd
+
+    from sepbench.records import ABHeader
     from sepbench.store import RunFile
 
 Z95 = 1.959963984540054
@@ -142,3 +145,86 @@ def for_run(folder: Path, grid_digest: str, same: dict[str, object]) -> Between:
         return Between(tau, f"measured on this host from {len(runs[-4:])} earlier runs of this grid", pairs)
     return Between(REFERENCE_TAU, "the reference VM's (results/trust); run this grid twice here to measure "
                    "this host's")
+
+
+# `sepbench ab`: the same component for a comparison's per-case log ratio B / A. Its pairs of worker
+# processes sample the process; what a re-run of the comparison can still move is the rest (the spell
+# the whole comparison fell in, as it acts on B and A differently). Without repeats of a comparison on
+# this host, τ is the committed protocol-2 A/A comparisons' (`AB_REFERENCE`, re-derived by the suite).
+AB_REFERENCE = [f"results/ab/aa-default-cpu-vm-torch2.13.0+cpu-vs-torch2.13.0+cpu-{t}.jsonl"
+                for t in ("20261130T144555Z", "20261130T152817Z", "20261206T172630Z")]
+AB_REFERENCE_TAU = 0.0
+
+
+def ab_estimates(table: pd.DataFrame, tau: float) -> dict[str, Estimate]:
+    """Each compared case's log ratio and standard error from a comparison's case table (`ab.stats`),
+    with the between-run component `tau` it was read with taken out again."""
+    import numpy as np
+    from scipy import stats
+
+    df = np.maximum(table["instances"].where(table["instances"] > 0, table["rounds"]).to_numpy(float) - 1, 1)
+    half = np.log(table["high"].to_numpy(float) / table["low"].to_numpy(float)) / 2
+    se = np.sqrt(np.maximum((half / stats.t.ppf(0.975, df)) ** 2 - tau ** 2, 0.0))
+    out = {}
+    for key, ratio, s, p in zip(table["case_id"], table["ratio"], se, table["p"], strict=True):
+        if np.isfinite(p) and np.isfinite(s):
+            out[str(key)] = Estimate(math.log(ratio), float(s), float(s))
+    return out
+
+
+def _aa_excess(table: pd.DataFrame) -> list[float]:
+    """Each A/A case's squared log ratio less its squared standard error: τ² per case, where B / A is 1."""
+    return [e.log_ratio ** 2 - e.se ** 2 for e in ab_estimates(table, 0.0).values()]
+
+
+def ab_reference(root: Path) -> float:
+    """τ of a comparison from the committed A/A comparisons under `root` (how `AB_REFERENCE_TAU` is derived):
+    E[(log r)²] = se² + τ² where the true ratio is 1, pooled over their cases, 0 where the excess is not
+    positive."""
+    from sepbench.ab.stats import comparison
+    from sepbench.store import read_ab
+
+    excess: list[float] = []
+    for p in AB_REFERENCE:
+        ab = read_ab(root / p)
+        assert ab.header is not None  # read_ab refuses a file without one
+        excess += _aa_excess(comparison(ab.records, ab.header.protocol)[0])
+    return math.sqrt(max(sum(excess) / len(excess), 0.0))
+
+
+def ab_identity(header: ABHeader) -> tuple:
+    """What makes two comparison files repeats of one comparison on one host."""
+    a, b = header.a, header.b
+    return (header.grid_digest, header.aa, header.inject, header.threads, header.protocol,
+            a.environment.get("torch"), b.environment.get("torch"), sorted(a.env.items()), sorted(b.env.items()),
+            a.environment.get("host"), a.environment.get("cpu"))
+
+
+def for_ab(folder: Path, identity: tuple, protocol: int) -> Between:
+    """τ for a new comparison: from the folder's repeats of it on this host (the same sides, grid and
+    settings; an interrupted one counts with the cases it holds) when there are two or more, else the
+    reference."""
+    import json
+
+    from sepbench.ab.stats import comparison
+    from sepbench.records import ABHeader
+    from sepbench.store import read_ab
+
+    runs = []
+    if identity[-2] is not None:  # without a host, no file is known to be a repeat on this one
+        for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
+            try:  # the header first: only a repeat is read whole
+                with path.open() as f:
+                    h = ABHeader.model_validate(json.loads(f.readline()))
+                if h.protocol != protocol or ab_identity(h) != identity:
+                    continue
+                ab = read_ab(path)
+            except Exception:  # a damaged or foreign file says nothing of τ
+                continue
+            tau = float((h.between_run or {}).get("tau", 0.0))
+            runs.append(ab_estimates(comparison(ab.records, h.protocol, tau)[0], tau))
+    if len(runs) >= 2:
+        tau, pairs = estimate(runs[-4:])
+        return Between(tau, f"measured on this host from {len(runs[-4:])} earlier runs of this comparison", pairs)
+    return Between(AB_REFERENCE_TAU, "the committed A/A comparisons' (results/ab); run this comparison twice "
+                   "here to measure this host's")

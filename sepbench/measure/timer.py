@@ -311,9 +311,11 @@ class SittingTally:
 
 
 def measure_sittings(sit: Sitting, *, baseline: str, target: float | None, allowance: float | None,
-                     sitting_rounds: int, min_sittings: int, max_rounds: int) -> dict[str, Timing]:
-    """Time a group in consecutive sittings until every variant's interval over sittings is within
-    ±target, or `allowance` seconds are spent, or `max_rounds` rounds are taken; at least `min_sittings`.
+                     sitting_rounds: int, min_sittings: int, max_rounds: int,
+                     between: float = 0.0) -> dict[str, Timing]:
+    """Time a group in consecutive sittings until every variant's interval over sittings (with the
+    between-run component `between` in it) is within ±target, or `allowance` seconds are spent, or
+    `max_rounds` rounds are taken; at least `min_sittings`.
     (`sepbench run` spreads a group's sittings over the whole run instead: `runner`.)
 
     `sit` takes each sitting on fresh tensors (`measure.sitting`). A ratio keeps a value of its own for
@@ -326,7 +328,7 @@ def measure_sittings(sit: Sitting, *, baseline: str, target: float | None, allow
         if len(tally.sittings) >= min_sittings:
             if target is None or baseline not in tally.times:  # no interval to wait for
                 break
-            if tally.narrow(baseline, target):
+            if tally.narrow(baseline, target, between):
                 tally.log.stop = "target"
                 break
             if allowance is not None and time.perf_counter() - started >= allowance:

@@ -25,6 +25,7 @@ from torch import nn
 
 from sepbench.grid import MeasureSettings
 from sepbench.measure import machine
+from sepbench.measure.between import REFERENCE_TAU
 from sepbench.measure.timer import (
     RoundLog,
     Sitting,
@@ -61,6 +62,9 @@ class Settings:
     min_sittings: int = _RUN.min_sittings
     max_rounds: int = _RUN.max_rounds
     compile: str = "eager"  # or an inductor mode (`case.COMPILE_MODES`): sites, candidates and network compiled
+    # The between-run component every interval holds (`measure.between`): a site's sittings, like a run's,
+    # do not sample the spell, the process or the host the whole measurement fell in.
+    between: float = REFERENCE_TAU
 
 
 def step(module: nn.Module, shape: tuple[int, ...], s: Settings, seed: int) -> Callable[[], None]:
@@ -127,14 +131,15 @@ def _sitting(builders: Mapping[str, Callable[[], nn.Module]], shape: tuple[int, 
 def _timed(builders: Mapping[str, Callable[[], nn.Module]], shape: tuple[int, ...], s: Settings,
            allowance: float) -> dict[str, Timing]:
     return measure_sittings(_sitting(builders, shape, s), baseline=AS_IS, target=s.target, allowance=allowance,
-                            sitting_rounds=s.sitting_rounds, min_sittings=s.min_sittings, max_rounds=s.max_rounds)
+                            sitting_rounds=s.sitting_rounds, min_sittings=s.min_sittings, max_rounds=s.max_rounds,
+                            between=s.between)
 
 
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _unstable(timings: Mapping[str, Timing], target: float) -> str | None:
+def _unstable(timings: Mapping[str, Timing], target: float, between: float) -> str | None:
     """Why the widest interval against the site as it is stayed above ±target (`timer.diagnose`, from the
     blocks, the re-takes and the reference probe of this measurement), or None when all reached it."""
     ref = timings[AS_IS]
@@ -142,7 +147,7 @@ def _unstable(timings: Mapping[str, Timing], target: float) -> str | None:
     for name, t in timings.items():
         if name == AS_IS:
             continue
-        speed = realized_speedup(ref.times, t.times, ref.sittings)
+        speed = realized_speedup(ref.times, t.times, ref.sittings, between=between)
         half = (speed.high - speed.low) / 2 / speed.ratio if speed.low and speed.high else float("inf")
         if half > target and half >= widest:
             widest, worst = half, t
@@ -180,13 +185,13 @@ def measure_site(model_id: str, site: Site, layers: list[str], calls: int, shape
     figures = []
     for name, make in builders.items():
         t = timings[name]
-        speed = realized_speedup(ref.times, t.times, ref.sittings)
+        speed = realized_speedup(ref.times, t.times, ref.sittings, between=s.between)
         cost = macs(make(), site.in_shape)
         figures.append(CandidateFigures(name=name, macs=cost, theory=site.macs / cost if cost else 1.0,
                                         median_s=t.median, realized=speed.ratio, low=speed.low, high=speed.high))
     return ModelSiteRecord(**base, status="ok", median_s=ref.median, candidates=figures,
                            sittings=ref.sittings or [len(ref.times)], seconds=time.monotonic() - started,
-                           unstable=_unstable(timings, s.target), retaken=dict(log.retaken),
+                           unstable=_unstable(timings, s.target, s.between), retaken=dict(log.retaken),
                            kept_contended=log.kept_contended, finished=now())
 
 
@@ -232,12 +237,12 @@ def network_check(model_id: str, model: nn.Module, replacements: Mapping[str, nn
     ref, new = timings[AS_IS], timings["swapped"]
     log = _count(run_log, timings)
     total = run_log or log
-    speed = realized_speedup(ref.times, new.times, ref.sittings)
+    speed = realized_speedup(ref.times, new.times, ref.sittings, between=s.between)
     predicted = max(ref.median - saved_s, 1e-12)
     return ModelNetworkRecord(model_id=model_id, swaps=swaps, macs=before, swapped_macs=after, as_is_s=ref.median,
                               swapped_s=new.median, predicted_s=predicted, measured=speed.ratio, low=speed.low,
                               high=speed.high, sittings=ref.sittings or [len(ref.times)],
-                              unstable=_unstable(timings, s.target),
+                              unstable=_unstable(timings, s.target, s.between),
                               retaken_share=total.retaken_total / max(total.blocks, 1),
                               kept_contended=total.kept_contended, machine_end=machine.load(), sites_s=sites_s,
                               compile_s=compile_s, graph_breaks=breaks, finished=now())

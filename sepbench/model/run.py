@@ -21,7 +21,7 @@ import torch
 
 from sepbench.budget import Budget, minutes_up
 from sepbench.errors import SepbenchError
-from sepbench.measure import compiled, machine
+from sepbench.measure import between, compiled, machine
 from sepbench.measure.environment import fingerprint
 from sepbench.measure.timer import RoundLog, cores_for, intra_op_threads, pinned, synchronizer
 from sepbench.model import spec as specs
@@ -111,6 +111,13 @@ def _environment(s: Settings) -> dict:
     return env
 
 
+def _between(s: Settings) -> dict:
+    """The between-run component the run's intervals hold, and where it comes from: a model's sites are
+    each measured once, so it is the reference VM's (`measure.between`) unless the caller set one."""
+    source = "the reference VM's (results/trust)" if s.between == between.REFERENCE_TAU else "given"
+    return between.Between(s.between, source).as_dict()
+
+
 def run(spec: str, out: Path, *, input_shape: tuple[int, int, int, int] | None = None, s: Settings = DEFAULT,
         budget_s: float = 600.0, resume: bool = False, say: Callable[[str], None] = lambda _: None) -> Path:
     """Measure the network `spec` names, site by site, then the add-up check; return the results file.
@@ -138,7 +145,7 @@ def run(spec: str, out: Path, *, input_shape: tuple[int, int, int, int] | None =
         grid={"grid": {}, "measure": asdict(s)}, started=now(), model_id=uuid.uuid4().hex[:12], spec=spec,
         input_shape=shape, dtype=s.dtype, device=s.device, mode=s.mode, threads=s.threads, budget_s=budget_s,
         environment=_environment(s), census=[asdict(layer) for layer in layers],
-        machine_start=machine_start, compile=s.compile)
+        machine_start=machine_start, compile=s.compile, between_run=_between(s))
     done: set[str] = set()
     previous = _resumable(Path(out), header) if resume else None
     if previous is not None and previous.header is not None:

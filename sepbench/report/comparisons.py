@@ -184,7 +184,7 @@ def _read(path: Path) -> tuple[ComparisonReport | None, list[Problem]]:
         return None, [Problem(path, 1, str(exc))]
     if ab.header is None or not ab.records:
         return None, list(ab.problems)
-    table, control = ab_stats.comparison(ab.records, ab.header.protocol)
+    table, control = ab_stats.of_file(ab)
     network = ab_stats.network_verdict(table) if ab.header.network is not None else None
     return (ComparisonReport(path, ab.header, table, ab_stats.summarize(table), control, network=network,
                        compile_times=ab_stats.compile_times(ab.records)), list(ab.problems))

@@ -328,6 +328,15 @@ def ab_summary_line(s: Summary, path: Path) -> str:
             f"changed → {path}")
 
 
+def ab_between_line(header: ABHeader) -> str:
+    """What a re-run of the comparison can move that its worker pairs do not sample, as its intervals
+    hold it: τ and where it comes from (`measure.between.for_ab`)."""
+    b = header.between_run
+    if b is None:
+        return "intervals over worker pairs only (recorded before the between-run component)"
+    return f"intervals hold a between-run component τ = {100 * b['tau']:.2f} %, {b['source']}"
+
+
 def control_line(control: Control | None, summary: Summary) -> str:
     """The in-run control beside the verdict: false flags, bias, position effect, what it withheld."""
     if control is None:
