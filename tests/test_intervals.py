@@ -204,13 +204,12 @@ def test_a_comparison_takes_tau_from_this_hosts_repeats_of_it(tmp_path: Path) ->
     files = [ROOT / p for p in between.AB_REFERENCE[:2]]
     _repeat(files[0], tmp_path / "a.jsonl", "h1", 0.02, seed=1)
     header = read_ab(tmp_path / "a.jsonl").header
-    identity = between.ab_identity(header)
-    assert between.for_ab(tmp_path, identity, 2).pairs == 0  # one is not a pair: the reference
+    assert between.for_ab(tmp_path, header).pairs == 0  # one is not a pair: the reference
     _repeat(files[1], tmp_path / "b.jsonl", "h1", 0.02, seed=2)
     _repeat(files[1], tmp_path / "c.jsonl", "h2", 0.05, seed=3)  # another host's says nothing of this one
     _repeat(files[1], tmp_path / "d.jsonl", "h1", 0.05, seed=4, env_b={"X": "1"})  # another comparison
     (tmp_path / "broken.jsonl").write_text("{not json\n")
-    found = between.for_ab(tmp_path, identity, 2)
+    found = between.for_ab(tmp_path, header)
     runs = [between.ab_estimates(comparison(read_ab(tmp_path / f).records, 2)[0], 0.0) for f in ("a.jsonl", "b.jsonl")]
     assert (found.pairs, found.tau) == (1, pytest.approx(between.estimate(runs)[0]))
     assert 0.012 <= found.tau <= 0.028 and "this host" in found.source  # the 2 % each case was moved by

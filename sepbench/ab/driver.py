@@ -462,7 +462,7 @@ class Comparison:
                           block_time=s.block_time, threads=s.threads, cores=cores, workers=s.workers,
                           warmup_time=s.warmup_time, rounds_per_visit=s.rounds_per_instance, protocol=PROTOCOL,
                           control_fraction=s.control_fraction, network=self.network, fail_above=self.fail_above)
-        tau = between.for_ab(self.out, between.ab_identity(header), PROTOCOL)
+        tau = between.for_ab(self.out, header)
         header.between_run, self.tau = tau.as_dict(), tau.tau
         env_a, env_b = sides["A"].environment, sides["B"].environment
         kind = "aa" if self.aa else "ab"

@@ -156,7 +156,7 @@ def _lone_power(change: float, se: float, df: float, thresholds: np.ndarray, wei
     return float(np.sum(weights * stats.nct.sf(critical, df, change / se)))
 
 
-def _df_and_se(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+def df_and_se(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Each case's degrees of freedom (its pairs, or rounds without pairs, less one) and the standard error
     of its log ratio, read back from its t interval."""
     df = np.maximum(table["instances"].where(table["instances"] > 0, table["rounds"]).to_numpy(float) - 1, 1)
@@ -170,7 +170,7 @@ def lone_detectable(table: pd.DataFrame, power: float = 0.8, fdr: float = FDR) -
     From each case's own interval and pairs (the noncentral t); NaN where a case has no interval. The
     change is a multiple of the case's standard error that depends on its degrees of freedom alone, so it
     is solved once per distinct count of pairs."""
-    df, se = _df_and_se(table)
+    df, se = df_and_se(table)
     thresholds, weights = lone_thresholds(int(table["p"].notna().sum()), fdr)
     usable = np.isfinite(se) & (se > 0)
     multiple = {}
@@ -208,7 +208,7 @@ def flag_share(table: pd.DataFrame, change: float, fdr: float = FDR, sims: int =
     compared = table[table["p"].notna() & (table["high"] > table["low"])]
     if compared.empty:
         return float("nan")
-    df, se = _df_and_se(compared)
+    df, se = df_and_se(compared)
     rng = np.random.default_rng(seed)
     sigma = np.exp(_shrunk_log_se(se, df, sims, rng))
     t = stats.nct.rvs(df, np.log1p(change) / sigma, random_state=rng)

@@ -160,11 +160,11 @@ def ab_estimates(table: pd.DataFrame, tau: float) -> dict[str, Estimate]:
     """Each compared case's log ratio and standard error from a comparison's case table (`ab.stats`),
     with the between-run component `tau` it was read with taken out again."""
     import numpy as np
-    from scipy import stats
 
-    df = np.maximum(table["instances"].where(table["instances"] > 0, table["rounds"]).to_numpy(float) - 1, 1)
-    half = np.log(table["high"].to_numpy(float) / table["low"].to_numpy(float)) / 2
-    se = np.sqrt(np.maximum((half / stats.t.ppf(0.975, df)) ** 2 - tau ** 2, 0.0))
+    from sepbench.ab.stats import df_and_se
+
+    _, se = df_and_se(table)
+    se = np.sqrt(np.maximum(se ** 2 - tau ** 2, 0.0))
     out = {}
     for key, ratio, s, p in zip(table["case_id"], table["ratio"], se, table["p"], strict=True):
         if np.isfinite(p) and np.isfinite(s):
@@ -192,7 +192,7 @@ def ab_reference(root: Path) -> float:
     return math.sqrt(max(sum(excess) / len(excess), 0.0))
 
 
-def ab_identity(header: ABHeader) -> tuple:
+def _ab_identity(header: ABHeader) -> tuple:
     """What makes two comparison files repeats of one comparison on one host."""
     a, b = header.a, header.b
     return (header.grid_digest, header.aa, header.inject, header.threads, header.protocol,
@@ -200,23 +200,24 @@ def ab_identity(header: ABHeader) -> tuple:
             a.environment.get("host"), a.environment.get("cpu"))
 
 
-def for_ab(folder: Path, identity: tuple, protocol: int) -> Between:
-    """τ for a new comparison: from the folder's repeats of it on this host (the same sides, grid and
-    settings; an interrupted one counts with the cases it holds) when there are two or more, else the
-    reference."""
+def for_ab(folder: Path, header: ABHeader) -> Between:
+    """τ for a new comparison (its `header`): from the folder's repeats of it on this host (the same sides,
+    grid and settings; an interrupted one counts with the cases it holds) when there are two or more,
+    else the reference."""
     import json
 
     from sepbench.ab.stats import comparison
     from sepbench.records import ABHeader
     from sepbench.store import read_ab
 
+    identity = _ab_identity(header)
     runs = []
-    if identity[-2] is not None:  # without a host, no file is known to be a repeat on this one
+    if header.a.environment.get("host") is not None:  # without a host, no file is known to be a repeat here
         for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
             try:  # the header first: only a repeat is read whole
                 with path.open() as f:
                     h = ABHeader.model_validate(json.loads(f.readline()))
-                if h.protocol != protocol or ab_identity(h) != identity:
+                if _ab_identity(h) != identity:
                     continue
                 ab = read_ab(path)
             except Exception:  # a damaged or foreign file says nothing of τ
